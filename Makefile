@@ -1,0 +1,39 @@
+# Every target sets up .venv first (once; again when pyproject.toml changes).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+ARGS   ?=
+
+.PHONY: install train sweep test test-fast bench tensorboard lint format clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+train: install            ## train the default model on CIFAR-10 (downloads it into data/ once)
+	$(PY) -m lit_cifar.train $(ARGS)
+
+test: install             ## the whole suite, slow tests included (what CI runs)
+	$(PY) -m pytest $(ARGS)
+
+test-fast: install        ## skip the slow end-to-end tests
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+tensorboard: install      ## single runs and sweeps side by side
+	$(VENV)/bin/tensorboard --logdir_spec outputs:outputs,multirun:multirun $(ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+format: install
+	$(VENV)/bin/ruff check --fix src tests
+	$(VENV)/bin/ruff format src tests
+
+clean:                    ## caches and build files; outputs/, multirun/ and data/ are yours and stay
+	rm -rf build src/*.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

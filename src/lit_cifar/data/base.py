@@ -1,0 +1,140 @@
+"""What every dataset here shares: uint8 images held in memory, a seeded train/val split,
+DataLoaders from config, and normalization on the device after the batch is transferred."""
+
+from collections.abc import Sequence
+
+import lightning.pytorch as pl
+import torch
+import torchvision.transforms.v2 as T
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from lit_cifar.errors import UserError
+
+
+class TensorImageDataset(Dataset):
+    """Images as one uint8 N×C×H×W tensor; an optional per-image transform runs on uint8."""
+
+    def __init__(self, images: Tensor, labels: Tensor, transform=None) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.labels[index]
+
+
+def augmentation(image_size: int, rotation: float, translate: int, hflip: bool) -> T.Compose:
+    """Per-image training augmentation on uint8 tensors: shift by up to `translate` pixels (a random
+    crop of the zero-padded image), optional horizontal flip, rotation within ±`rotation` degrees."""
+    steps = []
+    if translate > 0:
+        steps.append(T.RandomCrop(image_size, padding=translate))
+    if hflip:
+        steps.append(T.RandomHorizontalFlip())
+    if rotation > 0:
+        steps.append(T.RandomRotation(rotation, interpolation=T.InterpolationMode.BILINEAR))
+    return T.Compose(steps)
+
+
+def seeded_split(n: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Indices of a train/val split that depends only on `seed`, not on the global RNG."""
+    if not 0 < val_size < n:
+        raise UserError(f"data.val_size={val_size} must be between 1 and {n - 1} (the training images)")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[val_size:], order[:val_size]
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Subclasses implement `load()` returning uint8 images and int64 labels for
+    train (to be split), optional val, and test; everything else lives here."""
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        in_channels: int,
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        batch_size: int = 128,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        num_workers: int = 2,
+        pin_memory: bool = True,
+        persistent_workers: bool = False,
+        rotation: float = 10.0,
+        translate: int = 4,
+        hflip: bool = True,
+    ) -> None:
+        super().__init__()
+        if batch_size <= 0:
+            raise UserError(f"data.batch_size={batch_size} must be a positive integer, e.g. data.batch_size=128")
+        if num_workers < 0:
+            raise UserError(f"data.num_workers={num_workers} must be 0 or more")
+        self.num_classes, self.in_channels, self.image_size = num_classes, in_channels, image_size
+        self.mean, self.std = list(mean), list(std)
+        self.batch_size, self.val_size, self.split_seed = batch_size, val_size, split_seed
+        self.num_workers, self.pin_memory, self.persistent_workers = num_workers, pin_memory, persistent_workers
+        self.rotation, self.translate, self.hflip = rotation, translate, hflip
+        self.class_names: list[str] = []
+        self._stats_on_device: dict[torch.device, Tensor] = {}
+        self.train_set = self.val_set = self.test_set = None
+
+    def load(self, stage: str) -> dict[str, tuple[Tensor, Tensor]]:
+        """Return {"train": (images, labels), "test": ...} and optionally "val"; set self.class_names."""
+        raise NotImplementedError
+
+    def setup(self, stage: str) -> None:
+        if self.train_set is not None:
+            return
+        splits = self.load(stage)
+        images, labels = splits["train"]
+        if "val" in splits:
+            val_images, val_labels = splits["val"]
+        else:
+            train_idx, val_idx = seeded_split(len(labels), self.val_size, self.split_seed)
+            images, labels, val_images, val_labels = images[train_idx], labels[train_idx], images[val_idx], labels[val_idx]
+        train_transform = augmentation(self.image_size, self.rotation, self.translate, self.hflip)
+        self.train_set = TensorImageDataset(images, labels, train_transform)
+        self.val_set = TensorImageDataset(val_images, val_labels)
+        self.test_set = TensorImageDataset(*splits["test"])
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(dataset) > self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 N×C×H×W → float32 normalized with the dataset's mean and std, on images' device."""
+        if images.device not in self._stats_on_device:  # one host→device copy per device, not per batch
+            stats = torch.tensor([self.mean, self.std], device=images.device).view(2, 1, -1, 1, 1)
+            self._stats_on_device[images.device] = stats
+        mean, std = self._stats_on_device[images.device]
+        return (images.float().div_(255) - mean).div_(std)
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):
+        images, labels = batch
+        return self.normalize(images), labels
+
+    def state_dict(self) -> dict:
+        return {"class_names": self.class_names, "mean": self.mean, "std": self.std}

@@ -1,0 +1,53 @@
+"""`python -m lit_cifar.train [overrides]`: seed → data, model, callbacks, loggers, trainer → fit → test."""
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import hydra
+import lightning.pytorch as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lit_cifar.errors import UserError, exit_on_user_error
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit, then test with the best checkpoint; return every final metric."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.ckpt_path is None and (run_dir / "checkpoints").exists():
+        raise UserError(f"{run_dir} already holds a run; add ckpt_path=last to resume it or pick a new hydra.run.dir")
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    module = instantiate(cfg.module)
+    module.run_config = OmegaConf.to_container(cfg, resolve=True)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    loggers = [instantiate(c) for c in cfg.logger.values()]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    metrics = dict(trainer.callback_metrics)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+    metrics.update(trainer.callback_metrics)
+    metrics = {name: float(value) for name, value in metrics.items()}
+    record = {"metrics": metrics, "best_checkpoint": best, "wall_time_s": time.perf_counter() - start}
+    (run_dir / "metrics.json").write_text(json.dumps(record, indent=2))
+    log.info("val/acc_best=%.4f test/acc=%.4f, run dir %s", metrics.get("val/acc_best", float("nan")),
+             metrics.get("test/acc", float("nan")), run_dir)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    with exit_on_user_error():
+        return train(cfg).get(cfg.optimized_metric)
+
+
+if __name__ == "__main__":
+    main()
