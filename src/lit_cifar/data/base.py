@@ -7,8 +7,9 @@ import lightning.pytorch as pl
 import torch
 import torchvision.transforms.v2 as T
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
+from lit_cifar.data.batched import augment_batch
 from lit_cifar.errors import UserError
 
 
@@ -28,7 +29,7 @@ class TensorImageDataset(Dataset):
         return image, self.labels[index]
 
 
-def augmentation(image_size: int, rotation: float, translate: int, hflip: bool) -> T.Compose:
+def augmentation(image_size: int, rotation: float, translate: int, hflip: bool) -> T.Compose | None:
     """Per-image training augmentation on uint8 tensors: shift by up to `translate` pixels (a random
     crop of the zero-padded image), optional horizontal flip, rotation within ±`rotation` degrees."""
     steps = []
@@ -38,7 +39,7 @@ def augmentation(image_size: int, rotation: float, translate: int, hflip: bool) 
         steps.append(T.RandomHorizontalFlip())
     if rotation > 0:
         steps.append(T.RandomRotation(rotation, interpolation=T.InterpolationMode.BILINEAR))
-    return T.Compose(steps)
+    return T.Compose(steps) if steps else None
 
 
 def seeded_split(n: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -70,23 +71,32 @@ class ImageDataModule(pl.LightningDataModule):
         rotation: float = 10.0,
         translate: int = 4,
         hflip: bool = True,
+        pipeline: str = "loader",
     ) -> None:
         super().__init__()
         if batch_size <= 0:
             raise UserError(f"data.batch_size={batch_size} must be a positive integer, e.g. data.batch_size=128")
         if num_workers < 0:
             raise UserError(f"data.num_workers={num_workers} must be 0 or more")
+        if pipeline not in ("loader", "batched"):
+            raise UserError(
+                f"data.pipeline={pipeline!r} must be 'loader' (per-image augmentation in DataLoader "
+                "workers) or 'batched' (whole batches augmented on the device)"
+            )
         self.num_classes, self.in_channels, self.image_size = num_classes, in_channels, image_size
         self.mean, self.std = list(mean), list(std)
         self.batch_size, self.val_size, self.split_seed = batch_size, val_size, split_seed
         self.num_workers, self.pin_memory, self.persistent_workers = num_workers, pin_memory, persistent_workers
         self.rotation, self.translate, self.hflip = rotation, translate, hflip
+        self.pipeline = pipeline
+        self._augment_rng: torch.Generator | None = None
         self.class_names: list[str] = []
         self._stats_on_device: dict[torch.device, Tensor] = {}
         self.train_set = self.val_set = self.test_set = None
 
     def load(self, stage: str) -> dict[str, tuple[Tensor, Tensor]]:
-        """Return {"train": (images, labels), "test": ...} and optionally "val"; set self.class_names."""
+        """Return {"train": (images, labels)} and optionally "val" and "test" (without one, the val split
+        is tested); set self.class_names."""
         raise NotImplementedError
 
     def setup(self, stage: str) -> None:
@@ -98,11 +108,16 @@ class ImageDataModule(pl.LightningDataModule):
             val_images, val_labels = splits["val"]
         else:
             train_idx, val_idx = seeded_split(len(labels), self.val_size, self.split_seed)
-            images, labels, val_images, val_labels = images[train_idx], labels[train_idx], images[val_idx], labels[val_idx]
-        train_transform = augmentation(self.image_size, self.rotation, self.translate, self.hflip)
-        self.train_set = TensorImageDataset(images, labels, train_transform)
+            val_images, val_labels = images[val_idx], labels[val_idx]
+            images, labels = images[train_idx], labels[train_idx]
+        if self.pipeline == "batched":  # the whole train set on the training device, augmented there per batch
+            device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+            self.train_set = TensorImageDataset(images.to(device), labels.to(device))
+        else:
+            train_transform = augmentation(self.image_size, self.rotation, self.translate, self.hflip)
+            self.train_set = TensorImageDataset(images, labels, train_transform)
         self.val_set = TensorImageDataset(val_images, val_labels)
-        self.test_set = TensorImageDataset(*splits["test"])
+        self.test_set = TensorImageDataset(*splits["test"]) if "test" in splits else self.val_set
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         return DataLoader(
@@ -116,7 +131,13 @@ class ImageDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        if self.pipeline == "loader":
+            return self._loader(self.train_set, shuffle=True)
+        # The sampler yields a list of indices and the dataset returns that whole batch with one gather.
+        # RandomSampler draws each epoch's permutation from the global RNG, so seed_everything fixes it.
+        n = len(self.train_set)
+        batches = BatchSampler(RandomSampler(self.train_set), self.batch_size, drop_last=n > self.batch_size)
+        return DataLoader(self.train_set, sampler=batches, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False)
@@ -132,8 +153,17 @@ class ImageDataModule(pl.LightningDataModule):
         mean, std = self._stats_on_device[images.device]
         return (images.float().div_(255) - mean).div_(std)
 
+    def augment(self, images: Tensor) -> Tensor:
+        """The batched pipeline's training augmentation, drawn from a generator on images' device that
+        is seeded from the global seed."""
+        if self._augment_rng is None or self._augment_rng.device != images.device:
+            self._augment_rng = torch.Generator(images.device).manual_seed(torch.initial_seed())
+        return augment_batch(images, self.rotation, self.translate, self.hflip, self._augment_rng)
+
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):
         images, labels = batch
+        if self.pipeline == "batched" and self.trainer is not None and self.trainer.training:
+            images = self.augment(images)
         return self.normalize(images), labels
 
     def state_dict(self) -> dict:

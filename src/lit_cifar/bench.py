@@ -1,0 +1,367 @@
+"""`python -m lit_cifar.bench [options]` (`make bench`): three speed figures, printed as tables and written
+as markdown + JSON to `<out>/bench_<timestamp>.{md,json}`:
+
+1. input pipeline images/s (augmentation and normalization included, no model): the per-image DataLoader
+   path at each num_workers × pin_memory, and the batched path;
+2. training images/s of the project (Trainer + LitClassifier) against a plain PyTorch loop over the same
+   net, batches and optimizer, alternated in one process;
+3. time to a target validation accuracy, and accuracy at equal wall time, for the default recipe and
+   experiment=fast94 on the real CIFAR-10 slice.
+Sizes are options so that it runs in a few minutes on a CPU; the same command runs on a GPU."""
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from torch.utils.data import DataLoader, TensorDataset
+
+from lit_cifar.errors import UserError, exit_on_user_error
+from lit_cifar.module import LitClassifier
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m lit_cifar.bench",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data-root", default="../shared/data/cifar10-slice", help="holds cifar-10-batches-py/")
+    p.add_argument("--verify-checksums", action="store_true", help="off by default: the slice is a custom copy")
+    p.add_argument("--val-size", type=int, default=500)
+    p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
+    p.add_argument("--precision", default=None, help="default: bf16-mixed on a GPU, 32-true on the CPU")
+    p.add_argument("--compile", action="store_true", help="torch.compile the nets (figures 2 and 3)")
+    p.add_argument("--sections", default="1,2,3", help="which figures to measure, e.g. 2,3")
+    p.add_argument("--out", default="bench", help="folder for the markdown and JSON results")
+    g = p.add_argument_group("1: input pipeline")
+    g.add_argument("--pipeline-batch-size", type=int, default=256)
+    g.add_argument("--pipeline-epochs", type=int, default=2, help="timed passes over the train set, after one warm-up")
+    g.add_argument("--workers", default="0,1,2", help="num_workers values of the DataLoader path")
+    g = p.add_argument_group("2: project vs plain loop")
+    g.add_argument("--throughput-model", default="week11_cnn")
+    g.add_argument("--throughput-batch-size", type=int, default=256)
+    g.add_argument("--throughput-batches", type=int, default=16, help="timed batches per repeat")
+    g.add_argument("--repeats", type=int, default=5, help="alternating project/plain repeats (median taken)")
+    g = p.add_argument_group("3: recipes on the slice")
+    g.add_argument(
+        "--default-overrides", default="trainer.max_epochs=8", help="overrides of the default recipe (space-separated)"
+    )
+    g.add_argument(
+        "--fast-overrides",
+        default="experiment=fast94 data.batch_size=256 model.widths=[32,64,128] trainer.max_epochs=8",
+        help="overrides of the fast recipe (space-separated; narrower and smaller batches for a CPU)",
+    )
+    g.add_argument("--target-acc", type=float, default=0.5, help="validation accuracy to time")
+    args = p.parse_args(argv)
+    args.sections = {int(s) for s in args.sections.split(",")}
+    args.workers = [int(w) for w in args.workers.split(",")]
+    if not args.sections <= {1, 2, 3}:
+        raise UserError(f"--sections={sorted(args.sections)} may only name 1, 2 and 3, e.g. --sections 1,3")
+    return args
+
+
+def device_of(args: argparse.Namespace) -> torch.device:
+    if args.accelerator == "gpu" or (args.accelerator == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise UserError("--accelerator gpu needs CUDA, which this machine lacks; use --accelerator cpu")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def config(args: argparse.Namespace, *overrides: str):
+    """The project's composed config for the bench's data and device, plus `overrides`."""
+    trainer = "gpu" if args.device.type == "cuda" else "cpu"
+    common = [
+        f"data.root={args.data_root}",
+        f"data.verify_checksums={args.verify_checksums}",
+        "data.download=false",
+        f"data.val_size={args.val_size}",
+        f"trainer={trainer}",
+        f"trainer.precision={args.precision}",
+        f"module.compile={args.compile}",
+        f"trainer.default_root_dir={args.tmp}",
+    ]
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("train", overrides=[*common, *overrides])
+
+
+def pipeline_throughput(args: argparse.Namespace) -> list[dict]:
+    """Figure 1: images/s of training batches on the device, augmented and normalized."""
+    rows = []
+    settings = [("loader", w, pin) for w in args.workers for pin in (False, True)] + [("batched", 0, False)]
+    for pipeline, workers, pin in settings:
+        cfg = config(
+            args,
+            f"data.pipeline={pipeline}",
+            f"data.num_workers={workers}",
+            f"data.pin_memory={pin}",
+            f"data.batch_size={args.pipeline_batch_size}",
+            "data.persistent_workers=true",
+        )
+        dm = instantiate(cfg.data)
+        dm.setup("fit")
+        if pipeline == "batched":  # where setup puts it under a CUDA trainer
+            dm.train_set.images = dm.train_set.images.to(args.device)
+        loader = dm.train_dataloader()
+        images_seen, start = 0, None
+        for epoch in range(args.pipeline_epochs + 1):
+            if epoch == 1:  # the first pass starts the workers and warms caches
+                sync(args.device)
+                start = time.perf_counter()
+            for images, _ in loader:
+                images = images.to(args.device, non_blocking=pin)
+                images = dm.normalize(dm.augment(images) if pipeline == "batched" else images)
+                images_seen += len(images) if epoch else 0
+        sync(args.device)
+        rate = images_seen / (time.perf_counter() - start)
+        rows.append({"pipeline": pipeline, "num_workers": workers, "pin_memory": pin, "images_per_s": rate})
+        print(f"  {pipeline:8s} workers={workers} pin_memory={pin!s:5s} {rate:10,.0f} img/s", flush=True)
+    return rows
+
+
+class _Clock(pl.Callback):
+    """Wall time of training batches after the first `skip` (compilation and warm-up)."""
+
+    def __init__(self, skip: int, device: torch.device) -> None:
+        self.skip, self.device, self.start, self.elapsed = skip, device, 0.0, 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.skip:
+            sync(self.device)
+            self.start = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        sync(self.device)
+        self.elapsed = time.perf_counter() - self.start
+
+
+def framework_overhead(args: argparse.Namespace) -> dict:
+    """Figure 2: the project (Trainer + LitClassifier) against a plain loop, same net, data and optimizer."""
+    cfg = config(args, f"model={args.throughput_model}", "optim=adam")
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    warmup, n = 2, args.throughput_batch_size * args.throughput_batches  # n: timed images
+    index = torch.arange(n + warmup * args.throughput_batch_size) % len(dm.train_set)
+    data = TensorDataset(dm.normalize(dm.train_set.images[index]), dm.train_set.labels[index])
+    loader = DataLoader(data, batch_size=args.throughput_batch_size)
+    optimizer = instantiate(cfg.optim)
+    autocast = args.precision.startswith("bf16") and args.device.type == "cuda"
+
+    def project() -> float:
+        torch.manual_seed(0)
+        module = LitClassifier(instantiate(cfg.model), optimizer, num_classes=dm.num_classes, compile=args.compile)
+        clock = _Clock(warmup, args.device)
+        trainer = pl.Trainer(
+            accelerator=args.device.type,
+            devices=1,
+            precision=args.precision,
+            max_epochs=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            callbacks=[clock],
+            default_root_dir=args.tmp,
+        )
+        trainer.fit(module, train_dataloaders=loader)
+        return n / clock.elapsed
+
+    def plain() -> float:
+        torch.manual_seed(0)
+        net = instantiate(cfg.model).to(args.device)
+        if args.compile:
+            net.compile()
+        opt, criterion = optimizer(net.parameters()), torch.nn.CrossEntropyLoss()
+        net.train()
+        for step, (x, y) in enumerate(loader):
+            if step == warmup:
+                sync(args.device)
+                start = time.perf_counter()
+            x, y = x.to(args.device, non_blocking=True), y.to(args.device, non_blocking=True)
+            with torch.autocast(args.device.type, torch.bfloat16, enabled=autocast):
+                loss = criterion(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sync(args.device)
+        return n / (time.perf_counter() - start)
+
+    project_runs, plain_runs = [], []
+    for repeat in range(args.repeats):  # alternate the order so that drifting load hits both alike
+        for name, run, runs in sorted(
+            [("project", project, project_runs), ("plain", plain, plain_runs)], reverse=bool(repeat % 2)
+        ):
+            runs.append(run())
+            print(f"  repeat {repeat}: {name:7s} {runs[-1]:8,.0f} img/s", flush=True)
+    result = {
+        "model": args.throughput_model,
+        "batch_size": args.throughput_batch_size,
+        "project_images_per_s": statistics.median(project_runs),
+        "plain_images_per_s": statistics.median(plain_runs),
+    }
+    result["ratio"] = result["project_images_per_s"] / result["plain_images_per_s"]
+    return result
+
+
+class _Curve(pl.Callback):
+    """(seconds since training started, val/acc) after every validation."""
+
+    def __init__(self) -> None:
+        self.start, self.points = 0.0, []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.points.append((time.perf_counter() - self.start, float(trainer.callback_metrics["val/acc"])))
+
+
+def recipe(args: argparse.Namespace, name: str, overrides: str) -> dict:
+    """Train one recipe on the slice; its validation curve over wall time and its final test accuracy."""
+    cfg = config(args, "~callbacks", *overrides.split())  # no run-level callbacks; a recipe's own (EMA, …) stay
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm, module, curve = instantiate(cfg.data), instantiate(cfg.module), _Curve()
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=[*callbacks, curve],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=dm)
+    test_acc = float(trainer.test(module, datamodule=dm, verbose=False)[0]["test/acc"])
+    print(
+        f"  {name}: " + ", ".join(f"{t:.0f}s {acc:.3f}" for t, acc in curve.points) + f"; test {test_acc:.3f}",
+        flush=True,
+    )
+    return {
+        "name": name,
+        "overrides": overrides,
+        "model": cfg.model._target_.rsplit(".", 1)[-1],
+        "curve": curve.points,
+        "test_acc": test_acc,
+    }
+
+
+def compare_recipes(runs: list[dict], target: float) -> list[dict]:
+    """Figure 3: seconds to `target` val accuracy, and the best val accuracy within the shortest run's time."""
+    equal_time = min(run["curve"][-1][0] for run in runs)
+    for run in runs:
+        run["seconds_to_target"] = next((t for t, acc in run["curve"] if acc >= target), None)
+        run["equal_time_s"] = equal_time
+        run["val_acc_at_equal_time"] = max((acc for t, acc in run["curve"] if t <= equal_time * 1.001), default=0.0)
+    return runs
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"# lit_cifar bench {result['timestamp']}",
+        "",
+        f"device {result['device']}, precision {result['precision']}, compile {result['compile']}, "
+        f"torch {result['torch']}, {result['cpu_threads']} CPU threads",
+        "",
+    ]
+    if "pipeline" in result:
+        lines += [
+            "## 1. Input pipeline (train batches, augmented + normalized)",
+            "",
+            "| pipeline | num_workers | pin_memory | images/s |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['pipeline']} | {r['num_workers']} | {r['pin_memory']} | {r['images_per_s']:,.0f} |"
+            for r in result["pipeline"]
+        ]
+        if result["device"] == "cpu":
+            lines.append("\npin_memory takes effect only with CUDA: on a CPU its rows repeat the measurement.")
+        lines.append("")
+    if "overhead" in result:
+        o = result["overhead"]
+        lines += [
+            "## 2. Project vs plain PyTorch loop",
+            "",
+            "| model | batch | project images/s | plain images/s | ratio |",
+            "|---|---|---|---|---|",
+            f"| {o['model']} | {o['batch_size']} | {o['project_images_per_s']:,.0f} | "
+            f"{o['plain_images_per_s']:,.0f} | {o['ratio']:.3f} |",
+            "",
+        ]
+    if "recipes" in result:
+        lines += [
+            f"## 3. Recipes on the slice (target val/acc {result['target_acc']})",
+            "",
+            "| recipe | model | s to target | val/acc at equal time | at (s) | test/acc | overrides |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in result["recipes"]:
+            to_target = "not reached" if r["seconds_to_target"] is None else f"{r['seconds_to_target']:.0f}"
+            lines.append(
+                f"| {r['name']} | {r['model']} | {to_target} | {r['val_acc_at_equal_time']:.3f} | "
+                f"{r['equal_time_s']:.0f} | {r['test_acc']:.3f} | `{r['overrides']}` |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    with exit_on_user_error():
+        args = parse_args(argv)
+        args.device = device_of(args)
+        args.precision = args.precision or ("bf16-mixed" if args.device.type == "cuda" else "32-true")
+        if not (Path(args.data_root) / "cifar-10-batches-py").is_dir():
+            raise UserError(f"--data-root={args.data_root} holds no cifar-10-batches-py/; point it at CIFAR-10")
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        result = {
+            "timestamp": stamp,
+            "device": torch.cuda.get_device_name() if args.device.type == "cuda" else "cpu",
+            "precision": args.precision,
+            "compile": args.compile,
+            "torch": torch.__version__,
+            "cpu_threads": torch.get_num_threads(),
+        }
+        print(f"device {result['device']}, precision {args.precision}, compile {args.compile}", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            args.tmp = tmp
+            if 1 in args.sections:
+                print("1. input pipeline", flush=True)
+                result["pipeline"] = pipeline_throughput(args)
+            if 2 in args.sections:
+                print("2. project vs plain loop", flush=True)
+                result["overhead"] = framework_overhead(args)
+            if 3 in args.sections:
+                print("3. recipes on the slice", flush=True)
+                runs = [recipe(args, "default", args.default_overrides), recipe(args, "fast", args.fast_overrides)]
+                result["recipes"], result["target_acc"] = compare_recipes(runs, args.target_acc), args.target_acc
+        text = markdown(result)
+        for suffix, content in ((".md", text), (".json", json.dumps(result, indent=2))):
+            path = out / f"bench_{stamp}{suffix}"
+            if path.exists():
+                raise UserError(f"{path} exists already; wait a second and run again")
+            path.write_text(content)
+        print("\n" + text + f"\nwritten to {out}/bench_{stamp}.md and .json")
+
+
+if __name__ == "__main__":
+    main()

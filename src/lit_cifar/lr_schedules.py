@@ -1,0 +1,23 @@
+"""Learning-rate schedules that torch does not ship, as LambdaLR factories stepped once per batch."""
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+from lit_cifar.errors import UserError
+
+
+def warmup_linear(
+    optimizer: Optimizer, total_steps: int, warmup_fraction: float = 0.2, final_factor: float = 0.05
+) -> LambdaLR:
+    """Linear warm-up from 0 to the optimizer's lr over `warmup_fraction` of the run, then linear decay
+    to `final_factor`× that lr at the last step."""
+    if not 0 <= warmup_fraction < 1:
+        raise UserError(f"scheduler.warmup_fraction={warmup_fraction} must be in [0, 1), e.g. 0.2")
+    warmup = max(1, round(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / warmup
+        return 1 - (1 - final_factor) * (step - warmup) / max(1, total_steps - warmup)
+
+    return LambdaLR(optimizer, factor)

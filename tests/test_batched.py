@@ -1,0 +1,139 @@
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import write_cifar
+
+from lit_cifar.data.base import augmentation
+from lit_cifar.data.batched import augment_batch, tta_views
+from lit_cifar.data.cifar10 import CIFAR10DataModule
+from lit_cifar.errors import UserError
+
+CIFAR = {"num_classes": 10, "in_channels": 3, "image_size": 32}
+
+
+def smooth_image(seed: int = 0) -> torch.Tensor:
+    """A 3×32×32 uint8 image with large-scale structure, so shifts and flips change its mean image."""
+    low = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(seed))
+    return (torch.nn.functional.interpolate(low, size=32, mode="bilinear") * 255).round().to(torch.uint8)[0]
+
+
+def batched_draws(image: torch.Tensor, n: int, **aug) -> torch.Tensor:
+    return augment_batch(image.expand(n, -1, -1, -1), generator=torch.Generator().manual_seed(1), **aug)
+
+
+def per_image_draws(image: torch.Tensor, n: int, rotation: float, translate: int, hflip: bool) -> torch.Tensor:
+    torch.manual_seed(2)
+    transform = augmentation(32, rotation, translate, hflip)
+    return torch.stack([transform(image) for _ in range(n)]).float()
+
+
+def test_output_is_float_pixels_of_the_same_shape():
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    out = augment_batch(images, rotation=10, translate=4, hflip=True)
+    assert out.shape == images.shape and out.dtype == torch.float32
+    assert out.min() >= 0 and out.max() <= 255
+    assert torch.equal(augment_batch(images, rotation=0, translate=0, hflip=False), images.float())
+
+
+def test_translation_is_a_whole_pixel_shift_with_zero_fill_and_never_a_flip():
+    image = torch.randint(1, 256, (3, 32, 32), dtype=torch.uint8)
+    out = batched_draws(image, 50, rotation=0, translate=2, hflip=False)
+    padded = torch.nn.functional.pad(image.float(), (2, 2, 2, 2))
+    crops = {(dy, dx): padded[:, dy : dy + 32, dx : dx + 32] for dy in range(5) for dx in range(5)}
+    found = [next((s for s, crop in crops.items() if torch.allclose(o, crop, atol=1e-3)), None) for o in out]
+    assert None not in found  # every draw is one of the 25 crops, none mirrored
+    assert len(set(found)) > 10  # and the shifts vary per image
+
+
+def test_flip_happens_to_about_half_the_images():
+    image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    out = batched_draws(image, 400, rotation=0, translate=0, hflip=True)
+    flipped = torch.tensor([torch.allclose(o, image.flip(-1).float(), atol=1e-3) for o in out])
+    same = torch.tensor([torch.allclose(o, image.float(), atol=1e-3) for o in out])
+    assert bool((flipped | same).all())
+    assert 160 < int(flipped.sum()) < 240
+
+
+def test_rotation_stays_within_bounds():
+    image = torch.zeros(3, 32, 32, dtype=torch.uint8)
+    image[:, 15:17, 26:28] = 255  # a dot right of the centre, at angle 0
+    out = batched_draws(image, 300, rotation=10, translate=0, hflip=False).mean(1)
+    ys, xs = torch.meshgrid(torch.arange(32.0) - 15.5, torch.arange(32.0) - 15.5, indexing="ij")
+    mass = out.sum((1, 2))
+    angles = torch.rad2deg(torch.atan2((out * ys).sum((1, 2)) / mass, (out * xs).sum((1, 2)) / mass))
+    assert angles.abs().max() <= 10.5
+    assert angles.max() > 7 and angles.min() < -7  # the whole range is used
+
+
+@pytest.mark.parametrize(("rotation", "translate", "hflip"), [(10, 4, True), (0, 2, False)])
+def test_same_distribution_as_the_per_image_path(rotation, translate, hflip):
+    """The mean of many draws of one image differs between the two paths no more than between two
+    seeds of the batched path, and far less than from a different augmentation."""
+    image, n = smooth_image(), 600
+    aug = {"rotation": rotation, "translate": translate, "hflip": hflip}
+    batched = batched_draws(image, n, **aug).mean(0)
+    reseeded = augment_batch(image.expand(n, -1, -1, -1), generator=torch.Generator().manual_seed(7), **aug).mean(0)
+    per_image = per_image_draws(image, n, **aug).mean(0)
+    other = per_image_draws(image, n, rotation, translate + 2, not hflip).mean(0)
+    noise, gap = (batched - reseeded).abs().mean(), (batched - per_image).abs().mean()
+    assert gap < 1.5 * noise
+    assert (batched - other).abs().mean() > 3 * gap
+
+
+def test_tta_views_are_the_image_its_one_pixel_shift_and_their_flips():
+    images = torch.randn(2, 3, 8, 8)
+    views = tta_views(images, flip=True)
+    assert [v.shape for v in views] == [images.shape] * 4
+    assert torch.equal(views[0], images)
+    assert torch.equal(views[1][..., 1:, 1:], images[..., :-1, :-1])
+    assert torch.equal(views[2], images.flip(-1))
+    assert torch.equal(views[3], views[1].flip(-1))
+
+
+def test_tta_views_never_mirror_when_flips_change_the_label():
+    images = torch.randn(2, 1, 8, 8)
+    views = tta_views(images, flip=False)
+    assert len(views) == 2 and not any(torch.equal(v, images.flip(-1)) for v in views)
+
+
+@pytest.fixture
+def batched_module(tmp_path):
+    root = write_cifar(tmp_path / "data")
+    dm = CIFAR10DataModule(
+        root=str(root), download=False, verify_checksums=False, val_size=20, batch_size=16, pipeline="batched", **CIFAR
+    )
+    dm.setup("fit")
+    return dm
+
+
+def test_batched_loader_yields_whole_uint8_batches_in_a_seeded_order(batched_module):
+    dm = batched_module
+    torch.manual_seed(0)
+    loader = dm.train_dataloader()
+    first, second = [torch.cat([labels for _, labels in loader]) for _ in range(2)]
+    images, labels = next(iter(loader))
+    assert images.shape == (16, 3, 32, 32) and images.dtype == torch.uint8 and labels.shape == (16,)
+    assert len(loader) == len(dm.train_set) // 16 == len(first) // 16
+    assert not torch.equal(first, second)  # a new permutation per epoch
+    torch.manual_seed(0)
+    assert torch.equal(first, torch.cat([labels for _, labels in dm.train_dataloader()]))
+
+
+def test_batched_augmentation_runs_in_training_only_and_is_normalized(batched_module):
+    dm = batched_module
+    images = dm.train_set.images[:64]
+    dm.trainer = SimpleNamespace(training=False)
+    evaluated, _ = dm.on_after_batch_transfer((images, torch.zeros(64)), 0)
+    assert torch.equal(evaluated, dm.normalize(images))
+    dm.trainer = SimpleNamespace(training=True)
+    trained, _ = dm.on_after_batch_transfer((images, torch.zeros(64)), 0)
+    assert trained.dtype == torch.float32 and not torch.allclose(trained, evaluated)
+    black = -torch.tensor(dm.mean) / torch.tensor(dm.std)  # zero fill, normalized like a black pixel
+    assert math.isclose(trained.amin((0, 2, 3))[0], black[0], rel_tol=1e-5)
+
+
+def test_unknown_pipeline_is_a_user_error():
+    with pytest.raises(UserError, match="data.pipeline"):
+        CIFAR10DataModule(pipeline="gpu", **CIFAR)

@@ -1,0 +1,138 @@
+import json
+from functools import partial
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from conftest import run_cli, tiny_cifar_overrides
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lit_cifar.callbacks.ema import EMA
+from lit_cifar.lr_schedules import warmup_linear
+from lit_cifar.models.fast_cnn import FastCNN
+from lit_cifar.module import LitClassifier
+
+
+def test_fast_cnn_gives_logits_and_whitens_patches():
+    net = FastCNN(3, 10, 32, widths=(8, 16, 16))
+    assert net(torch.randn(4, 3, 32, 32)).shape == (4, 10)
+    assert not net.whiten.weight.requires_grad
+    # correlated channels: whitening must decorrelate them and scale them to unit variance
+    base = torch.randn(64, 1, 32, 32)
+    images = torch.cat([base, base + 0.5 * torch.randn_like(base), torch.randn_like(base)], 1)
+    net.whiten_(images)
+    with torch.no_grad():
+        responses = nn.functional.conv2d(images, net.whiten.weight[:12]).permute(1, 0, 2, 3).flatten(1)
+    covariance = responses @ responses.T / responses.shape[1]
+    assert torch.allclose(covariance, torch.eye(12), atol=0.05)
+    assert torch.equal(net.whiten.weight[12:], -net.whiten.weight[:12])
+
+
+def test_warmup_linear_rises_then_decays():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=2.0)
+    scheduler = warmup_linear(optimizer, total_steps=10, warmup_fraction=0.2, final_factor=0.1)
+    lrs = []
+    for _ in range(10):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[:3] == pytest.approx([0.0, 1.0, 2.0])
+    assert lrs[-1] == pytest.approx(2.0 * (1 - 0.9 * 7 / 8))
+    assert all(a > b for a, b in zip(lrs[2:], lrs[3:], strict=False))
+
+
+def test_ema_weights_are_the_ones_tested_from_a_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    data = DataLoader(TensorDataset(torch.randn(64, 3, 4, 4), torch.randint(0, 10, (64,))), batch_size=16)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(48, 10))
+    module = LitClassifier(net, partial(torch.optim.SGD, lr=0.5))
+    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[EMA(decay=0.5), checkpoint],
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, data, data)
+    saved = torch.load(checkpoint.best_model_path, weights_only=False)
+    averaged, raw = saved["state_dict"]["net.1.weight"], saved["current_model_state"]["net.1.weight"]
+    assert not torch.allclose(averaged, raw)
+    trainer.test(module, data, ckpt_path=checkpoint.best_model_path, verbose=False)
+    assert torch.equal(module.net[1].weight, averaged)
+
+
+@pytest.mark.slow
+def test_fast94_trains_on_the_tiny_fixture(cifar_root, tmp_path):
+    proc = run_cli(
+        "lit_cifar.train",
+        "experiment=fast94",
+        *tiny_cifar_overrides(cifar_root),
+        "trainer.max_epochs=2",
+        "model.widths=[8,16,16]",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+
+
+@pytest.mark.slow
+def test_fast94_fast_dev_run(cifar_root, tmp_path):
+    proc = run_cli(
+        "lit_cifar.train",
+        "experiment=fast94",
+        *tiny_cifar_overrides(cifar_root),
+        "trainer.fast_dev_run=true",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
+    out = tmp_path / "bench"
+    proc = run_cli(
+        "lit_cifar.bench",
+        "--data-root",
+        str(cifar_root),
+        "--val-size",
+        "20",
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--pipeline-batch-size",
+        "16",
+        "--pipeline-epochs",
+        "1",
+        "--throughput-batch-size",
+        "8",
+        "--throughput-batches",
+        "2",
+        "--repeats",
+        "1",
+        "--default-overrides",
+        "trainer.max_epochs=1 data.batch_size=16 data.num_workers=0",
+        "--fast-overrides",
+        "experiment=fast94 trainer.max_epochs=1 data.batch_size=16 model.widths=[8,8,8]",
+        "--target-acc",
+        "0.0",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "device cpu, precision 32-true, compile False" in proc.stdout
+    (result,) = [json.loads(p.read_text()) for p in out.glob("bench_*.json")]
+    assert [(r["pipeline"], r["num_workers"]) for r in result["pipeline"]] == [("loader", 0)] * 2 + [("batched", 0)]
+    assert all(r["images_per_s"] > 0 for r in result["pipeline"])
+    assert result["overhead"]["ratio"] > 0
+    assert [r["name"] for r in result["recipes"]] == ["default", "fast"]
+    assert all(r["seconds_to_target"] is not None for r in result["recipes"])
+    assert len(list(out.glob("bench_*.md"))) == 1
+
+
+def test_bench_rejects_a_missing_data_root(tmp_path):
+    proc = run_cli("lit_cifar.bench", "--data-root", str(tmp_path / "nowhere"))
+    assert proc.returncode == 2 and "error: --data-root" in proc.stderr
