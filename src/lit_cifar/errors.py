@@ -1,19 +1,61 @@
 """User-facing errors: one line that names what is wrong and how to fix it, no traceback."""
 
+import re
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+import torch
+from hydra.errors import InstantiationException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 class UserError(Exception):
     """A problem with the user's input (config, data, checkpoint) rather than a bug."""
 
 
+def user_message(err: BaseException) -> str | None:
+    """The one-line message for an error caused by the user's input, None for anything else.
+
+    Hydra wraps what a config's `_target_` raises in an InstantiationException, so the cause is looked
+    up along the chain. Lightning's MisconfigurationException (no GPU, too many devices, …) counts as
+    user input, and so does a TypeError or ValueError raised while a config is instantiated: that is
+    how a value of the wrong type (`data.batch_size=abc`) shows up in an untyped config."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, UserError):
+            return str(cause)
+        if isinstance(cause, MisconfigurationException):
+            return (
+                f"{cause} (this machine has {torch.cuda.device_count()} CUDA GPU(s)); fix trainer.accelerator/"
+                "trainer.devices, e.g. trainer=cpu or trainer.devices=1"
+            )
+        cause = cause.__cause__
+    if isinstance(err, InstantiationException) and isinstance(err.__cause__, TypeError | ValueError):
+        key = re.search(r"full_key: (\S+)", str(err))
+        part = key.group(1) if key else "the config"
+        return (
+            f"cannot build {part} from its config ({type(err.__cause__).__name__}: {err.__cause__}); "
+            f"check the types of the values you set for it, e.g. a number where a number belongs"
+        )
+    return None
+
+
 @contextmanager
 def exit_on_user_error() -> Iterator[None]:
-    """Turn a UserError into a one-line message on stderr and exit status 2."""
+    """Turn an error in the user's input (see `user_message`) into a one-line message on stderr and exit
+    status 2; other errors propagate with their traceback. Lightning ends a run that got SIGTERM with an
+    exit status of 0, which would tell a scheduler that it finished: this makes it 143 (128 + SIGTERM)."""
     try:
         yield
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except SIGTERMException:
+        print("error: stopped by SIGTERM; resume with ckpt_path=last and the same hydra.run.dir", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
+    except Exception as err:
+        message = user_message(err)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2) from None

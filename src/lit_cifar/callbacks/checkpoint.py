@@ -1,0 +1,73 @@
+"""ModelCheckpoint that a crash, a kill or a cluster pre-emption cannot turn into lost or corrupt work."""
+
+import logging
+import os
+import random
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
+
+
+class ResumableCheckpoint(ModelCheckpoint):
+    """Three additions to ModelCheckpoint:
+
+    - every file is written next to its final name and moved over it with `os.replace`. Lightning's
+      own save stages the file in the system temp dir and `shutil.move`s it, which is a plain copy when
+      that dir is on another filesystem, so a kill during the copy would leave a truncated `last.ckpt`;
+    - on SIGTERM (Lightning stops after the current batch) `last.ckpt` is saved before the exit;
+    - the random generators' states travel in the checkpoint, so a resumed run draws the same data
+      order, augmentation and dropout as an uninterrupted one.
+    """
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        partial = f"{filepath}.partial"
+        super()._save_checkpoint(trainer, partial)
+        if trainer.is_global_zero:
+            os.replace(partial, filepath)
+        self._last_checkpoint_saved = filepath
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)
+        if (
+            isinstance(exception, SIGTERMException)
+            and self.save_last
+            and trainer.state.fn == TrainerFn.FITTING
+            and not trainer.sanity_checking
+        ):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            log.warning("SIGTERM at step %d: saved %s", trainer.global_step, self.last_model_path)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "rng_states": rng_states()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        if "rng_states" in state_dict:
+            set_rng_states(state_dict["rng_states"])
+
+
+# Lightning has private helpers for these, but they keep numpy's state as an ndarray, which a
+# `torch.load(weights_only=True)` (Lightning's default when testing the best checkpoint) refuses.
+def rng_states() -> dict:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(states["python"])

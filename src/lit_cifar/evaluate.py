@@ -1,0 +1,107 @@
+"""`python -m lit_cifar.evaluate ckpt_path=…`: accuracy, per-class accuracy and the confusion matrix of a
+checkpoint on the test split of the dataset it was trained on."""
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from matplotlib.figure import Figure
+from omegaconf import DictConfig
+from torch.utils.tensorboard import SummaryWriter
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from lit_cifar.checkpoints import load_datamodule, load_net, read_checkpoint
+from lit_cifar.errors import UserError, exit_on_user_error
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+
+
+@torch.inference_mode()
+def confusion_matrix(ckpt_path: str, data_overrides: dict, device: torch.device) -> tuple[torch.Tensor, list[str]]:
+    """Rows: true class, columns: predicted class, over the test split; and the class names."""
+    ckpt = read_checkpoint(ckpt_path)
+    net = load_net(ckpt, ckpt_path).to(device)
+    datamodule = load_datamodule(ckpt, **data_overrides)
+    trained_classes = datamodule.class_names
+    datamodule.setup("test")
+    if trained_classes and datamodule.class_names != trained_classes:
+        raise UserError(
+            f"{ckpt_path} was trained on the classes {trained_classes} but the dataset found "
+            f"holds {datamodule.class_names}; point data.root at the dataset it was trained on"
+        )
+    matrix = MulticlassConfusionMatrix(len(datamodule.class_names)).to(device)
+    for images, labels in datamodule.test_dataloader():
+        images, labels = images.to(device), labels.to(device)
+        matrix.update(net(datamodule.normalize(images)), labels)
+    return matrix.compute().cpu(), datamodule.class_names
+
+
+def plot(matrix: torch.Tensor, class_names: list[str]) -> Figure:
+    size = 1 + 0.6 * len(class_names)
+    fig = Figure(figsize=(size, size))  # not pyplot's: no display or global figure list involved
+    ax = fig.subplots()
+    ax.imshow(matrix, cmap="Blues")
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=90)
+    ax.set_yticks(ticks, class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for row, counts in enumerate(matrix.tolist()):
+        for col, count in enumerate(counts):
+            ax.text(col, row, count, ha="center", va="center", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    if cfg.ckpt_path is None:
+        raise UserError("pass the checkpoint to evaluate: ckpt_path=outputs/DATE/TIME/checkpoints/<file>.ckpt")
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    matrix, class_names = confusion_matrix(cfg.ckpt_path, dict(cfg.data), pick_device(cfg.device))
+    matrix = matrix.double()  # exact ratios of the counts
+    per_class = (matrix.diag() / matrix.sum(1).clamp(min=1)).tolist()
+    result = {
+        "checkpoint": str(Path(cfg.ckpt_path).resolve()),
+        "test_images": int(matrix.sum()),
+        "accuracy": (matrix.diag().sum() / matrix.sum()).item(),
+        "per_class_accuracy": dict(zip(class_names, per_class, strict=True)),
+        "confusion_matrix": matrix.long().tolist(),
+    }
+    (run_dir / "evaluation.json").write_text(json.dumps(result, indent=2))
+    figure = plot(matrix.long(), class_names)
+    figure.savefig(run_dir / "confusion_matrix.png", dpi=120)
+    with SummaryWriter(str(run_dir / "tensorboard")) as writer:
+        writer.add_scalar("test/acc", result["accuracy"])
+        for name, accuracy in result["per_class_accuracy"].items():
+            writer.add_scalar(f"test/acc_per_class/{name}", accuracy)
+        writer.add_figure("test/confusion_matrix", figure)
+    log.info(
+        "accuracy %.4f on %d test images; %s",
+        result["accuracy"],
+        result["test_images"],
+        ", ".join(f"{name} {acc:.3f}" for name, acc in result["per_class_accuracy"].items()),
+    )
+    log.info("confusion matrix, evaluation.json and TensorBoard logs in %s", run_dir)
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""`python -m lit_cifar.predict ckpt_path=… images=<files or folder>`: the top-k classes of each image,
+with the checkpoint's own class names and normalization."""
+
+from pathlib import Path
+
+import hydra
+import torch
+import torchvision.transforms.v2.functional as F
+from omegaconf import DictConfig, ListConfig
+from PIL import Image, UnidentifiedImageError
+
+from lit_cifar.checkpoints import load_datamodule, load_net, read_checkpoint
+from lit_cifar.errors import UserError, exit_on_user_error
+from lit_cifar.evaluate import pick_device
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+def image_files(images: str | list[str] | None) -> list[Path]:
+    """The files named, with each folder replaced by its image files in name order."""
+    if not images:
+        raise UserError("pass the images to classify: images=cat.png, images=folder/ or images=[a.png,b.jpg]")
+    files = []
+    for name in [images] if isinstance(images, str) else images:
+        path = Path(name)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UserError(f"{path} does not exist; pass image files or folders in images=")
+    if not files:
+        raise UserError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in images={images}")
+    return files
+
+
+def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
+    """uint8 channels×size×size, the layout the net was trained on."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB" if channels == 3 else "L")
+    except (UnidentifiedImageError, OSError) as err:
+        raise UserError(
+            f"{path} is not an image that can be read ({type(err).__name__}); "
+            "remove it from images= or convert it to PNG or JPEG"
+        ) from None
+    return F.resize(F.pil_to_tensor(image), [size, size], antialias=True)
+
+
+@torch.inference_mode()
+def predict(cfg: DictConfig) -> list[tuple[Path, list[tuple[str, float]]]]:
+    if cfg.ckpt_path is None:
+        raise UserError("pass the checkpoint to predict with: ckpt_path=outputs/DATE/TIME/checkpoints/<file>.ckpt")
+    files = image_files(list(cfg.images) if isinstance(cfg.images, ListConfig) else cfg.images)
+    ckpt = read_checkpoint(cfg.ckpt_path)
+    device = pick_device(cfg.device)
+    net = load_net(ckpt, cfg.ckpt_path).to(device)
+    datamodule = load_datamodule(ckpt)
+    k = min(cfg.top_k, len(datamodule.class_names))
+    if k < 1:
+        raise UserError(f"top_k={cfg.top_k} must be 1 or more")
+    images = torch.stack([read_image(f, datamodule.in_channels, datamodule.image_size) for f in files])
+    probabilities = net(datamodule.normalize(images.to(device))).softmax(dim=1)
+    top = probabilities.topk(k, dim=1)
+    return [
+        (file, [(datamodule.class_names[c], p) for c, p in zip(classes, probs, strict=True)])
+        for file, classes, probs in zip(files, top.indices.tolist(), top.values.tolist(), strict=True)
+    ]
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        for file, classes in predict(cfg):
+            print(f"{file}: " + ", ".join(f"{name} {probability:.3f}" for name, probability in classes))
+
+
+if __name__ == "__main__":
+    main()

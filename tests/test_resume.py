@@ -1,0 +1,109 @@
+"""Kill a run (SIGKILL, SIGTERM), resume it in its own run dir, and get the numbers of an uninterrupted run."""
+
+import json
+import os
+import signal
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from conftest import run_cli, tiny_cifar_overrides
+
+from lit_cifar.callbacks.checkpoint import ResumableCheckpoint
+
+TESTS = Path(__file__).parent
+# 80 training images in batches of 16 with drop_last: 5 steps per epoch.
+STEPS_PER_EPOCH = 5
+
+
+class SignalAtStep(pl.Callback):
+    """Sends `signum` to its own process after training step `step`: a kill at a known point mid-epoch."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+def train_args(root: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        *tiny_cifar_overrides(root),
+        "seed=7",
+        "trainer.deterministic=true",
+        "trainer.max_epochs=3",
+        f"hydra.run.dir={run_dir}",
+        *extra,
+    ]
+
+
+def killed_at(step: int, signum: int) -> list[str]:
+    return [
+        "+callbacks.kill._target_=test_resume.SignalAtStep",
+        f"+callbacks.kill.step={step}",
+        f"+callbacks.kill.signum={signum}",
+    ]
+
+
+def final_metrics(run_dir: Path) -> dict[str, float]:
+    return json.loads((run_dir / "metrics.json").read_text())["metrics"]
+
+
+@pytest.mark.slow
+def test_run_killed_mid_epoch_resumes_to_the_same_metrics(cifar_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run_cli("lit_cifar.train", *train_args(cifar_root, whole)).returncode == 0
+
+    step = STEPS_PER_EPOCH + 2  # in the second epoch; last.ckpt is from the end of the first
+    first = run_cli("lit_cifar.train", *train_args(cifar_root, killed, *killed_at(step, signal.SIGKILL)))
+    assert first.returncode == -signal.SIGKILL
+    assert torch.load(killed / "checkpoints" / "last.ckpt")["global_step"] == STEPS_PER_EPOCH
+    assert not (killed / "metrics.json").exists()
+
+    resumed = run_cli("lit_cifar.train", *train_args(cifar_root, killed, "ckpt_path=last"))
+    assert resumed.returncode == 0, resumed.stderr
+    # Same data order, augmentation and dropout after the resume (the RNG states are in the checkpoint),
+    # so the metrics agree to float rounding; the tolerance only allows for summation order.
+    expected, got = final_metrics(whole), final_metrics(killed)
+    for name in ("val/acc_best", "val/loss", "train/loss", "test/acc", "test/loss"):
+        assert got[name] == pytest.approx(expected[name], abs=1e-6), name
+    # The resumed run logs on into the same TensorBoard folder, not a new version.
+    assert [p.name for p in (killed / "tensorboard").iterdir() if p.is_dir()] == []
+    assert len(list((killed / "tensorboard").glob("events.out.tfevents.*"))) >= 2  # one per attempt at least
+
+
+@pytest.mark.slow
+def test_sigterm_saves_last_checkpoint_then_exits_nonzero(cifar_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    step = STEPS_PER_EPOCH + 2
+    result = run_cli("lit_cifar.train", *train_args(cifar_root, tmp_path, *killed_at(step, signal.SIGTERM)))
+    assert result.returncode == 128 + signal.SIGTERM
+    assert "error: stopped by SIGTERM" in result.stderr and "Traceback" not in result.stderr
+    # Lightning stops after the batch in flight, so the checkpoint holds the signalled step.
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == step
+    assert not list((tmp_path / "checkpoints").glob("*.partial"))
+
+
+def test_resume_without_last_checkpoint_names_the_missing_file(cifar_root, tmp_path):
+    result = run_cli("lit_cifar.train", *train_args(cifar_root, tmp_path / "new", "ckpt_path=last"))
+    assert result.returncode == 2
+    assert f"error: nothing to resume: {tmp_path / 'new' / 'checkpoints' / 'last.ckpt'} does not exist" in result.stderr
+    assert not (tmp_path / "new" / "checkpoints").exists()
+
+
+def test_interrupted_save_leaves_the_previous_checkpoint_whole(tmp_path):
+    last = tmp_path / "last.ckpt"
+    last.write_bytes(b"the checkpoint of the previous epoch")
+
+    def save_checkpoint(path, weights_only=False):  # dies half-way through writing, as a kill would
+        Path(path).write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    trainer = SimpleNamespace(save_checkpoint=save_checkpoint, global_step=3, is_global_zero=True, loggers=[])
+    with pytest.raises(KeyboardInterrupt):
+        ResumableCheckpoint(dirpath=tmp_path)._save_checkpoint(trainer, str(last))
+    assert last.read_bytes() == b"the checkpoint of the previous epoch"
