@@ -1,0 +1,119 @@
+"""What a multirun adds to a training: jobs that fail without stopping the sweep, TensorBoard runs named by
+their swept overrides, parallel jobs sharing the machine, and the results table when the sweep ends."""
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from lit_cifar.errors import UserError, user_message
+
+log = logging.getLogger(__name__)
+
+
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def parse_overrides(lines: list[str]) -> dict[str, str]:
+    """`key=value` override lines as {key: value as written}; a `+`/`++` prefix is dropped from the key."""
+    parsed = OverridesParser.create().parse_overrides(lines)
+    return {o.key_or_group: line.split("=", 1)[1] for o, line in zip(parsed, lines, strict=True) if "=" in line}
+
+
+def swept_keys(sweep_dir: Path) -> list[str]:
+    """The keys a sweep varies: sweep syntax on its command line (`a=1,2`, `range(…)`) or a key of
+    `hydra.sweeper.params` (the named `sweep=` configs), read from the sweep's `multirun.yaml`."""
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        raise UserError(f"{sweep_dir} is not a sweep dir (no multirun.yaml); pass a multirun/DATE/TIME folder")
+    hydra_cfg = OmegaConf.load(path).hydra
+    parsed = OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task))
+    keys = list(hydra_cfg.sweeper.get("params") or {})
+    return keys + [o.key_or_group for o in parsed if o.is_sweep_override() and o.key_or_group not in keys]
+
+
+def run_name(keys: list[str], overrides: dict[str, str], job: str) -> str:
+    """`optim.lr=0.002,data.batch_size=512`: the job's values of the swept keys in its override order
+    (the job number when nothing is swept); the TensorBoard run of a sweep job."""
+    name = ",".join(f"{k}={v}" for k, v in overrides.items() if k in keys).replace("/", "_")
+    return name or job
+
+
+def _log_root() -> str:
+    hydra_cfg = HydraConfig.get()
+    return hydra_cfg.sweep.dir if in_multirun() else hydra_cfg.runtime.output_dir
+
+
+def _run_name() -> str:
+    if not in_multirun():
+        return ""
+    hydra_cfg = HydraConfig.get()
+    overrides = parse_overrides(list(hydra_cfg.overrides.task))
+    return run_name(swept_keys(Path(hydra_cfg.sweep.dir)), overrides, str(hydra_cfg.job.num))
+
+
+# For conf/logger/tensorboard.yaml: a single run logs into its run dir; the jobs of a sweep log side by side
+# under the sweep dir, each named by its overrides.
+OmegaConf.register_new_resolver("lit_cifar.log_root", _log_root, replace=True)
+OmegaConf.register_new_resolver("lit_cifar.run_name", _run_name, replace=True)
+
+
+@contextmanager
+def failure_recorded() -> Iterator[None]:
+    """In a sweep job: turn any exception into `metrics.json` with status `failed` and the reason, so the
+    other jobs run on; the traceback goes to the job's log."""
+    try:
+        yield
+    except Exception as err:
+        reason = user_message(err) or f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+        log.exception("job failed: %s", reason)
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        (run_dir / "metrics.json").write_text(json.dumps({"status": "failed", "reason": reason}, indent=2))
+
+
+def parallel_share(job_num: int, n_jobs: int, n_cpus: int, n_gpus: int) -> tuple[int, int | None]:
+    """Threads and GPU index (None without GPUs) for job `job_num` when `n_jobs` jobs run at once:
+    the cores are split evenly, the GPUs dealt round-robin (several jobs may share one)."""
+    return max(1, n_cpus // n_jobs), (job_num % n_gpus if n_gpus else None)
+
+
+def share_machine(cfg: DictConfig) -> None:
+    """Under the joblib launcher, keep parallel jobs from oversubscribing the cores and spread them
+    over the GPUs (only when the job asks for the default single device)."""
+    if not in_multirun() or "n_jobs" not in HydraConfig.get().launcher:
+        return
+    n_cpus = os.cpu_count() or 1
+    n_jobs = HydraConfig.get().launcher.n_jobs
+    n_jobs = n_jobs if n_jobs > 0 else max(1, n_cpus + 1 + n_jobs)  # joblib: -1 is one job per core
+    threads, gpu = parallel_share(HydraConfig.get().job.num, n_jobs, n_cpus, torch.cuda.device_count())
+    torch.set_num_threads(threads)
+    if gpu is not None and cfg.trainer.accelerator in ("auto", "gpu", "cuda") and cfg.trainer.devices == 1:
+        cfg.trainer.devices = [gpu]
+    log.info("parallel job: %d threads, devices=%s", threads, cfg.trainer.devices)
+
+
+class SweepReport(Callback):
+    """At the end of a sweep: write and print its results table; exit with status 1 if a job failed."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from lit_cifar.report import write_report  # matplotlib only when a sweep ends
+
+        rows = write_report(Path(config.hydra.sweep.dir))
+        failed = [row["job"] for row in rows if row["status"] != "ok"]
+        if failed:
+            print(
+                f"error: {len(failed)} of {len(rows)} jobs failed ({', '.join(failed)}); see the status column",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)

@@ -1,0 +1,186 @@
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_cli, tiny_cifar_overrides
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from lit_cifar import report
+from lit_cifar.errors import UserError
+from lit_cifar.sweep import parallel_share, parse_overrides, run_name, swept_keys
+
+QUICK = ["model=week11_cnn", "trainer.max_epochs=2", "trainer.limit_train_batches=3"]
+
+
+def sweep(tmp_path: Path, cifar_root: Path, *args: str):
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli(
+        "lit_cifar.train", "-m", *tiny_cifar_overrides(cifar_root), *QUICK, *args, f"hydra.sweep.dir={sweep_dir}"
+    )
+    return result, sweep_dir
+
+
+def metrics(job_dir: Path) -> dict:
+    return json.loads((job_dir / "metrics.json").read_text())
+
+
+def hparams_and_scalars(log_dir: Path) -> tuple[dict, dict[str, float]]:
+    """The HParams a TensorBoard run recorded, and the last value of each of its scalars."""
+    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    ).session_start_info
+    params = {
+        name: value.number_value if value.HasField("number_value") else value.string_value
+        for name, value in start.hparams.items()
+    }
+    return params, {tag: events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"]}
+
+
+def test_parallel_jobs_split_the_cores_and_take_gpus_round_robin():
+    assert parallel_share(job_num=0, n_jobs=4, n_cpus=16, n_gpus=0) == (4, None)
+    assert parallel_share(job_num=5, n_jobs=3, n_cpus=2, n_gpus=0) == (1, None)  # never below one thread
+    assert [parallel_share(n, 4, 16, 2)[1] for n in range(5)] == [0, 1, 0, 1, 0]  # two jobs per GPU
+    assert parallel_share(job_num=7, n_jobs=8, n_cpus=64, n_gpus=8) == (8, 7)
+
+
+def test_run_names_hold_the_swept_values_in_override_order():
+    overrides = parse_overrides(
+        ["data.root=/tmp/x", "optim.lr=0.002", "+trainer.fast_dev_run=true", "data.batch_size=512"]
+    )
+    assert overrides["trainer.fast_dev_run"] == "true"
+    assert run_name(["data.batch_size", "optim.lr"], overrides, "3") == "optim.lr=0.002,data.batch_size=512"
+    assert run_name(["data.root"], overrides, "3") == "data.root=_tmp_x"  # no sub-folders in a run name
+    assert run_name([], overrides, "3") == "3"
+
+
+def test_swept_keys_come_from_sweep_syntax_and_sweeper_params(tmp_path):
+    OmegaConf.save(
+        {
+            "hydra": {
+                "overrides": {"task": ["data.root=/x", "optim.lr=1e-3,2e-3", "seed=range(0,3)"]},
+                "sweeper": {"params": {"model.dropout": "0.1,0.2", "optim.lr": "1e-4,1e-3"}},
+            }
+        },
+        tmp_path / "multirun.yaml",
+    )
+    assert swept_keys(tmp_path) == ["model.dropout", "optim.lr", "seed"]
+    with pytest.raises(UserError, match="not a sweep dir"):
+        swept_keys(tmp_path / "nothing")
+
+
+def test_report_of_a_folder_without_jobs_is_a_one_line_error(tmp_path, capsys):
+    OmegaConf.save({"hydra": {"overrides": {"task": []}, "sweeper": {}}}, tmp_path / "multirun.yaml")
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert (
+        capsys.readouterr().err
+        == f"error: {tmp_path} holds no jobs (no */.hydra/overrides.yaml); did the sweep start?\n"
+    )
+
+
+def test_named_sweeps_and_the_slurm_launcher_compose():
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", ["sweep=dropout_gamma", "hydra/launcher=slurm"], return_hydra_config=True)
+    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    assert cfg.hydra.sweeper.params == {"model.dropout": "0.0,0.2,0.4", "scheduler.gamma": "0.1,0.2,0.5"}
+    assert cfg.scheduler._target_.endswith("StepLR")  # gamma exists only with scheduler=step
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.gpus_per_node, launcher.tasks_per_node) == (1, 1)
+    assert launcher.max_num_timeout > 0 and launcher.array_parallelism > 1 and launcher.timeout_min > 0
+
+
+@pytest.mark.slow
+def test_four_job_sweep_writes_job_dirs_table_csv_plot_and_hparams(tmp_path, cifar_root):
+    result, sweep_dir = sweep(tmp_path, cifar_root, "optim.lr=1e-3,2e-3", "data.batch_size=8,16")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    for n in range(4):
+        assert (sweep_dir / str(n) / "checkpoints" / "last.ckpt").is_file()
+        assert metrics(sweep_dir / str(n))["status"] == "ok"
+    with (sweep_dir / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["optim.lr"], r["data.batch_size"]) for r in rows} == {
+        (lr, bs) for lr in ("0.001", "0.002") for bs in ("8", "16")
+    }
+    best = [float(r["val/acc_best"]) for r in rows]
+    assert best == sorted(best, reverse=True)
+    for row in rows:
+        job = metrics(sweep_dir / row["job"])
+        assert float(row["test/acc"]) == job["metrics"]["test/acc"] and row["status"] == "ok"
+        assert row["best_epoch"] in ("0", "1")
+
+    table = (sweep_dir / "results.md").read_text()
+    assert table.splitlines()[0] == (
+        "| job | optim.lr | data.batch_size | best_epoch | val/acc_best | test/acc | wall_time_s | status | reason |"
+    )
+    assert len(table.splitlines()) == 2 + 4 and table in result.stdout
+    assert (sweep_dir / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+    runs = sorted(p.name for p in (sweep_dir / "tensorboard").iterdir())
+    assert runs == sorted(f"data.batch_size={bs},optim.lr={lr}" for lr in ("0.001", "0.002") for bs in (8, 16))
+    job = metrics(sweep_dir / "3")["metrics"]  # the last job: lr 2e-3, batch 16
+    params, scalars = hparams_and_scalars(sweep_dir / "tensorboard" / "data.batch_size=16,optim.lr=0.002")
+    assert params == {
+        "model": "week11_cnn",
+        "optimizer": "adam",
+        "lr": 2e-3,
+        "batch_size": 16,
+        "dropout": 0.0,
+        "scheduler": "cosine",
+        "max_epochs": 2,
+    }
+    assert scalars["val/acc_best"] == pytest.approx(job["val/acc_best"])  # the final value, not a placeholder
+    assert scalars["test/acc"] == pytest.approx(job["test/acc"])
+
+    again = run_cli("lit_cifar.report", str(sweep_dir))  # on demand: the same table
+    assert again.returncode == 0 and table in again.stdout
+
+
+@pytest.mark.slow
+def test_a_failing_job_is_recorded_the_others_finish_and_the_sweep_exits_1(tmp_path, cifar_root):
+    result, sweep_dir = sweep(
+        tmp_path, cifar_root, "optim.lr=-1,1e-3,2e-3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"
+    )
+    assert result.returncode == 1
+    assert "error: 1 of 3 jobs failed (0); see the status column" in result.stderr
+    assert metrics(sweep_dir / "0") == {
+        "status": "failed",
+        "reason": "optim.lr=-1 must be positive, e.g. optim.lr=1e-3",
+    }
+    assert [metrics(sweep_dir / n)["status"] for n in ("1", "2")] == ["ok", "ok"]
+    keys, rows, _ = report.collect(sweep_dir)
+    assert keys == ["optim.lr"]
+    assert [r["status"] for r in rows] == ["ok", "ok", "failed"] and rows[-1]["job"] == "0"
+
+
+@pytest.mark.slow
+def test_named_sweep_runs_without_m_and_a_command_line_value_wins(tmp_path, cifar_root):
+    result, sweep_dir = sweep(
+        tmp_path,
+        cifar_root,
+        "sweep=dropout_gamma",
+        "model.dropout=0.3",
+        "scheduler.gamma=0.5,0.9",
+        "trainer.fast_dev_run=true",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = [parse_overrides(list(OmegaConf.load(p))) for p in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"))]
+    assert [(job["model.dropout"], job["scheduler.gamma"]) for job in jobs] == [("0.3", "0.5"), ("0.3", "0.9")]
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_a_sweep(tmp_path, cifar_root):
+    result, sweep_dir = sweep(
+        tmp_path, cifar_root, "optim.lr=1e-3", "hydra/launcher=submitit_local", "trainer.fast_dev_run=true"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert metrics(sweep_dir / "0")["status"] == "ok"
+    assert (sweep_dir / "results.csv").is_file()
