@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: install train sweep test test-fast bench tensorboard lint format clean
+.PHONY: install train test test-fast bench tensorboard lint format clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,9 @@ test: install             ## the whole suite, slow tests included (what CI runs)
 
 test-fast: install        ## skip the slow end-to-end tests
 	$(PY) -m pytest -m "not slow" $(ARGS)
+
+bench: install            ## speed figures (input pipeline, framework overhead, recipes) into bench/
+	$(PY) -m lit_cifar.bench $(ARGS)
 
 tensorboard: install      ## single runs and sweeps side by side
 	$(VENV)/bin/tensorboard --logdir_spec outputs:outputs,multirun:multirun $(ARGS)

@@ -1,3 +1,4 @@
+import json
 import os
 import pickle
 import subprocess
@@ -6,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from torchvision.datasets import CIFAR10
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR_SLICE = REPO.parent / "shared" / "data" / "cifar10-slice"
+MODELS = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml"))
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -25,8 +28,12 @@ def write_cifar(root: Path, per_batch: int = 20, test_size: int = 40, seed: int 
         images = rng.integers(0, 120, (n, 3, 32, 32), dtype=np.uint8)
         for i, c in enumerate(labels):
             images[i, c % 3] += np.uint8(10 * c + 30)
-        return {"batch_label": label, "labels": labels.tolist(), "data": images.reshape(n, -1),
-                "filenames": [f"{label}_{i}.png" for i in range(n)]}
+        return {
+            "batch_label": label,
+            "labels": labels.tolist(),
+            "data": images.reshape(n, -1),
+            "filenames": [f"{label}_{i}.png" for i in range(n)],
+        }
 
     for name, _ in CIFAR10.train_list:
         (folder / name).write_bytes(pickle.dumps(batch(per_batch, name)))
@@ -49,12 +56,67 @@ def cifar_slice() -> Path:
 
 def tiny_cifar_overrides(root: Path) -> list[str]:
     """Overrides for a CPU run on the tiny fixture."""
-    return [f"data.root={root}", "data.verify_checksums=false", "data.download=false", "data.val_size=20",
-            "data.batch_size=16", "data.num_workers=0", "trainer=cpu", "callbacks.progress_bar=null"]
+    return [
+        f"data.root={root}",
+        "data.verify_checksums=false",
+        "data.download=false",
+        "data.val_size=20",
+        "data.batch_size=16",
+        "data.num_workers=0",
+        "trainer=cpu",
+        "callbacks.progress_bar=null",
+    ]
 
 
 def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run `python -m <module> args` the way a user does, capturing output."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def job_results(sweep_dir: Path, swept: int) -> dict[str, dict | None]:
+    """{"model=week11_cnn": contents of metrics.json} for every job of a multirun, keyed by the
+    job's first `swept` overrides."""
+    results = {}
+    for job in sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()):
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+        metrics = job / "metrics.json"
+        results[",".join(overrides[:swept])] = json.loads(metrics.read_text()) if metrics.exists() else None
+    return results
+
+
+def assert_every_model_passes_a_fast_dev_run(data_overrides: list[str], sweep_dir: Path) -> None:
+    """One multirun over every model config with `trainer.fast_dev_run=true`; each job must test."""
+    proc = run_cli(
+        "lit_cifar.train",
+        "-m",
+        f"model={','.join(MODELS)}",
+        "trainer.fast_dev_run=true",
+        *data_overrides,
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = job_results(sweep_dir, swept=1)
+    assert sorted(results) == [f"model={m}" for m in MODELS]
+    for overrides, record in results.items():
+        assert record is not None, f"{overrides} wrote no metrics.json"
+        assert 0.0 <= record["metrics"]["test/acc"] <= 1.0, overrides
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """The run dir of one epoch of week11_cnn on the tiny CIFAR fixture (its data in `../data`), trained once
+    for the tests that read checkpoints; they must leave it as it is."""
+    root = write_cifar(tmp_path_factory.mktemp("trained") / "data")
+    run_dir = root.parent / "run"
+    result = run_cli(
+        "lit_cifar.train",
+        *tiny_cifar_overrides(root),
+        "model=week11_cnn",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert result.returncode == 0, result.stderr
+    return run_dir

@@ -8,8 +8,17 @@ from lit_cifar.errors import UserError
 
 
 def datamodule(root, **kwargs) -> CIFAR10DataModule:
-    args = dict(root=str(root), download=False, verify_checksums=False, num_classes=10, in_channels=3,
-                image_size=32, val_size=20, batch_size=8, num_workers=0)
+    args = dict(
+        root=str(root),
+        download=False,
+        verify_checksums=False,
+        num_classes=10,
+        in_channels=3,
+        image_size=32,
+        val_size=20,
+        batch_size=8,
+        num_workers=0,
+    )
     return CIFAR10DataModule(**{**args, **kwargs})
 
 

@@ -10,8 +10,9 @@ MODEL_CONFIGS = sorted((Path(__file__).parents[1] / "conf" / "model").glob("*.ya
 
 def build(config: Path, in_channels: int, image_size: int, num_classes: int, dropout: float = 0.3):
     cfg = OmegaConf.load(config)
-    cfg.merge_with({"in_channels": in_channels, "image_size": image_size, "num_classes": num_classes,
-                    "dropout": dropout})
+    cfg.merge_with(
+        {"in_channels": in_channels, "image_size": image_size, "num_classes": num_classes, "dropout": dropout}
+    )
     return instantiate(cfg)
 
 

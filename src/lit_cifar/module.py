@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from lit_cifar.data.batched import tta_views
 from lit_cifar.errors import UserError
 
 
@@ -24,6 +25,8 @@ class LitClassifier(pl.LightningModule):
         num_classes: int = 10,
         label_smoothing: float = 0.0,
         compile: bool = False,
+        tta: bool = False,
+        tta_flip: bool = True,
     ) -> None:
         super().__init__()
         lr = getattr(optimizer, "keywords", {}).get("lr")
@@ -59,7 +62,11 @@ class LitClassifier(pl.LightningModule):
 
     def _step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         images, labels = batch
-        logits = self(images)
+        if self.hparams.tta and not self.training:  # validation and test: average over flipped/shifted views
+            views = tta_views(images, flip=self.hparams.tta_flip)
+            logits = torch.stack([self(view) for view in views]).mean(0)
+        else:
+            logits = self(images)
         return self.criterion(logits, labels), logits, labels
 
     def on_train_start(self) -> None:
@@ -104,4 +111,5 @@ class LitClassifier(pl.LightningModule):
             scheduler = self.scheduler(optimizer=optimizer, total_steps=self.trainer.estimated_stepping_batches)
         else:
             scheduler = self.scheduler(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval}}
+        interval = self.hparams.scheduler_interval
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

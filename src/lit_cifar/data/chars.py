@@ -83,8 +83,9 @@ def csv_entries(manifest: Path) -> Entries:
             rows = list(csv.DictReader(f))
         entries = [(manifest.parent / row["path"], row["label"]) for row in rows]
     except (KeyError, TypeError, UnicodeDecodeError, csv.Error) as err:
-        raise UserError(f"{manifest} is not a `path,label` CSV ({type(err).__name__}: {err}); fix its header "
-                        "and rows") from None
+        raise UserError(
+            f"{manifest} is not a `path,label` CSV ({type(err).__name__}: {err}); fix its header and rows"
+        ) from None
     if any(not label for _, label in entries):
         raise UserError(f"{manifest} has rows with an empty label; give every row its class name")
     return entries
@@ -117,8 +118,7 @@ def pixel_statistics(images: Tensor) -> tuple[list[float], list[float]]:
 
 def check_num_classes(source: str, found: int, configured: int) -> None:
     if found != configured:
-        raise UserError(f"{source} has {found} classes but data.num_classes={configured}; "
-                        f"set data.num_classes={found}")
+        raise UserError(f"{source} has {found} classes but data.num_classes={configured}; set data.num_classes={found}")
 
 
 class CharsDataModule(ImageDataModule):
@@ -141,19 +141,25 @@ class CharsDataModule(ImageDataModule):
 
     def load(self, stage: str) -> dict[str, tuple[Tensor, Tensor]]:
         if not self.root.is_dir():
-            raise UserError(f"data.root={self.root} is not a folder; point it at your images or make a stand-in "
-                            f"with `python -m lit_cifar.data.make_chars --out {self.root}`")
+            raise UserError(
+                f"data.root={self.root} is not a folder; point it at your images or make a stand-in "
+                f"with `python -m lit_cifar.data.make_chars --out {self.root}`"
+            )
         found = {split: entries for split in SPLITS if (entries := self.entries(split))}
         if "train" not in found:
-            raise UserError(f"{self.root} has no train/ class folders or train.csv; see the layout in the README "
-                            "section 'Character data'")
+            raise UserError(
+                f"{self.root} has no train/ class folders or train.csv; see the layout in the README "
+                "section 'Character data'"
+            )
         self.class_names = sorted({name for _, name in found["train"]})
         check_num_classes(f"{self.root / 'train'}", len(self.class_names), self.num_classes)
         for split, entries in found.items():
             unknown = sorted({name for _, name in entries} - set(self.class_names))
             if unknown:
-                raise UserError(f"the {split} split of {self.root} has classes the training split lacks "
-                                f"({', '.join(unknown)}); add them to train or remove them from {split}")
+                raise UserError(
+                    f"the {split} split of {self.root} has classes the training split lacks "
+                    f"({', '.join(unknown)}); add them to train or remove them from {split}"
+                )
         index = {name: i for i, name in enumerate(self.class_names)}
         splits = {split: self.read(entries, index) for split, entries in found.items()}
         self.mean, self.std = self.training_statistics(found["train"], splits["train"][0])

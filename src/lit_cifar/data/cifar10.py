@@ -56,8 +56,10 @@ class CIFAR10DataModule(ImageDataModule):
         kwargs.setdefault("std", CIFAR10_STD)
         super().__init__(**kwargs)
         if (self.num_classes, self.in_channels, self.image_size) != (10, 3, 32):
-            raise UserError("CIFAR-10 has 10 classes of 3×32×32 images; remove the data.num_classes/"
-                            "in_channels/image_size overrides")
+            raise UserError(
+                "CIFAR-10 has 10 classes of 3×32×32 images; remove the data.num_classes/"
+                "in_channels/image_size overrides"
+            )
         self.root, self.download, self.verify_checksums = Path(root), download, verify_checksums
 
     @property
@@ -68,8 +70,10 @@ class CIFAR10DataModule(ImageDataModule):
         if self.folder.is_dir():
             return
         if not self.download:
-            raise UserError(f"CIFAR-10 not found in {self.folder}; set data.download=true or put the "
-                            f"'{CIFAR10.base_folder}' folder under data.root={self.root}")
+            raise UserError(
+                f"CIFAR-10 not found in {self.folder}; set data.download=true or put the "
+                f"'{CIFAR10.base_folder}' folder under data.root={self.root}"
+            )
         try:
             CIFAR10(str(self.root), download=True)
         except Exception as err:

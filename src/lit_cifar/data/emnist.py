@@ -32,15 +32,20 @@ class EMNISTDataModule(ImageDataModule):
     @property
     def files(self) -> list[Path]:
         raw = self.root / EMNIST.__name__ / "raw"
-        return [raw / f"emnist-{self.split}-{part}-{kind}-ubyte"
-                for part in ("train", "test") for kind in ("images-idx3", "labels-idx1")]
+        return [
+            raw / f"emnist-{self.split}-{part}-{kind}-ubyte"
+            for part in ("train", "test")
+            for kind in ("images-idx3", "labels-idx1")
+        ]
 
     def prepare_data(self) -> None:
         if all(f.is_file() for f in self.files):
             return
         if not self.download:
-            raise UserError(f"EMNIST not found: {self.files[0]} is missing; set data.download=true or put the "
-                            f"unzipped emnist-{self.split}-* files from {EMNIST.url} into {self.files[0].parent}")
+            raise UserError(
+                f"EMNIST not found: {self.files[0]} is missing; set data.download=true or put the "
+                f"unzipped emnist-{self.split}-* files from {EMNIST.url} into {self.files[0].parent}"
+            )
         try:
             EMNIST(str(self.root), self.split, download=True)
         except Exception as err:
@@ -53,8 +58,10 @@ class EMNISTDataModule(ImageDataModule):
         try:
             dataset = EMNIST(str(self.root), self.split, train=train)
         except Exception as err:
-            raise UserError(f"the EMNIST files in {self.files[0].parent} are unreadable ({type(err).__name__}: "
-                            f"{err}); delete them and run again with data.download=true") from None
+            raise UserError(
+                f"the EMNIST files in {self.files[0].parent} are unreadable ({type(err).__name__}: "
+                f"{err}); delete them and run again with data.download=true"
+            ) from None
         images = dataset.data.transpose(1, 2).unsqueeze(1)  # EMNIST stores images transposed
         if images.shape[-1] != self.image_size:
             images = F.resize(images, [self.image_size, self.image_size], antialias=True)

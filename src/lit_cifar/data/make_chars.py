@@ -25,8 +25,15 @@ DIGITS = "0123456789"
 UPPER = "ABCDEFGHIJKLMNPQRSTUVWXYZ"
 LOWER = "abdefghijkmnpqrty"
 ALPHABET = DIGITS + UPPER + LOWER
-FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local/share/fonts",
-             "/Library/Fonts", "/System/Library/Fonts", "C:/Windows/Fonts")
+FONT_DIRS = (
+    "/usr/share/fonts",
+    "/usr/local/share/fonts",
+    "~/.fonts",
+    "~/.local/share/fonts",
+    "/Library/Fonts",
+    "/System/Library/Fonts",
+    "C:/Windows/Fonts",
+)
 RENDER_SIZE = 64  # glyphs are drawn this large, then scaled to the image
 
 
@@ -36,8 +43,9 @@ def render(font: ImageFont.FreeTypeFont, symbol: str, stroke: int = 0) -> Image.
     ascent, descent = font.getmetrics()
     left, _, right, _ = font.getbbox(symbol, stroke_width=stroke, anchor="ls")
     image = Image.new("L", (max(right - left, 1), ascent + descent + 2 * stroke))
-    ImageDraw.Draw(image).text((-left, ascent + stroke), symbol, fill=255, font=font, anchor="ls",
-                               stroke_width=stroke, stroke_fill=255)
+    ImageDraw.Draw(image).text(
+        (-left, ascent + stroke), symbol, fill=255, font=font, anchor="ls", stroke_width=stroke, stroke_fill=255
+    )
     return image
 
 
@@ -66,8 +74,9 @@ def load_fonts(font_dirs: Sequence[str], symbols: str) -> list[ImageFont.FreeTyp
 def draw_sample(symbol: str, fonts: list[ImageFont.FreeTypeFont], size: int, rng: np.random.Generator) -> Image.Image:
     glyph = render(fonts[rng.integers(len(fonts))], symbol, stroke=int(rng.integers(0, 4)))
     scale = rng.uniform(0.6, 0.95) * size / glyph.height
-    glyph = glyph.resize((max(round(glyph.width * scale), 1), max(round(glyph.height * scale), 1)),
-                         Image.Resampling.BILINEAR)
+    glyph = glyph.resize(
+        (max(round(glyph.width * scale), 1), max(round(glyph.height * scale), 1)), Image.Resampling.BILINEAR
+    )
     glyph = glyph.rotate(rng.uniform(-15, 15), Image.Resampling.BILINEAR, expand=True)
     glyph.thumbnail((size, size))  # a wide, turned glyph may not fit otherwise
     image = Image.new("L", (size, size))
@@ -78,8 +87,14 @@ def draw_sample(symbol: str, fonts: list[ImageFont.FreeTypeFont], size: int, rng
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
-def generate(out: Path, per_split: dict[str, int], size: int = 90, seed: int = 0, symbols: str = ALPHABET,
-             font_dirs: Sequence[str] = FONT_DIRS) -> int:
+def generate(
+    out: Path,
+    per_split: dict[str, int],
+    size: int = 90,
+    seed: int = 0,
+    symbols: str = ALPHABET,
+    font_dirs: Sequence[str] = FONT_DIRS,
+) -> int:
     """Write `per_split[split]` images of each symbol under `out/split/<class folder>/` for splits among
     train, val and test; return the count."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -96,27 +111,39 @@ def generate(out: Path, per_split: dict[str, int], size: int = 90, seed: int = 0
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, required=True, help="a new or empty folder")
     parser.add_argument("--per-class", type=int, default=200, help="training images per class (200)")
-    parser.add_argument("--val-per-class", type=int, default=0,
-                        help="validation images per class (0: data=chars holds data.val_size out of train)")
+    parser.add_argument(
+        "--val-per-class",
+        type=int,
+        default=0,
+        help="validation images per class (0: data=chars holds data.val_size out of train)",
+    )
     parser.add_argument("--test-per-class", type=int, default=None, help="test images per class (per-class / 4)")
     parser.add_argument("--size", type=int, default=90, help="image side in pixels (90)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--font-dirs", nargs="*", default=list(FONT_DIRS),
-                        help="folders searched for .ttf/.otf fonts; none: only Pillow's built-in font")
+    parser.add_argument(
+        "--font-dirs",
+        nargs="*",
+        default=list(FONT_DIRS),
+        help="folders searched for .ttf/.otf fonts; none: only Pillow's built-in font",
+    )
     args = parser.parse_args(argv)
     test = max(args.per_class // 4, 1) if args.test_per_class is None else args.test_per_class
     with exit_on_user_error():
         counts = {"train": args.per_class, "val": args.val_per_class, "test": test}
         if min(counts.values()) < 0 or args.per_class == 0 or args.size < 8:
             raise UserError("--per-class must be positive, the other counts 0 or more, and --size at least 8")
-        total = generate(args.out, {split: n for split, n in counts.items() if n}, args.size, args.seed,
-                         font_dirs=args.font_dirs)
-    print(f"wrote {total} images of {len(ALPHABET)} classes to {args.out}; "
-          f"train with: python -m lit_cifar.train data=chars data.root={args.out}")
+        total = generate(
+            args.out, {split: n for split, n in counts.items() if n}, args.size, args.seed, font_dirs=args.font_dirs
+        )
+    print(
+        f"wrote {total} images of {len(ALPHABET)} classes to {args.out}; "
+        f"train with: python -m lit_cifar.train data=chars data.root={args.out}"
+    )
 
 
 if __name__ == "__main__":

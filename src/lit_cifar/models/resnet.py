@@ -7,8 +7,10 @@ from lit_cifar.models.common import flat_size
 
 
 def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False),
-                         nn.BatchNorm2d(out_channels))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+    )
 
 
 class ResidualStage(nn.Module):
@@ -30,13 +32,23 @@ class ResNetLite(nn.Module):
     less it would leave a 2×2 map, so there the stem is a 3×3 stride-1 conv, as report 003 did for
     ResNet-18 on CIFAR-10. `downsample_stem` forces either choice."""
 
-    def __init__(self, in_channels: int, num_classes: int, image_size: int, width: int = 32, dropout: float = 0.4,
-                 downsample_stem: bool | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        image_size: int,
+        width: int = 32,
+        dropout: float = 0.4,
+        downsample_stem: bool | None = None,
+    ) -> None:
         super().__init__()
         if downsample_stem is None:
             downsample_stem = image_size > 32
-        stem = [conv_bn(in_channels, width, 7, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)] if downsample_stem \
+        stem = (
+            [conv_bn(in_channels, width, 7, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
+            if downsample_stem
             else [conv_bn(in_channels, width, 3, 1), nn.ReLU(inplace=True)]
+        )
         self.features = nn.Sequential(*stem, ResidualStage(width, 2 * width), ResidualStage(2 * width, 4 * width))
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(flat_size(self.features, in_channels, image_size), num_classes)
@@ -52,8 +64,9 @@ class ResNet18(nn.Module):
     """Report 003: torchvision's ResNet-18 with a 3×3 stride-1 stem and no max-pool for small images,
     dropout before the classifier, and optionally ImageNet weights (downloaded; needs network)."""
 
-    def __init__(self, in_channels: int, num_classes: int, image_size: int = 32, dropout: float = 0.0,
-                 pretrained: bool = False) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, image_size: int = 32, dropout: float = 0.0, pretrained: bool = False
+    ) -> None:
         super().__init__()
         weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1 if pretrained else None
         net = torchvision.models.resnet18(weights=weights)
