@@ -1,13 +1,14 @@
 """User-facing errors: one line that names what is wrong and how to fix it, no traceback."""
 
+import os
 import re
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
-from hydra.errors import InstantiationException
+from hydra.errors import ConfigCompositionException, InstantiationException, OverrideParseException
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -38,7 +39,7 @@ def user_message(err: BaseException) -> str | None:
         part = key.group(1) if key else "the config"
         return (
             f"cannot build {part} from its config ({type(err.__cause__).__name__}: {err.__cause__}); "
-            f"check the types of the values you set for it, e.g. a number where a number belongs"
+            "check the names and the types of the values you set for it"
         )
     return None
 
@@ -58,4 +59,35 @@ def exit_on_user_error() -> Iterator[None]:
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def one_line(text: str) -> str:
+    """Hydra's several-line message as one line: indented lines (option lists, details) become a comma list."""
+    message = ""
+    for raw in text.splitlines():
+        line = raw.strip().rstrip(".")
+        if not line:
+            continue
+        if not message or message.endswith(":"):
+            message += (" " if message else "") + line
+        else:
+            message += (", " if raw[:1].isspace() else "; ") + line
+    return message
+
+
+def run_app(main: Callable[[], object]) -> None:
+    """Run a `@hydra.main` app so that a command line Hydra cannot compose (an unknown key, group or option,
+    bad override syntax) ends, like every other user error, in one `error:` line and exit status 2.
+    Hydra prints those over several lines itself; with HYDRA_FULL_ERROR=1 it raises them instead."""
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except (ConfigCompositionException, OverrideParseException) as err:
+        cause = f" ({str(err.__cause__).splitlines()[0]})" if err.__cause__ else ""
+        text = str(err).split("Config search path")[0]  # Hydra's own search path: noise for a user
+        if isinstance(err, OverrideParseException):
+            text = f"cannot parse the override '{err.override}': {text}"
+        first, _, rest = one_line(text).partition("; ")
+        print(f"error: {first}{cause}{'; ' + rest if rest else ''}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -14,7 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from lit_cifar.checkpoints import load_datamodule, load_net, read_checkpoint
-from lit_cifar.errors import UserError, exit_on_user_error
+from lit_cifar.errors import UserError, exit_on_user_error, run_app
 
 log = logging.getLogger(__name__)
 
@@ -104,4 +104,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

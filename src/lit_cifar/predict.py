@@ -10,7 +10,7 @@ from omegaconf import DictConfig, ListConfig
 from PIL import Image, UnidentifiedImageError
 
 from lit_cifar.checkpoints import load_datamodule, load_net, read_checkpoint
-from lit_cifar.errors import UserError, exit_on_user_error
+from lit_cifar.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.evaluate import pick_device
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -76,4 +76,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -16,7 +16,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from lit_cifar.errors import UserError, user_message
+from lit_cifar.errors import UserError, exit_on_user_error, user_message
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,14 @@ def failure_recorded() -> Iterator[None]:
         (run_dir / "metrics.json").write_text(json.dumps({"status": "failed", "reason": reason}, indent=2))
 
 
+def refuse_several_devices(cfg: DictConfig) -> None:
+    if "ddp" in str(cfg.trainer.get("strategy")) or cfg.trainer.get("devices", 1) != 1:
+        raise UserError(
+            "a multirun cannot train on several devices: Lightning's ddp starts the script again in "
+            "every rank, which would run the sweep in each; sweep with trainer.devices=1"
+        )
+
+
 def parallel_share(job_num: int, n_jobs: int, n_cpus: int, n_gpus: int) -> tuple[int, int | None]:
     """Threads and GPU index (None without GPUs) for job `job_num` when `n_jobs` jobs run at once:
     the cores are split evenly, the GPUs dealt round-robin (several jobs may share one)."""
@@ -104,7 +112,13 @@ def share_machine(cfg: DictConfig) -> None:
 
 
 class SweepReport(Callback):
-    """At the end of a sweep: write and print its results table; exit with status 1 if a job failed."""
+    """Before a sweep: refuse several devices per job (each job checks its own swept values again).
+    At its end: write and print its results table; exit with status 1 if a job failed."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        # Hydra turns a callback's exceptions into warnings, but lets SystemExit through.
+        with exit_on_user_error():
+            refuse_several_devices(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from lit_cifar.report import write_report  # matplotlib only when a sweep ends

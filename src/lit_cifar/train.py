@@ -12,9 +12,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lit_cifar.checkpoints import resume_path
-from lit_cifar.errors import UserError, exit_on_user_error
+from lit_cifar.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.record import run_record
-from lit_cifar.sweep import failure_recorded, in_multirun, share_machine
+from lit_cifar.sweep import failure_recorded, in_multirun, refuse_several_devices, share_machine
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +22,12 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then test with the best checkpoint; return every final metric."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if in_multirun() and ("ddp" in str(cfg.trainer.get("strategy")) or cfg.trainer.get("devices", 1) != 1):
-        raise UserError(
-            "a multirun cannot train on several devices: Lightning's ddp starts the script again in "
-            "every rank, which would run the sweep in each; sweep with trainer.devices=1"
-        )
+    if in_multirun():
+        refuse_several_devices(cfg)
     if cfg.ckpt_path is None and (run_dir / "checkpoints").exists():
         raise UserError(f"{run_dir} already holds a run; add ckpt_path=last to resume it or pick a new hydra.run.dir")
+    if not isinstance(cfg.seed, int):
+        raise UserError(f"seed={cfg.seed} must be an integer, e.g. seed=42")
     share_machine(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
@@ -71,4 +70,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)
