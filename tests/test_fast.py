@@ -127,7 +127,8 @@ def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
     (result,) = [json.loads(p.read_text()) for p in out.glob("bench_*.json")]
     assert [(r["pipeline"], r["num_workers"]) for r in result["pipeline"]] == [("loader", 0)] * 2 + [("batched", 0)]
     assert all(r["images_per_s"] > 0 for r in result["pipeline"])
-    assert result["overhead"]["ratio"] > 0
+    assert [o["model"] for o in result["overhead"]] == ["model=week11_cnn", "model=two_layer_fc model.hidden=32"]
+    assert all(o["ratio"] > 0 for o in result["overhead"])
     assert [r["name"] for r in result["recipes"]] == ["default", "fast"]
     assert all(r["seconds_to_target"] is not None for r in result["recipes"])
     assert len(list(out.glob("bench_*.md"))) == 1

@@ -23,7 +23,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_cifar.errors import UserError, exit_on_user_error
+from lit_cifar.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.module import LitClassifier
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -48,9 +48,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--pipeline-epochs", type=int, default=2, help="timed passes over the train set, after one warm-up")
     g.add_argument("--workers", default="0,1,2", help="num_workers values of the DataLoader path")
     g = p.add_argument_group("2: project vs plain loop")
-    g.add_argument("--throughput-model", default="week11_cnn")
+    g.add_argument(
+        "--throughput-models",
+        default="model=week11_cnn;model=two_layer_fc model.hidden=32",
+        help="';'-separated model overrides, one row each; the tiny second net makes the step cheap, so its "
+        "row shows the framework's own cost per step",
+    )
     g.add_argument("--throughput-batch-size", type=int, default=256)
-    g.add_argument("--throughput-batches", type=int, default=24, help="timed batches per repeat")
+    g.add_argument("--throughput-batches", type=int, default=48, help="timed batches per repeat")
     g.add_argument("--repeats", type=int, default=7, help="alternating project/plain repeats (median taken)")
     g = p.add_argument_group("3: recipes on the slice")
     g.add_argument(
@@ -150,9 +155,9 @@ class _Clock(pl.Callback):
         self.elapsed = time.perf_counter() - self.start
 
 
-def framework_overhead(args: argparse.Namespace) -> dict:
+def framework_overhead(args: argparse.Namespace, model_overrides: str) -> dict:
     """Figure 2: the project (Trainer + LitClassifier) against a plain loop, same net, data and optimizer."""
-    cfg = config(args, f"model={args.throughput_model}", "optim=adam")
+    cfg = config(args, *model_overrides.split(), "optim=adam")
     dm = instantiate(cfg.data)
     dm.setup("fit")
     warmup, n = 2, args.throughput_batch_size * args.throughput_batches  # n: timed images
@@ -209,16 +214,18 @@ def framework_overhead(args: argparse.Namespace) -> dict:
             [("project", project, project_runs), ("plain", plain, plain_runs)], reverse=bool(repeat % 2)
         ):
             runs.append(run())
-            print(f"  repeat {repeat}: {name:7s} {runs[-1]:8,.0f} img/s", flush=True)
-    result = {
-        "model": args.throughput_model,
-        "batch_size": args.throughput_batch_size,
+            print(f"  {model_overrides}, repeat {repeat}: {name:7s} {runs[-1]:8,.0f} img/s", flush=True)
+    pairs = list(zip(project_runs, plain_runs, strict=True))
+    batch = args.throughput_batch_size
+    return {
+        "model": model_overrides,
+        "batch_size": batch,
         "project_images_per_s": statistics.median(project_runs),
         "plain_images_per_s": statistics.median(plain_runs),
-        # Each repeat's pair ran back to back, so their ratio cancels the load that drifts between repeats.
-        "ratio": statistics.median(p / q for p, q in zip(project_runs, plain_runs, strict=True)),
+        # Each repeat's pair ran back to back, so comparing within pairs cancels load that drifts between repeats.
+        "ratio": statistics.median(p / q for p, q in pairs),
+        "overhead_ms_per_step": statistics.median(1000 * batch * (1 / p - 1 / q) for p, q in pairs),
     }
-    return result
 
 
 class _Curve(pl.Callback):
@@ -297,16 +304,18 @@ def markdown(result: dict) -> str:
             lines.append("\npin_memory takes effect only with CUDA: on a CPU its rows repeat the measurement.")
         lines.append("")
     if "overhead" in result:
-        o = result["overhead"]
         lines += [
-            "## 2. Project vs plain PyTorch loop",
+            "## 2. Project vs plain PyTorch loop (medians over paired repeats)",
             "",
-            "| model | batch | project images/s | plain images/s | ratio (median of paired repeats) |",
-            "|---|---|---|---|---|",
-            f"| {o['model']} | {o['batch_size']} | {o['project_images_per_s']:,.0f} | "
-            f"{o['plain_images_per_s']:,.0f} | {o['ratio']:.3f} |",
-            "",
+            "| model | batch | project images/s | plain images/s | ratio | overhead ms/step |",
+            "|---|---|---|---|---|---|",
         ]
+        lines += [
+            f"| `{o['model']}` | {o['batch_size']} | {o['project_images_per_s']:,.0f} | "
+            f"{o['plain_images_per_s']:,.0f} | {o['ratio']:.3f} | {o['overhead_ms_per_step']:.2f} |"
+            for o in result["overhead"]
+        ]
+        lines.append("")
     if "recipes" in result:
         lines += [
             f"## 3. Recipes on the slice (target val/acc {result['target_acc']})",
@@ -350,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
                 result["pipeline"] = pipeline_throughput(args)
             if 2 in args.sections:
                 print("2. project vs plain loop", flush=True)
-                result["overhead"] = framework_overhead(args)
+                result["overhead"] = [framework_overhead(args, m) for m in args.throughput_models.split(";")]
             if 3 in args.sections:
                 print("3. recipes on the slice", flush=True)
                 runs = [recipe(args, "default", args.default_overrides), recipe(args, "fast", args.fast_overrides)]
@@ -365,4 +374,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)
