@@ -1,5 +1,6 @@
 import json
 from functools import partial
+from types import SimpleNamespace
 
 import lightning.pytorch as pl
 import pytest
@@ -9,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_cifar.callbacks.ema import EMA
+from lit_cifar.callbacks.finite_loss import FiniteLossCheck
 from lit_cifar.lr_schedules import warmup_linear
 from lit_cifar.models.fast_cnn import FastCNN
 from lit_cifar.module import LitClassifier
@@ -63,6 +65,23 @@ def test_ema_weights_are_the_ones_tested_from_a_checkpoint(tmp_path):
     assert not torch.allclose(averaged, raw)
     trainer.test(module, data, ckpt_path=checkpoint.best_model_path, verbose=False)
     assert torch.equal(module.net[1].weight, averaged)
+
+
+def test_a_training_step_reads_no_tensor_on_the_host(monkeypatch):
+    # On a GPU each host read of a device tensor (bool(), .item(), torch.unique, …) waits for the GPU.
+    module = LitClassifier(nn.Sequential(nn.Flatten(), nn.Linear(48, 10)), partial(torch.optim.SGD, lr=0.1))
+    module.log = lambda *args, **kwargs: None  # Lightning's own logging needs a Trainer
+    check, trainer = FiniteLossCheck(), SimpleNamespace(global_step=1, log_every_n_steps=50, current_epoch=0)
+    batch = (torch.randn(8, 3, 4, 4), torch.randint(0, 10, (8,)))
+
+    def host_read(*args, **kwargs):
+        raise AssertionError("the training step read a tensor on the host")
+
+    for name in ("__bool__", "__int__", "__float__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, host_read)
+    monkeypatch.setattr(torch, "unique", host_read)
+    loss = module.training_step(batch, 0)
+    check.on_train_batch_end(trainer, module, loss, batch, 0)
 
 
 @pytest.mark.slow

@@ -39,10 +39,12 @@ class LitClassifier(pl.LightningModule):
         self.net, self.optimizer, self.scheduler = net, optimizer, scheduler
         self.run_config: dict = {}
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        # torchmetrics checks its inputs on the host by default (a NaN test, torch.unique of the labels): a
+        # GPU sync in every step. The labels come from the datamodule and FiniteLossCheck watches the loss.
+        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
+        self.train_acc, self.val_acc, self.test_acc = (
+            MulticlassAccuracy(num_classes, average="micro", validate_args=False) for _ in range(3)
+        )
         self.val_acc_best = MaxMetric()
         self.channels_last = False
 
