@@ -88,6 +88,16 @@ def test_sigterm_saves_last_checkpoint_then_exits_nonzero(cifar_root, tmp_path, 
     assert not list((tmp_path / "checkpoints").glob("*.partial"))
 
 
+@pytest.mark.slow
+def test_sigterm_stops_a_sweep_with_a_nonzero_status(cifar_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    args = train_args(cifar_root, tmp_path, *killed_at(2, signal.SIGTERM), "model.dropout=0.0,0.1")
+    result = run_cli("lit_cifar.train", "-m", *args, f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.returncode == 128 + signal.SIGTERM
+    assert (tmp_path / "sweep" / "0" / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "sweep" / "1").exists()  # the sweep stopped; it did not go on to the next job
+
+
 def test_resume_without_last_checkpoint_names_the_missing_file(cifar_root, tmp_path):
     result = run_cli("lit_cifar.train", *train_args(cifar_root, tmp_path / "new", "ckpt_path=last"))
     assert result.returncode == 2

@@ -3,6 +3,7 @@
 import json
 import logging
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import hydra
@@ -65,7 +66,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     # In a sweep a failed job is recorded and the others run on; the sweep exits 1 at the end (SweepReport).
-    with failure_recorded() if in_multirun() else exit_on_user_error():
+    # SIGTERM (a SystemExit, which failure_recorded lets through) stops the whole sweep with status 143.
+    with exit_on_user_error(), failure_recorded() if in_multirun() else nullcontext():
         return train(cfg).get(cfg.optimized_metric)
 
 
