@@ -127,11 +127,22 @@ def test_batched_augmentation_runs_in_training_only_and_is_normalized(batched_mo
     dm.trainer = SimpleNamespace(training=False)
     evaluated, _ = dm.on_after_batch_transfer((images, torch.zeros(64)), 0)
     assert torch.equal(evaluated, dm.normalize(images))
-    dm.trainer = SimpleNamespace(training=True)
+    dm.trainer = SimpleNamespace(training=True, global_step=0)
     trained, _ = dm.on_after_batch_transfer((images, torch.zeros(64)), 0)
     assert trained.dtype == torch.float32 and not torch.allclose(trained, evaluated)
     black = -torch.tensor(dm.mean) / torch.tensor(dm.std)  # zero fill, normalized like a black pixel
     assert math.isclose(trained.amin((0, 2, 3))[0], black[0], rel_tol=1e-5)
+
+
+def test_batched_draws_depend_on_the_seed_and_step_only(batched_module):
+    # So a run resumed at step 5 augments step 5 as the uninterrupted run did; no generator state is saved.
+    images = batched_module.train_set.images[:32]
+    torch.manual_seed(3)
+    first = batched_module.augment(images, step=5)
+    batched_module.augment(images, step=6)
+    torch.manual_seed(3)
+    assert torch.equal(batched_module.augment(images, step=5), first)
+    assert not torch.equal(batched_module.augment(images, step=6), first)
 
 
 def test_unknown_pipeline_is_a_user_error():

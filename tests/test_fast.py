@@ -40,8 +40,14 @@ def test_warmup_linear_rises_then_decays():
         optimizer.step()
         scheduler.step()
     assert lrs[:3] == pytest.approx([0.0, 1.0, 2.0])
-    assert lrs[-1] == pytest.approx(2.0 * (1 - 0.9 * 7 / 8))
+    assert lrs[-1] == pytest.approx(2.0 * 0.1)
     assert all(a > b for a, b in zip(lrs[2:], lrs[3:], strict=False))
+
+
+def test_warmup_linear_without_warmup_starts_at_the_full_lr():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=2.0)
+    warmup_linear(optimizer, total_steps=5, warmup_fraction=0.0)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(2.0)
 
 
 def test_ema_weights_are_the_ones_tested_from_a_checkpoint(tmp_path):
@@ -81,7 +87,7 @@ def test_a_training_step_reads_no_tensor_on_the_host(monkeypatch):
         monkeypatch.setattr(torch.Tensor, name, host_read)
     monkeypatch.setattr(torch, "unique", host_read)
     loss = module.training_step(batch, 0)
-    check.on_train_batch_end(trainer, module, loss, batch, 0)
+    check.on_train_batch_end(trainer, module, {"loss": loss}, batch, 0)
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,8 +11,10 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from conftest import run_cli, tiny_cifar_overrides
+from torch import nn
 
 from lit_cifar.callbacks.checkpoint import ResumableCheckpoint
+from lit_cifar.module import LitClassifier
 
 TESTS = Path(__file__).parent
 # 80 training images in batches of 16 with drop_last: 5 steps per epoch.
@@ -96,6 +99,28 @@ def test_sigterm_stops_a_sweep_with_a_nonzero_status(cifar_root, tmp_path, monke
     assert result.returncode == 128 + signal.SIGTERM
     assert (tmp_path / "sweep" / "0" / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "sweep" / "1").exists()  # the sweep stopped; it did not go on to the next job
+
+
+def test_the_best_validation_accuracy_travels_in_the_checkpoint():
+    def module() -> LitClassifier:
+        return LitClassifier(nn.Linear(2, 2), partial(torch.optim.SGD, lr=0.1), num_classes=2)
+
+    trained = module()
+    trained.val_acc_best.update(torch.tensor(0.8))
+    resumed = module()
+    resumed.load_state_dict(trained.state_dict())
+    resumed.val_acc_best.update(torch.tensor(0.5))  # a worse epoch after the resume
+    assert float(resumed.val_acc_best.compute()) == pytest.approx(0.8)
+
+
+@pytest.mark.slow
+def test_a_sweep_job_with_nothing_to_resume_starts_from_scratch(cifar_root, tmp_path):
+    # A cluster job gets `ckpt_path=last` on its first run as well as after a re-queue.
+    sweep = tmp_path / "sweep"
+    args = train_args(cifar_root, tmp_path, "ckpt_path=last", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}")
+    result = run_cli("lit_cifar.train", "-m", *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((sweep / "0" / "metrics.json").read_text())["status"] == "ok"
 
 
 def test_resume_without_last_checkpoint_names_the_missing_file(cifar_root, tmp_path):

@@ -59,13 +59,17 @@ def check_fits(module: nn.Module, ckpt: dict, path: str | Path, prefix: str = ""
         )
 
 
-def resume_path(cfg: DictConfig, run_dir: Path, module: nn.Module) -> str | None:
+def resume_path(cfg: DictConfig, run_dir: Path, module: nn.Module, fresh_start_allowed: bool) -> str | None:
     """`cfg.ckpt_path` checked before training starts: `last` is this run dir's `checkpoints/last.ckpt`;
-    the checkpoint must be of the configured model and dataset."""
+    the checkpoint must be of the configured model and dataset. Without a `last.ckpt`, a sweep job
+    (`fresh_start_allowed`: a cluster job gets the same command line on its first run and after a
+    re-queue) starts from scratch, and a single run stops: its hydra.run.dir is likely mistyped."""
     if cfg.ckpt_path is None:
         return None
     path = run_dir / "checkpoints" / "last.ckpt" if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
     if cfg.ckpt_path == "last" and not path.is_file():
+        if fresh_start_allowed:
+            return None
         raise UserError(
             f"nothing to resume: {path} does not exist; pass the killed run's folder as "
             "hydra.run.dir=outputs/DATE/TIME with ckpt_path=last"

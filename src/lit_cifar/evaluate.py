@@ -34,8 +34,9 @@ def confusion_matrix(ckpt_path: str, data_overrides: dict, device: torch.device)
     ckpt = read_checkpoint(ckpt_path)
     net = load_net(ckpt, ckpt_path).to(device)
     datamodule = load_datamodule(ckpt, **data_overrides)
-    trained_classes = datamodule.class_names
+    trained_classes, trained_stats = datamodule.class_names, (datamodule.mean, datamodule.std)
     datamodule.setup("test")
+    datamodule.mean, datamodule.std = trained_stats  # setup computes those of the data found
     if trained_classes and datamodule.class_names != trained_classes:
         raise UserError(
             f"{ckpt_path} was trained on the classes {trained_classes} but the dataset found "

@@ -13,11 +13,11 @@ def warmup_linear(
     to `final_factor`× that lr at the last step."""
     if not 0 <= warmup_fraction < 1:
         raise UserError(f"scheduler.warmup_fraction={warmup_fraction} must be in [0, 1), e.g. 0.2")
-    warmup = max(1, round(warmup_fraction * total_steps))
+    warmup = round(warmup_fraction * total_steps)
 
-    def factor(step: int) -> float:
+    def factor(step: int) -> float:  # step 0 … total_steps - 1
         if step < warmup:
             return step / warmup
-        return 1 - (1 - final_factor) * (step - warmup) / max(1, total_steps - warmup)
+        return 1 - (1 - final_factor) * (step - warmup) / max(1, total_steps - 1 - warmup)
 
     return LambdaLR(optimizer, factor)

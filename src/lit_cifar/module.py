@@ -46,6 +46,7 @@ class LitClassifier(pl.LightningModule):
             MulticlassAccuracy(num_classes, average="micro", validate_args=False) for _ in range(3)
         )
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # in the checkpoint, so a resumed run keeps the best of before
         self.channels_last = False
 
     def setup(self, stage: str) -> None:
@@ -70,9 +71,6 @@ class LitClassifier(pl.LightningModule):
         else:
             logits = self(images)
         return self.criterion(logits, labels), logits, labels
-
-    def on_train_start(self) -> None:
-        self.val_acc_best.reset()  # forget the sanity-check validation
 
     # The steps only update the metrics, on the device; the epoch hooks compute and log them once. Logging a
     # metric in every step would cost Lightning about a millisecond per call on the host (bench figure 2).
@@ -105,8 +103,10 @@ class LitClassifier(pl.LightningModule):
         self._log_epoch("train", self.train_loss, self.train_acc)
 
     def on_validation_epoch_end(self) -> None:
-        self.val_acc_best.update(self._log_epoch("val", self.val_loss, self.val_acc))
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        acc = self._log_epoch("val", self.val_loss, self.val_acc)
+        if not self.trainer.sanity_checking:  # the untrained net's accuracy is no one's best
+            self.val_acc_best.update(acc)
+            self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test", self.test_loss, self.test_acc)

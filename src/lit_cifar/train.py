@@ -34,7 +34,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     module = instantiate(cfg.module)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
-    ckpt_path = resume_path(cfg, run_dir, module)
+    ckpt_path = resume_path(cfg, run_dir, module, fresh_start_allowed=in_multirun())
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in cfg.logger.values() if c is not None]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)

@@ -22,12 +22,12 @@ class FiniteLossCheck(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
     ) -> None:
-        loss = outputs["loss"].detach() if isinstance(outputs, dict) else outputs.detach()
+        loss = outputs["loss"].detach()
         if self.first_bad_step is None or self.first_bad_step.device != loss.device:
             self.first_bad_step = torch.tensor(-1, device=loss.device)
         newly_bad = (self.first_bad_step < 0) & ~torch.isfinite(loss)
         self.first_bad_step = torch.where(newly_bad, trainer.global_step, self.first_bad_step)
-        if trainer.global_step % trainer.log_every_n_steps == 0:
+        if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
             self._raise_if_bad(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -94,7 +94,7 @@ class ImageDataModule(pl.LightningDataModule):
         self._stats_on_device: dict[torch.device, Tensor] = {}
         self.train_set = self.val_set = self.test_set = None
 
-    def load(self, stage: str) -> dict[str, tuple[Tensor, Tensor]]:
+    def load(self) -> dict[str, tuple[Tensor, Tensor]]:
         """Return {"train": (images, labels)} and optionally "val" and "test" (without one, the val split
         is tested); set self.class_names."""
         raise NotImplementedError
@@ -102,7 +102,7 @@ class ImageDataModule(pl.LightningDataModule):
     def setup(self, stage: str) -> None:
         if self.train_set is not None:
             return
-        splits = self.load(stage)
+        splits = self.load()
         images, labels = splits["train"]
         if "val" in splits:
             val_images, val_labels = splits["val"]
@@ -153,17 +153,19 @@ class ImageDataModule(pl.LightningDataModule):
         mean, std = self._stats_on_device[images.device]
         return (images.float().div_(255) - mean).div_(std)
 
-    def augment(self, images: Tensor) -> Tensor:
-        """The batched pipeline's training augmentation, drawn from a generator on images' device that
-        is seeded from the global seed."""
+    def augment(self, images: Tensor, step: int) -> Tensor:
+        """The batched pipeline's training augmentation of training step `step`, drawn from a generator on
+        images' device seeded from the global seed and the step: a resumed run draws what an uninterrupted
+        one would, with no generator state to save."""
         if self._augment_rng is None or self._augment_rng.device != images.device:
-            self._augment_rng = torch.Generator(images.device).manual_seed(torch.initial_seed())
+            self._augment_rng = torch.Generator(images.device)
+        self._augment_rng.manual_seed((torch.initial_seed() & 0xFFFFFFFF) << 32 | step)
         return augment_batch(images, self.rotation, self.translate, self.hflip, self._augment_rng)
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):
         images, labels = batch
         if self.pipeline == "batched" and self.trainer is not None and self.trainer.training:
-            images = self.augment(images)
+            images = self.augment(images, self.trainer.global_step)
         return self.normalize(images), labels
 
     def state_dict(self) -> dict:

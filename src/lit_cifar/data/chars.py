@@ -139,7 +139,7 @@ class CharsDataModule(ImageDataModule):
         labels = [index[name] for _, name in entries]
         return torch.from_numpy(images).unsqueeze(1), torch.tensor(labels, dtype=torch.long)
 
-    def load(self, stage: str) -> dict[str, tuple[Tensor, Tensor]]:
+    def load(self) -> dict[str, tuple[Tensor, Tensor]]:
         if not self.root.is_dir():
             raise UserError(
                 f"data.root={self.root} is not a folder; point it at your images or make a stand-in "

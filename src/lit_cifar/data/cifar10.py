@@ -82,7 +82,7 @@ class CIFAR10DataModule(ImageDataModule):
                 f"the '{CIFAR10.base_folder}' folder from {CIFAR10.url} into {self.root} or set data.root"
             ) from None
 
-    def load(self, stage: str) -> dict[str, tuple[Tensor, Tensor]]:
+    def load(self) -> dict[str, tuple[Tensor, Tensor]]:
         if not self.folder.is_dir():
             self.prepare_data()
         self.class_names = list(unpickle(self.folder / CIFAR10.meta["filename"])[CIFAR10.meta["key"]])

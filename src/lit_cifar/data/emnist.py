@@ -68,7 +68,7 @@ class EMNISTDataModule(ImageDataModule):
         self.class_names = list(dataset.classes)
         return images, dataset.targets.long()
 
-    def load(self, stage: str) -> dict[str, tuple[Tensor, Tensor]]:
+    def load(self) -> dict[str, tuple[Tensor, Tensor]]:
         self.prepare_data()
         splits = {"train": self.read(train=True), "test": self.read(train=False)}
         self.mean, self.std = pixel_statistics(splits["train"][0])

@@ -1,4 +1,4 @@
-"""The small nets of reports 000 (CS231n assignment) and 001 (week 11 exercise), as nn.Modules.
+"""The small nets of reports 000 (CS231n assignment), 001 (week 11 exercise) and 002, as nn.Modules.
 Each takes in_channels, num_classes, image_size and dropout (before the classifier; 0 = the report's net)."""
 
 from torch import Tensor, nn
