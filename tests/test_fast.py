@@ -106,18 +106,6 @@ def test_fast94_trains_on_the_tiny_fixture(cifar_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_fast94_fast_dev_run(cifar_root, tmp_path):
-    proc = run_cli(
-        "lit_cifar.train",
-        "experiment=fast94",
-        *tiny_cifar_overrides(cifar_root),
-        "trainer.fast_dev_run=true",
-        f"hydra.run.dir={tmp_path / 'run'}",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-
-@pytest.mark.slow
 def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
     out = tmp_path / "bench"
     proc = run_cli(
