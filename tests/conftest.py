@@ -108,15 +108,17 @@ def assert_every_model_passes_a_fast_dev_run(data_overrides: list[str], sweep_di
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
     """The run dir of one epoch of week11_cnn on the tiny CIFAR fixture (its data in `../data`), trained once
-    for the tests that read checkpoints; they must leave it as it is."""
+    for the tests that read checkpoints; they must leave it as it is. It is trained with a relative
+    data.root, as a user would type it, and read back from another working directory."""
     root = write_cifar(tmp_path_factory.mktemp("trained") / "data")
     run_dir = root.parent / "run"
     result = run_cli(
         "lit_cifar.train",
-        *tiny_cifar_overrides(root),
+        *tiny_cifar_overrides(Path("data")),
         "model=week11_cnn",
         "trainer.max_epochs=1",
         f"hydra.run.dir={run_dir}",
+        cwd=root.parent,
     )
     assert result.returncode == 0, result.stderr
     return run_dir

@@ -34,6 +34,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     module = instantiate(cfg.module)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
+    # Absolute, so that evaluate and predict find the data from any working directory.
+    module.run_config["data"]["root"] = str(Path(cfg.data.root).resolve())
     ckpt_path = resume_path(cfg, run_dir, module, fresh_start_allowed=in_multirun())
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in cfg.logger.values() if c is not None]
