@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 import pickle
@@ -5,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 import yaml
+from hydra.core.hydra_config import HydraConfig
 from torchvision.datasets import CIFAR10
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,3 +125,41 @@ def trained_run(tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stderr
     return run_dir
+
+
+class SignalAtStep(pl.Callback):
+    """Sends `signum` to its own process after training step `step`: a kill at a known point mid-epoch.
+    With `once`, only the first time (it creates that file), so a resumed run with the same config goes on;
+    with `job`, only in the sweep job of that number. Tests add it as `+callbacks.kill` (PYTHONPATH=tests)."""
+
+    def __init__(self, step: int, signum: int, once: str | None = None, job: int | None = None) -> None:
+        self.step, self.signum, self.once, self.job = step, signum, once, job
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step != self.step or (self.job is not None and HydraConfig.get().job.num != self.job):
+            return
+        if self.once:
+            if Path(self.once).exists():
+                return
+            Path(self.once).touch()
+        os.kill(os.getpid(), self.signum)
+
+
+def killed_at(step: int, signum: int, once: Path | None = None, job: int | None = None) -> list[str]:
+    """Overrides that add SignalAtStep to a run (run_cli with PYTHONPATH=tests)."""
+    args = ["+callbacks.kill._target_=conftest.SignalAtStep", f"+callbacks.kill.step={step}"]
+    args.append(f"+callbacks.kill.signum={int(signum)}")
+    if once is not None:
+        args.append(f"+callbacks.kill.once={once}")
+    if job is not None:
+        args.append(f"+callbacks.kill.job={job}")
+    return args
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file under `folder`: what must not change."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }

@@ -3,11 +3,14 @@
 A checkpoint holds the run's resolved config (`run_config`, see LitClassifier.on_save_checkpoint) and
 the datamodule's state (class names, mean, std) under the datamodule's class name."""
 
+import copy
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from lit_cifar.data.base import ImageDataModule
@@ -59,21 +62,145 @@ def check_fits(module: nn.Module, ckpt: dict, path: str | Path, prefix: str = ""
         )
 
 
-def resume_path(cfg: DictConfig, run_dir: Path, module: nn.Module, fresh_start_allowed: bool) -> str | None:
-    """`cfg.ckpt_path` checked before training starts: `last` is this run dir's `checkpoints/last.ckpt`;
-    the checkpoint must be of the configured model and dataset. Without a `last.ckpt`, a sweep job
-    (`fresh_start_allowed`: a cluster job gets the same command line on its first run and after a
-    re-queue) starts from scratch, and a single run stops: its hydra.run.dir is likely mistyped."""
-    if cfg.ckpt_path is None:
-        return None
-    path = run_dir / "checkpoints" / "last.ckpt" if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
-    if cfg.ckpt_path == "last" and not path.is_file():
-        if fresh_start_allowed:
-            return None
-        raise UserError(
-            f"nothing to resume: {path} does not exist; pass the killed run's folder as "
-            "hydra.run.dir=outputs/DATE/TIME with ckpt_path=last"
+class RunRefused(UserError):
+    """A start refused because its run dir holds a run it would change; the folder is left as it was."""
+
+
+@dataclass(frozen=True)
+class Start:
+    """How a run starts in its run dir."""
+
+    ckpt_path: str | None = None  # what Lightning restores before training
+    extended: bool = False  # trainer.max_epochs was raised: the lr schedule is re-planned to the new length
+    finished: dict | None = None  # the run dir's metrics.json, when there is nothing to train
+
+
+# Keys a resume may change, since they do not change what the run computes (where the data is read
+# from, with how many workers, on which device index, what is shown and logged).
+FREE_TO_CHANGE = (
+    "ckpt_path",
+    "rerun_failed",
+    "optimized_metric",
+    "data.num_workers",
+    "data.download",
+    "data.verify_checksums",
+    "trainer.devices",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "callbacks.progress_bar",
+    "callbacks.model_summary",
+    "callbacks.lr_monitor",
+    "logger",
+)
+RECORD = Path(".hydra") / "resolved.yaml"
+
+
+def resolved_config(cfg: DictConfig, max_epochs: int | None = None) -> dict:
+    """The run's config with every interpolation resolved and `data.root` made absolute (so evaluate and
+    predict find the data from any directory): what `.hydra/resolved.yaml` and the checkpoints record.
+    `max_epochs` replaces trainer.max_epochs first, so that what follows from it (a cosine's T_max)
+    follows along."""
+    if max_epochs is not None:
+        cfg = copy.deepcopy(cfg)
+        cfg.trainer.max_epochs = max_epochs
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["data"]["root"] = str(Path(cfg.data.root).resolve())
+    return config
+
+
+def _flat(config: dict, prefix: str = "") -> dict[str, object]:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _derived(cfg: DictConfig, key: str) -> bool:
+    """Whether the dotted `key` takes its value from another key (`module.optimizer.lr` is `${optim}`'s)."""
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, DictConfig) or part not in node:
+            return False
+        if OmegaConf.is_interpolation(node, part):
+            return True
+        node = node[part]
+    return False
+
+
+def config_changes(old: dict, new: dict, cfg: DictConfig) -> list[str]:
+    """`key: old -> new` for each setting of `cfg` (resolved: `new`) that differs from `old` and changes
+    what a run computes; keys that only follow another key are named when nothing else explains a change."""
+    before, after = _flat(old), _flat(new)
+    changed = [
+        key
+        for key in sorted(before.keys() | after.keys())
+        if not key.startswith(FREE_TO_CHANGE) and before.get(key, Start) != after.get(key, Start)
+    ]
+    changed = [key for key in changed if not _derived(cfg, key)] or changed
+    return [f"{key}: {before.get(key, '(unset)')} -> {after.get(key, '(unset)')}" for key in changed]
+
+
+def _previous_config(run_dir: Path) -> dict:
+    if (run_dir / RECORD).is_file():
+        return OmegaConf.to_container(OmegaConf.load(run_dir / RECORD))
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        return read_checkpoint(last)["run_config"]
+    raise RunRefused(f"{run_dir} holds files but no lit_cifar run (no {RECORD}); pick another folder")
+
+
+def _outcome(run_dir: Path) -> dict:
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        raise RunRefused(f"{path} is not readable JSON; move it away to resume this run") from None
+
+
+def plan_start(cfg: DictConfig, run_dir: Path, new: bool, sweep_job: bool) -> Start:
+    """What `cfg` does in `run_dir`, checked before anything is written there.
+
+    A new folder starts from scratch (or from the checkpoint file `cfg.ckpt_path`). A folder that holds a
+    run is continued only when asked (`ckpt_path=last`; a sweep job always is, since a re-run sweep and a
+    re-queued cluster job run the same command) and only with the settings it was trained with, except
+    that trainer.max_epochs may be raised to train it further. A finished run is left as it is, and so is a
+    failed sweep job unless `rerun_failed=true`."""
+    if new:
+        if cfg.ckpt_path == "last" and not sweep_job:
+            raise UserError(
+                f"nothing to resume: {run_dir} holds no run; pass the killed run's folder as "
+                "hydra.run.dir=outputs/DATE/TIME with ckpt_path=last"
+            )
+        return Start(ckpt_path=None if cfg.ckpt_path == "last" else cfg.ckpt_path)
+    fix = "use a new hydra.sweep.dir" if sweep_job else "start a new run without ckpt_path=last"
+    if not sweep_job and cfg.ckpt_path != "last":
+        raise RunRefused(f"{run_dir} already holds a run; add ckpt_path=last to resume it or pick a new hydra.run.dir")
+    old = _previous_config(run_dir)
+    old_epochs, epochs = old["trainer"]["max_epochs"], cfg.trainer.max_epochs
+    changes = config_changes(old, resolved_config(cfg, max_epochs=old_epochs), cfg)
+    if epochs < old_epochs:
+        changes.append(f"trainer.max_epochs: {old_epochs} -> {epochs} (it may only be raised)")
+    if changes:
+        raise RunRefused(
+            f"{run_dir} holds a run trained with other settings, which a resume would mix: {'; '.join(changes)}; "
+            f"resume with its own settings (see {run_dir / RECORD}), or {fix}"
         )
+    outcome = _outcome(run_dir)
+    skip_failed = outcome.get("status") == "failed" and sweep_job and not cfg.rerun_failed
+    if skip_failed or (outcome.get("status") == "ok" and epochs == old_epochs):
+        return Start(finished=outcome)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return Start(ckpt_path=str(last) if last.is_file() else None, extended=epochs > old_epochs)
+
+
+def check_resumable(cfg: DictConfig, module: nn.Module, path: str) -> None:
+    """The checkpoint at `path` must be of the configured model and dataset."""
     ckpt = read_checkpoint(path)
     targets = (ckpt["run_config"]["model"]["_target_"], ckpt["run_config"]["data"]["_target_"])
     if targets != (cfg.model._target_, cfg.data._target_):
@@ -82,7 +209,6 @@ def resume_path(cfg: DictConfig, run_dir: Path, module: nn.Module, fresh_start_a
             f"on {_name(cfg.data._target_)}; use the options it was trained with, or another checkpoint"
         )
     check_fits(module, ckpt, path)
-    return str(path)
 
 
 def load_net(ckpt: dict, path: str | Path) -> nn.Module:

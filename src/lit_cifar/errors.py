@@ -10,7 +10,6 @@ from contextlib import contextmanager
 import torch
 from hydra.errors import ConfigCompositionException, InstantiationException, OverrideParseException
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 class UserError(Exception):
@@ -44,16 +43,24 @@ def user_message(err: BaseException) -> str | None:
     return None
 
 
+class RunStopped(SystemExit):
+    """A run stopped by a signal (SIGTERM, Ctrl-C) after its last finished epoch was saved: status 128 + the
+    signal's number, as a shell reports a process killed by it, so no scheduler takes it for finished."""
+
+    def __init__(self, signum: int, resume: str) -> None:
+        super().__init__(128 + signum)
+        self.message = f"stopped by {signal.Signals(signum).name}; go on from its last finished epoch with: {resume}"
+
+
 @contextmanager
 def exit_on_user_error() -> Iterator[None]:
     """Turn an error in the user's input (see `user_message`) into a one-line message on stderr and exit
-    status 2; other errors propagate with their traceback. Lightning ends a run that got SIGTERM with an
-    exit status of 0, which would tell a scheduler that it finished: this makes it 143 (128 + SIGTERM)."""
+    status 2, and a stopped run into its message and status; other errors propagate with their traceback."""
     try:
         yield
-    except SIGTERMException:
-        print("error: stopped by SIGTERM; resume with ckpt_path=last and the same hydra.run.dir", file=sys.stderr)
-        raise SystemExit(128 + signal.SIGTERM) from None
+    except RunStopped as stop:
+        print(f"error: {stop.message}", file=sys.stderr)
+        raise
     except Exception as err:
         message = user_message(err)
         if message is None:

@@ -15,6 +15,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from lit_cifar.checkpoints import load_datamodule, load_net, read_checkpoint
 from lit_cifar.errors import UserError, exit_on_user_error, run_app
+from lit_cifar.rundir import held, is_empty, removed_on_error
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,10 @@ def evaluate(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with exit_on_user_error(), held(run_dir, what="evaluation"), removed_on_error(run_dir, new=is_empty(run_dir)):
+        if (run_dir / "evaluation.json").exists():
+            raise UserError(f"{run_dir} already holds an evaluation; pick a new hydra.run.dir")
         evaluate(cfg)
 
 

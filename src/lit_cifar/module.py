@@ -1,5 +1,6 @@
 """The one LightningModule: wraps any classification net, owns the loss, metrics and optimizers."""
 
+import warnings
 from collections.abc import Callable
 
 import lightning.pytorch as pl
@@ -48,6 +49,7 @@ class LitClassifier(pl.LightningModule):
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in the checkpoint, so a resumed run keeps the best of before
         self.channels_last = False
+        self.replan_schedule = False  # set when a resume raised trainer.max_epochs (see on_train_start)
 
     def setup(self, stage: str) -> None:
         # channels_last feeds tensor cores on GPU and only costs a copy on CPU, so it is GPU-only.
@@ -114,13 +116,32 @@ class LitClassifier(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["run_config"] = self.run_config
 
+    def best_val_acc(self) -> float | None:
+        """The best validation accuracy so far, this attempt's and (restored from the checkpoint) before."""
+        best = float(self.val_acc_best.max_value)
+        return best if best > float("-inf") else None
+
+    def _make_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+        if self.hparams.scheduler_interval == "step":
+            return self.scheduler(optimizer=optimizer, total_steps=self.trainer.estimated_stepping_batches)
+        return self.scheduler(optimizer=optimizer)
+
     def configure_optimizers(self):
         optimizer = self.optimizer(params=self.parameters())
         if self.scheduler is None:
             return optimizer
-        if self.hparams.scheduler_interval == "step":
-            scheduler = self.scheduler(optimizer=optimizer, total_steps=self.trainer.estimated_stepping_batches)
-        else:
-            scheduler = self.scheduler(optimizer=optimizer)
-        interval = self.hparams.scheduler_interval
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+        scheduler = {"scheduler": self._make_scheduler(optimizer), "interval": self.hparams.scheduler_interval}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def on_train_start(self) -> None:
+        # A run extended on resume (trainer.max_epochs raised) follows the schedule planned for its new length
+        # from the step it reached, instead of the restored one (a finished cosine would climb from 0 again).
+        if not self.replan_schedule:
+            return
+        for config in self.trainer.lr_scheduler_configs:
+            replanned = self._make_scheduler(config.scheduler.optimizer)
+            with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": a replay, on purpose
+                warnings.simplefilter("ignore", UserWarning)
+                for _ in range(config.scheduler.last_epoch):
+                    replanned.step()
+            config.scheduler = replanned

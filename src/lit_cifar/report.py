@@ -1,21 +1,42 @@
-"""`python -m lit_cifar.report multirun/DATE/TIME`: a sweep's results as one table.
+"""`python -m lit_cifar.report DIR [DIR ...] [--out FOLDER]`: sweeps and runs as one table.
 
-Writes `results.md`, `results.csv` (one row per job, best val/acc_best first, failed jobs last) and
-`results.png` (val/acc_best against each swept value, and every job's validation curve) into the sweep dir,
-and prints the table. Runs by itself at the end of every sweep (`lit_cifar.sweep.SweepReport`)."""
+A DIR is a sweep dir (multirun/DATE/TIME), a run dir (outputs/DATE/TIME) or a glob of them. Every job of a
+sweep's grid gets a row, and so does every job folder the grid no longer holds (an earlier, wider one). A
+row's status is `ok`; `failed` (with the reason); `unreadable` (its metrics.json is corrupt); `running` (a
+live process holds its folder); `interrupted` (no result and no process: after how many epochs it stopped,
+and how to resume it); or `pending` (never started). Finished runs come first, best val/acc_best first.
+
+`results.md` starts with what each sweep held fixed (model, data, epochs, its other overrides, the commit of
+the code) and the command that re-runs it, then the table; `results.csv` is the table alone; `results.png`
+plots val/acc_best against each compared key, and every validation curve. For one sweep dir they are written
+into it (also at the end of every sweep, by `lit_cifar.sweep.SweepReport`). For several dirs, or run dirs,
+the table gets a `dir` column and a column for each override whose value differs between runs, and the files
+are written only into `--out`. Runs whose overrides differ only in `seed` are one setting: a second table
+gives each setting's number n of ok runs and the mean ± sample std of their val/acc_best and test/acc.
+The table is printed in every case."""
 
 import argparse
 import csv
+import glob
 import json
 import logging
+import shlex
+import statistics
+from collections import Counter
 from pathlib import Path
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from lit_cifar.checkpoints import FREE_TO_CHANGE
 from lit_cifar.errors import UserError, exit_on_user_error
-from lit_cifar.sweep import parse_overrides, run_name, swept_keys
+from lit_cifar.rundir import in_use
+from lit_cifar.sweep import expected_jobs, parse_overrides, run_name, sweep_command, sweep_overrides, swept_keys
 
 Curve = list[tuple[int, float]]
+STATUSES = ("ok", "running", "interrupted", "failed", "unreadable", "pending")  # in the table's order
+RESULTS = ["best_epoch", "val/acc_best", "test/acc", "wall_time_s", "status", "reason"]
+RESUME_JOB = "re-run its sweep's command to resume it"
 
 
 def val_curve(log_dir: Path) -> Curve:
@@ -34,41 +55,183 @@ def val_curve(log_dir: Path) -> Curve:
     return [(epoch_at.get(e.step, i), e.value) for i, e in enumerate(events.Scalars("val/acc"))]
 
 
+def overrides_of(lines: list[str]) -> dict[str, str]:
+    """{key: value} of a run's override lines, each value written as Hydra's sweeper writes a job's (`1e-3`
+    as `0.001`), so that a single run and a sweep's job that set the same compare equal."""
+    parsed = OverridesParser.create().parse_overrides(lines)
+    return {o.key_or_group: o.get_value_element_as_str() for o, line in zip(parsed, lines, strict=True) if "=" in line}
+
+
+def _overrides(folder: Path) -> dict[str, str] | None:
+    """The overrides a run recorded in its `.hydra/`; None when it recorded none."""
+    path = folder / ".hydra" / "overrides.yaml"
+    return overrides_of(list(OmegaConf.load(path))) if path.is_file() else None
+
+
+def _epochs_done(folder: Path, curve: Curve) -> str:
+    """`3 of 10 epochs`: how far a run without a result got, by its validation curve."""
+    resolved = folder / ".hydra" / "resolved.yaml"
+    total = OmegaConf.select(OmegaConf.load(resolved), "trainer.max_epochs") if resolved.is_file() else None
+    done = max(epoch for epoch, _ in curve) + 1 if curve else 0
+    return f"{done}{f' of {total}' if total else ''} epochs"
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        record = json.loads(path.read_bytes())
+    except ValueError as err:  # a file cut short, or not JSON at all
+        return {"status": "unreadable", "reason": f"{path} is not valid JSON ({err})"}
+    return record if isinstance(record, dict) else {"status": "unreadable", "reason": f"{path} holds no JSON object"}
+
+
+def job_row(folder: Path, overrides: dict[str, str] | None, curve: Curve, resume: str) -> dict:
+    """A run's row: its result from `metrics.json`, or what became of it when it has none. `resume` says
+    how to go on with it when it was interrupted."""
+    if not folder.is_dir():
+        record = {"status": "pending", "reason": "never started; re-running its sweep's command runs it"}
+    elif (folder / "metrics.json").is_file():
+        record = _read_record(folder / "metrics.json")
+    elif in_use(folder):
+        record = {"status": "running", "reason": f"{_epochs_done(folder, curve)} done"}
+    else:
+        stopped = f"after {_epochs_done(folder, curve)}" if curve else "before its first epoch ended"
+        record = {"status": "interrupted", "reason": f"stopped {stopped}; {resume}"}
+    metrics = record.get("metrics") or {}
+    commit = record.get("git_commit")
+    return {
+        "job": folder.name,
+        "dir": str(folder),
+        "overrides": overrides,
+        "best_epoch": max(curve, key=lambda point: point[1])[0] if curve else None,
+        "val/acc_best": metrics.get("val/acc_best"),
+        "test/acc": metrics.get("test/acc"),
+        "wall_time_s": record.get("wall_time_s"),
+        "status": record.get("status", "ok"),
+        "reason": record.get("reason", ""),
+        "code": f"{commit}{' (dirty)' if record.get('git_dirty') else ''}" if commit else None,
+    }
+
+
+def _rank(row: dict) -> tuple:
+    rank = STATUSES.index(row["status"]) if row["status"] in STATUSES else len(STATUSES)
+    return rank, -(row["val/acc_best"] or 0.0), row["dir"]
+
+
 def collect(sweep_dir: Path) -> tuple[list[str], list[dict], dict[str, Curve]]:
-    """The swept keys, one row per job (sorted) and each job's validation curve by run name."""
+    """The swept keys; one row per job of the grid and per job folder outside it, in the table's order;
+    each job's validation curve by its folder. A job's folder is named by its swept values (`run_name`)."""
     keys = swept_keys(sweep_dir)
-    job_dirs = sorted(
-        (p.parents[1] for p in sweep_dir.glob("*/.hydra/overrides.yaml")),
-        key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit() else 0, d.name),
-    )
-    if not job_dirs:
+    found = {p.parents[1].name for p in sweep_dir.glob("*/.hydra/overrides.yaml")}
+    found |= {p.parent.name for p in sweep_dir.glob("*/metrics.json")}  # also jobs that failed at the start
+    if not found:
         raise UserError(f"{sweep_dir} holds no jobs (no */.hydra/overrides.yaml); did the sweep start?")
+    grid = {run_name(keys, parse_overrides(job), str(n)): job for n, job in enumerate(expected_jobs(sweep_dir))}
     rows, curves = [], {}
-    for job_dir in job_dirs:
-        overrides = parse_overrides(list(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")))
-        name = run_name(keys, overrides, job_dir.name)
-        curves[name] = curve = val_curve(sweep_dir / "tensorboard" / name)
-        path = job_dir / "metrics.json"
-        record = (
-            json.loads(path.read_text())
-            if path.is_file()
-            else {"status": "missing", "reason": "no metrics.json: the job was killed or is still running"}
-        )
-        metrics = record.get("metrics", {})
-        rows.append(
-            {
-                "job": job_dir.name,
-                **{k: overrides.get(k, "") for k in keys},
-                "best_epoch": max(curve, key=lambda point: point[1])[0] if curve else None,
-                "val/acc_best": metrics.get("val/acc_best"),
-                "test/acc": metrics.get("test/acc"),
-                "wall_time_s": record.get("wall_time_s"),
-                "status": record.get("status", "ok"),
-                "reason": record.get("reason", ""),
-            }
-        )
-    rows.sort(key=lambda r: (r["status"] != "ok", -(r["val/acc_best"] or 0.0)))
-    return keys, rows, curves
+    for name in [*grid, *sorted(found - grid.keys())]:
+        folder = sweep_dir / name
+        overrides = _overrides(folder)
+        if overrides is None and name in grid:
+            overrides = overrides_of(grid[name])
+        curves[str(folder)] = curve = val_curve(sweep_dir / "tensorboard" / name)
+        rows.append(job_row(folder, overrides, curve, RESUME_JOB))
+    return keys, sorted(rows, key=_rank), curves
+
+
+def collect_run(run_dir: Path) -> tuple[dict, Curve]:
+    """The row and validation curve of a run dir, or of one job folder of a sweep passed by itself."""
+    lines = list(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
+    sweep_dir = run_dir.parent
+    if (sweep_dir / "multirun.yaml").is_file():
+        log_dir, resume = sweep_dir / "tensorboard" / run_dir.name, f"{RESUME_JOB}: {sweep_command(sweep_dir)}"
+    else:
+        given = [line for line in lines if not line.startswith("ckpt_path=")]
+        command = shlex.join(["python", "-m", "lit_cifar.train", *given, "ckpt_path=last", f"hydra.run.dir={run_dir}"])
+        log_dir, resume = run_dir / "tensorboard", f"resume it with: {command}"
+    curve = val_curve(log_dir)
+    return job_row(run_dir, overrides_of(lines), curve, resume), curve
+
+
+def _code(rows: list[dict]) -> list[str]:
+    commits = sorted({row["code"] for row in rows if row["code"]})
+    return [f"code: git commit {', '.join(commits)}"] if commits else []
+
+
+def describe_sweep(sweep_dir: Path, keys: list[str], rows: list[dict]) -> tuple[str, list[str]]:
+    """What a sweep compared and held fixed, the code its jobs ran, how they stand and how to re-run it."""
+    config = OmegaConf.load(sweep_dir / "multirun.yaml")
+    choices = OmegaConf.select(config, "hydra.runtime.choices") or {}
+    fixed = {group: choice for group, choice in choices.items() if choice is not None and not group.startswith("hydra")}
+    if (epochs := OmegaConf.select(config, "trainer.max_epochs")) is not None:
+        fixed["trainer.max_epochs"] = epochs
+    fixed.update(parse_overrides(sweep_overrides(sweep_dir)[0]))
+    counts = Counter(row["status"] for row in rows)  # rows come in the table's order, and so do statuses
+    return f"Sweep {sweep_dir}", [
+        f"swept: {', '.join(keys) or 'nothing'}",
+        f"fixed: {', '.join(f'{key}={value}' for key, value in fixed.items() if key not in keys)}",
+        *_code(rows),
+        f"jobs: {len(rows)} ({', '.join(f'{n} {status}' for status, n in counts.items())})",
+        f"command: `{sweep_command(sweep_dir)}`; re-running it skips finished jobs, resumes interrupted ones and "
+        "runs pending ones (and failed ones with `rerun_failed=true`)",
+    ]
+
+
+def describe_run(row: dict) -> tuple[str, list[str]]:
+    overrides = " ".join(f"{key}={value}" for key, value in row["overrides"].items())
+    return f"Run {row['dir']}", [f"overrides: {overrides or 'none'}", *_code([row])]
+
+
+def _setting(overrides: dict[str, str]) -> dict[str, str]:
+    """What a run's overrides set that changes what it computes."""
+    return {key: value for key, value in overrides.items() if not key.startswith(FREE_TO_CHANGE)}
+
+
+def compared_keys(swept: list[str], rows: list[dict]) -> list[str]:
+    """The swept keys, then every other key whose value differs between the runs (unset is a value too)."""
+    settings = [_setting(row["overrides"]) for row in rows if row["overrides"] is not None]
+    others = {key for setting in settings for key in setting} - set(swept)
+    return swept + sorted(key for key in others if len({setting.get(key) for setting in settings}) > 1)
+
+
+def _value(row: dict, column: str) -> object:
+    return row[column] if column in row else (row["overrides"] or {}).get(column, "")
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) < 2:
+        return "".join(f"{value:.4f}" for value in values)
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def by_setting(keys: list[str], rows: list[dict]) -> list[dict]:
+    """One row per setting (runs whose overrides differ only in `seed`), best mean val/acc_best first: the
+    number n of its ok runs, the mean ± sample std of their val/acc_best and test/acc, and the runs that are
+    not ok. Empty when no setting has two runs."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        known = row["overrides"] is not None  # a run with no recorded overrides is a setting of its own
+        setting = sorted(_setting(row["overrides"]).items()) if known else [("dir", row["dir"])]
+        groups.setdefault(tuple(item for item in setting if item[0] != "seed"), []).append(row)
+    if all(len(runs) == 1 for runs in groups.values()):
+        return []
+    table = []
+    for runs in groups.values():
+        ok = [run for run in runs if run["status"] == "ok"]
+        best = [run["val/acc_best"] for run in ok if run["val/acc_best"] is not None]
+        others = [run for run in runs if run["status"] != "ok"]
+        row = {key: _value(runs[0], key) for key in keys if key != "seed"}
+        row |= {
+            "n": len(ok),
+            "val/acc_best": _mean_std(best),
+            "test/acc": _mean_std([run["test/acc"] for run in ok if run["test/acc"] is not None]),
+            "not ok": ", ".join(f"{_who(run)} {run['status']}" for run in others),
+        }
+        table.append((-statistics.mean(best) if best else 0.0, row))
+    return [row for _, row in sorted(table, key=lambda item: item[0])]
+
+
+def _who(row: dict) -> str:
+    seed = (row["overrides"] or {}).get("seed")
+    return f"seed={seed}" if seed is not None else row["dir"]
 
 
 def _cell(column: str, value: object) -> str:
@@ -79,10 +242,9 @@ def _cell(column: str, value: object) -> str:
     return str(value).replace("|", "\\|")
 
 
-def markdown(rows: list[dict]) -> str:
-    columns = list(rows[0])
+def markdown(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(c, row[c]) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(c, _value(row, c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -94,7 +256,7 @@ def _numbers(values: list[str]) -> list[float] | None:
 
 
 def plot(keys: list[str], rows: list[dict], curves: dict[str, Curve], path: Path, title: str) -> None:
-    """val/acc_best against each swept key (finished jobs), then the validation curves of all jobs."""
+    """val/acc_best against each compared key (finished jobs), then the validation curves by name."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,7 +265,7 @@ def plot(keys: list[str], rows: list[dict], curves: dict[str, Curve], path: Path
     done = [r for r in rows if r["status"] == "ok"]
     fig, axes = plt.subplots(1, len(keys) + 1, figsize=(4.5 * (len(keys) + 1), 4), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=False):
-        values = [r[key] for r in done]
+        values = [_value(r, key) for r in done]
         numbers = _numbers(values)
         ax.scatter(numbers or values, [r["val/acc_best"] for r in done])
         if numbers and min(numbers) > 0 and max(numbers) >= 10 * min(numbers):
@@ -124,26 +286,99 @@ def plot(keys: list[str], rows: list[dict], curves: dict[str, Curve], path: Path
     plt.close(fig)
 
 
+def _is_sweep(path: Path) -> bool:
+    return (path / "multirun.yaml").is_file()
+
+
+def gather(paths: list[Path]) -> tuple[list[str], list[dict], dict[str, Curve], list[tuple[str, list[str]]]]:
+    """Every run in `paths` (sweep dirs and run dirs): the swept keys, one row per run in the table's order,
+    the validation curves by folder, and a title and description of each path."""
+    for path in paths:
+        if not _is_sweep(path) and not (path / ".hydra" / "overrides.yaml").is_file():
+            raise UserError(
+                f"{path} is neither a sweep dir (no multirun.yaml) nor a run dir (no .hydra/overrides.yaml); "
+                "pass multirun/DATE/TIME or outputs/DATE/TIME folders, or a glob of them"
+            )
+    swept, rows, curves, blocks = [], [], {}, []
+    for path in paths:
+        if _is_sweep(path):
+            keys, sweep_rows, sweep_curves = collect(path)
+            swept += [key for key in keys if key not in swept]
+            rows += sweep_rows
+            curves |= sweep_curves
+            blocks.append(describe_sweep(path, keys, sweep_rows))
+        else:
+            row, curves[str(path)] = collect_run(path)
+            rows.append(row)
+            blocks.append(describe_run(row))
+    return swept, sorted(rows, key=_rank), curves, blocks
+
+
+def render(blocks: list[tuple[str, list[str]]], keys: list[str], rows: list[dict], columns: list[str]) -> str:
+    """results.md: what each folder ran, one row per setting when some runs differ only in seed, every run."""
+    parts = [] if len(blocks) == 1 else [f"# {len(rows)} runs from {len(blocks)} folders\n"]
+    heading = "#" if len(blocks) == 1 else "##"
+    parts += [f"{heading} {title}\n\n" + "".join(f"- {line}\n" for line in lines) for title, lines in blocks]
+    if settings := by_setting(keys, rows):
+        parts.append(
+            "## By setting\n\nRuns whose overrides differ only in `seed` are one setting; n of them are ok, "
+            "and their accuracies are given as mean ± sample std.\n\n" + markdown(settings, list(settings[0]))
+        )
+    parts.append("## Runs\n\n" + markdown(rows, columns))
+    return "\n".join(parts)
+
+
+def report(paths: list[Path], out: Path | None) -> list[dict]:
+    """One table of every run in `paths`: printed, and written into `out` as results.md, results.csv and
+    results.png when `out` is given. Returns the rows, one per run, in the table's order."""
+    swept, rows, curves, blocks = gather(paths)
+    one_sweep = len(paths) == 1 and _is_sweep(paths[0])
+    keys = compared_keys(swept, rows)
+    columns = ["job" if one_sweep else "dir", *keys, *RESULTS]
+    text = render(blocks, keys, rows, columns)
+    print(text, end="")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.md").write_text(text)
+        with (out / "results.csv").open("w", newline="") as f:
+            csv.writer(f).writerows([columns, *([_value(row, c) for c in columns] for row in rows)])
+        labels = {folder: Path(folder).name if one_sweep else folder for folder in curves}
+        title = blocks[0][0] if one_sweep else f"{len(rows)} runs"
+        plot(keys, rows, {labels[f]: curve for f, curve in curves.items()}, out / "results.png", title)
+        print(f"\nwritten into {out}: results.md, results.csv, results.png")
+    return rows
+
+
 def write_report(sweep_dir: Path) -> list[dict]:
     """Write results.md, results.csv and results.png into the sweep dir, print the table, return the rows."""
-    keys, rows, curves = collect(sweep_dir)
-    table = markdown(rows)
-    (sweep_dir / "results.md").write_text(table)
-    with (sweep_dir / "results.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    plot(keys, rows, curves, sweep_dir / "results.png", title=str(sweep_dir))
-    print(f"{sweep_dir}: {len(rows)} jobs, results.md, results.csv, results.png\n{table}")
-    return rows
+    return report([sweep_dir], out=sweep_dir)
+
+
+def expand(patterns: list[str]) -> list[Path]:
+    """The folders named, a glob pattern (quoted, so that the shell left it) standing for those it matches."""
+    paths = [
+        Path(p)
+        for pattern in patterns
+        for p in ([pattern] if Path(pattern).exists() else sorted(glob.glob(pattern)) or [pattern])
+    ]
+    return list(dict.fromkeys(paths))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lit_cifar.report", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a sweep folder, multirun/DATE/TIME")
+    parser.add_argument(
+        "dirs",
+        nargs="+",
+        metavar="DIR",
+        help="a sweep dir (multirun/DATE/TIME), a run dir (outputs/DATE/TIME), or a glob",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="write results.md/.csv/.png into this folder (by default into a single sweep dir)"
+    )
     args = parser.parse_args(argv)
     with exit_on_user_error():
-        write_report(args.sweep_dir)
+        paths = expand(args.dirs)
+        report(paths, args.out or (paths[0] if len(paths) == 1 and _is_sweep(paths[0]) else None))
 
 
 if __name__ == "__main__":

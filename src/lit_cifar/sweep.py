@@ -4,9 +4,10 @@ their swept overrides, parallel jobs sharing the machine, and the results table 
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
@@ -16,7 +17,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from lit_cifar.checkpoints import FREE_TO_CHANGE, RunRefused
 from lit_cifar.errors import UserError, exit_on_user_error, user_message
+from lit_cifar.rundir import held
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +47,36 @@ def swept_keys(sweep_dir: Path) -> list[str]:
 
 
 def run_name(keys: list[str], overrides: dict[str, str], job: str) -> str:
-    """`optim.lr=0.002,data.batch_size=512`: the job's values of the swept keys in its override order
-    (the job number when nothing is swept); the TensorBoard run of a sweep job."""
-    name = ",".join(f"{k}={v}" for k, v in overrides.items() if k in keys).replace("/", "_")
+    """`data.batch_size=512,optim.lr=0.002`: the job's values of the swept keys, sorted by key (the job
+    number when nothing is swept). It names the job's folder and its TensorBoard run, so a job is found
+    again by what it trains, whatever its number in a longer or reordered grid."""
+    name = ",".join(f"{k}={overrides[k]}" for k in sorted(overrides) if k in keys).replace("/", "_")
     return name or job
+
+
+def sweep_overrides(sweep_dir: Path) -> tuple[list[str], list[str], list[str]]:
+    """From the `multirun.yaml` of the sweep in `sweep_dir`: its command line's task overrides, its Hydra
+    overrides (launcher, …) and its grid (`hydra.sweeper.params`, where a named `sweep=` config sets one)."""
+    hydra_cfg = OmegaConf.load(sweep_dir / "multirun.yaml").hydra
+    task = list(hydra_cfg.overrides.task)
+    hydra_only = [o for o in hydra_cfg.overrides.hydra if not o.startswith(("hydra.sweep.dir=", "hydra.mode="))]
+    return task, hydra_only, [f"{k}={v}" for k, v in (hydra_cfg.sweeper.get("params") or {}).items()]
+
+
+def expected_jobs(sweep_dir: Path) -> list[list[str]]:
+    """Every job's override list, as Hydra's basic sweeper expands the sweep in `sweep_dir`."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    task, _, grid = sweep_overrides(sweep_dir)
+    (jobs,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(grid + task), None)
+    return jobs
+
+
+def sweep_command(sweep_dir: Path) -> str:
+    """The command that re-runs the sweep in `sweep_dir`: it skips finished jobs, resumes killed ones
+    and runs those that never started."""
+    task, hydra_only, _ = sweep_overrides(sweep_dir)
+    return shlex.join(["python", "-m", "lit_cifar.train", "-m", *hydra_only, *task, f"hydra.sweep.dir={sweep_dir}"])
 
 
 def _log_root() -> str:
@@ -70,15 +99,17 @@ OmegaConf.register_new_resolver("lit_cifar.run_name", _run_name, replace=True)
 
 
 @contextmanager
-def failure_recorded() -> Iterator[None]:
+def failure_recorded(run_dir: Path) -> Iterator[None]:
     """In a sweep job: turn any exception into `metrics.json` with status `failed` and the reason, so the
-    other jobs run on; the traceback goes to the job's log."""
+    other jobs run on; the traceback goes to the job's log. A job refused because its folder holds a run
+    it would change leaves that folder as it is."""
     try:
         yield
+    except RunRefused as err:
+        print(f"error: {err}", file=sys.stderr)
     except Exception as err:
         reason = user_message(err) or f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
         log.exception("job failed: %s", reason)
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
         (run_dir / "metrics.json").write_text(json.dumps({"status": "failed", "reason": reason}, indent=2))
 
 
@@ -111,23 +142,67 @@ def share_machine(cfg: DictConfig) -> None:
     log.info("parallel job: %d threads, devices=%s", threads, cfg.trainer.devices)
 
 
+def _fixed_and_swept(task: list[str], grid: list[str]) -> tuple[dict[str, str], set[str]]:
+    """A sweep's settings that change what its jobs compute, held fixed ({key: value}), and the keys it varies."""
+    parsed = OverridesParser.create().parse_overrides(grid + task)
+    fixed = {o.key_or_group: o.get_value_element_as_str() for o in parsed if not o.is_sweep_override()}
+    swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
+    free = (*FREE_TO_CHANGE, "trainer.max_epochs")  # the jobs themselves check that epochs only go up
+    return {k: v for k, v in fixed.items() if k not in swept and not k.startswith(free)}, swept
+
+
+def refuse_another_sweep(sweep_dir: Path, config: DictConfig) -> None:
+    """A sweep dir holds one experiment: a re-run may add values to the swept keys (and raise
+    trainer.max_epochs), but not hold other settings fixed or vary other keys."""
+    if not (sweep_dir / "multirun.yaml").is_file():
+        return
+    task, _, grid = sweep_overrides(sweep_dir)
+    before = _fixed_and_swept(task, grid)
+    params = config.hydra.sweeper.get("params") or {}
+    after = _fixed_and_swept(list(config.hydra.overrides.task), [f"{k}={v}" for k, v in params.items()])
+    changes = [
+        f"{key}: {before[0].get(key, '(unset)')} -> {after[0].get(key, '(unset)')}"
+        for key in sorted(before[0].keys() | after[0].keys())
+        if before[0].get(key) != after[0].get(key)
+    ]
+    if before[1] != after[1]:
+        changes.append(f"swept keys: {', '.join(sorted(before[1]))} -> {', '.join(sorted(after[1]))}")
+    if changes:
+        raise UserError(
+            f"{sweep_dir} holds a sweep of other settings: {'; '.join(changes)}; re-run it with its own "
+            f"settings ({sweep_command(sweep_dir)}), or pick a new hydra.sweep.dir"
+        )
+
+
 class SweepReport(Callback):
-    """Before a sweep: refuse several devices per job (each job checks its own swept values again).
-    At its end: write and print its results table; exit with status 1 if a job failed."""
+    """Before a sweep: hold its sweep dir (one sweep at a time), refuse a re-run that would change what the
+    folder holds, and refuse several devices per job (each job checks its own swept values again).
+    At its end: write and print its results table; exit with status 1 unless every job finished."""
+
+    def __init__(self) -> None:
+        self.hold = ExitStack()
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         # Hydra turns a callback's exceptions into warnings, but lets SystemExit through.
         with exit_on_user_error():
             refuse_several_devices(config)
+            sweep_dir = Path(config.hydra.sweep.dir)
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            self.hold.enter_context(held(sweep_dir, what="sweep"))
+            refuse_another_sweep(sweep_dir, config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from lit_cifar.report import write_report  # matplotlib only when a sweep ends
 
-        rows = write_report(Path(config.hydra.sweep.dir))
-        failed = [row["job"] for row in rows if row["status"] != "ok"]
-        if failed:
+        try:
+            rows = write_report(Path(config.hydra.sweep.dir))
+        finally:
+            self.hold.close()
+        unfinished = [row["job"] for row in rows if row["status"] != "ok"]
+        if unfinished:
             print(
-                f"error: {len(failed)} of {len(rows)} jobs failed ({', '.join(failed)}); see the status column",
+                f"error: {len(unfinished)} of {len(rows)} jobs did not finish ({', '.join(unfinished)}); "
+                "see the status column",
                 file=sys.stderr,
             )
             raise SystemExit(1)

@@ -2,57 +2,80 @@
 
 import json
 import logging
+import shlex
+import signal
+import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import hydra
 import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from lit_cifar.checkpoints import resume_path
-from lit_cifar.errors import UserError, exit_on_user_error, run_app
+from lit_cifar.checkpoints import RECORD, Start, check_resumable, plan_start, resolved_config
+from lit_cifar.errors import RunStopped, UserError, exit_on_user_error, run_app
 from lit_cifar.record import run_record
-from lit_cifar.sweep import failure_recorded, in_multirun, refuse_several_devices, share_machine
+from lit_cifar.rundir import held, is_empty, removed_on_error
+from lit_cifar.sweep import failure_recorded, in_multirun, refuse_several_devices, share_machine, sweep_command
 
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, then test with the best checkpoint; return every final metric."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+def save_run_record(run_dir: Path, cfg: DictConfig) -> None:
+    """Hydra's `.hydra/` files (config, hydra, overrides), plus the resolved config a resume compares with."""
+    folder = run_dir / ".hydra"
+    folder.mkdir(exist_ok=True)
+    OmegaConf.save(cfg, folder / "config.yaml")
+    OmegaConf.save(HydraConfig.instance().cfg, folder / "hydra.yaml")
+    OmegaConf.save(HydraConfig.get().overrides.task, folder / "overrides.yaml")
+    OmegaConf.save(resolved_config(cfg), run_dir / RECORD)
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command that goes on with this run (the whole sweep, for a sweep job)."""
     if in_multirun():
-        refuse_several_devices(cfg)
-    if cfg.ckpt_path is None and (run_dir / "checkpoints").exists():
-        raise UserError(f"{run_dir} already holds a run; add ckpt_path=last to resume it or pick a new hydra.run.dir")
-    if not isinstance(cfg.seed, int):
-        raise UserError(f"seed={cfg.seed} must be an integer, e.g. seed=42")
+        return sweep_command(Path(HydraConfig.get().sweep.dir))
+    hydra_cfg = HydraConfig.get()
+    given = [o for o in hydra_cfg.overrides.hydra if not o.startswith("hydra.run.dir=")]
+    given += [o for o in hydra_cfg.overrides.task if not o.startswith("ckpt_path=")]
+    return shlex.join(["python", "-m", "lit_cifar.train", *given, "ckpt_path=last", f"hydra.run.dir={run_dir}"])
+
+
+def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, float]:
     share_machine(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     module = instantiate(cfg.module)
-    module.run_config = OmegaConf.to_container(cfg, resolve=True)
-    # Absolute, so that evaluate and predict find the data from any working directory.
-    module.run_config["data"]["root"] = str(Path(cfg.data.root).resolve())
-    ckpt_path = resume_path(cfg, run_dir, module, fresh_start_allowed=in_multirun())
+    module.run_config = resolved_config(cfg)
+    module.replan_schedule = start.extended
+    if start.ckpt_path:
+        check_resumable(cfg, module, start.ckpt_path)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in cfg.logger.values() if c is not None]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    save_run_record(run_dir, cfg)
 
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    metrics = dict(trainer.callback_metrics)
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+    begin = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=start.ckpt_path)
+        metrics = dict(trainer.callback_metrics)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+    except SystemExit as stop:  # how Lightning ends a run after SIGTERM, and (with status 1) after Ctrl-C
+        signum = signal.SIGTERM if isinstance(stop, SIGTERMException) else signal.SIGINT
+        raise RunStopped(signum, resume_command(run_dir)) from None
     metrics.update(trainer.callback_metrics)
     metrics = {name: float(value) for name, value in metrics.items()}
+    if module.best_val_acc() is not None:  # also when the resumed fit had no epoch left to run
+        metrics["val/acc_best"] = module.best_val_acc()
     record = {
         "status": "ok",
         "metrics": metrics,
         "best_checkpoint": best,
-        "wall_time_s": time.perf_counter() - start,
+        "wall_time_s": time.perf_counter() - begin,
         **run_record(trainer, cfg.seed),
     }
     (run_dir / "metrics.json").write_text(json.dumps(record, indent=2))
@@ -65,12 +88,32 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def train(cfg: DictConfig, run_dir: Path, new: bool) -> dict[str, float]:
+    """Fit, then test with the best checkpoint; return every final metric. Nothing in `run_dir` changes
+    before the start has passed its checks; a finished run is reported, not trained again."""
+    if in_multirun():
+        refuse_several_devices(cfg)
+    if not isinstance(cfg.seed, int):
+        raise UserError(f"seed={cfg.seed} must be an integer, e.g. seed=42")
+    if new and in_multirun():
+        save_run_record(run_dir, cfg)  # a sweep's table lists a job that fails its checks by its overrides
+    start = plan_start(cfg, run_dir, new, sweep_job=in_multirun())
+    if start.finished is not None:
+        status = start.finished.get("status")
+        print(f"{run_dir}: {status} already, left as it is", file=sys.stderr)
+        return start.finished.get("metrics", {})
+    return fit_and_test(cfg, run_dir, start)
+
+
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    new = is_empty(run_dir)
     # In a sweep a failed job is recorded and the others run on; the sweep exits 1 at the end (SweepReport).
-    # SIGTERM (a SystemExit, which failure_recorded lets through) stops the whole sweep with status 143.
-    with exit_on_user_error(), failure_recorded() if in_multirun() else nullcontext():
-        return train(cfg).get(cfg.optimized_metric)
+    # A stopped run (RunStopped: SIGTERM, Ctrl-C) stops the whole sweep, with the command that goes on.
+    outcome = failure_recorded(run_dir) if in_multirun() else removed_on_error(run_dir, new, unless="checkpoints")
+    with exit_on_user_error(), held(run_dir), outcome:
+        return train(cfg, run_dir, new).get(cfg.optimized_metric)
 
 
 if __name__ == "__main__":

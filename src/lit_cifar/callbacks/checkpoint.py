@@ -1,6 +1,5 @@
 """ModelCheckpoint that a crash, a kill or a cluster pre-emption cannot turn into lost or corrupt work."""
 
-import logging
 import os
 import random
 
@@ -8,19 +7,17 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-log = logging.getLogger(__name__)
 
 
 class ResumableCheckpoint(ModelCheckpoint):
     """Three additions to ModelCheckpoint:
 
+    - `last.ckpt` at the end of every epoch, whatever the monitored metric did (ModelCheckpoint writes it
+      only in epochs that saved a top-k file), and never mid-epoch: a run stopped by a signal or a kill goes
+      on from its last finished epoch and ends with the numbers of an uninterrupted run;
     - every file is written next to its final name and moved over it with `os.replace`. Lightning's
       own save stages the file in the system temp dir and `shutil.move`s it, which is a plain copy when
       that dir is on another filesystem, so a kill during the copy would leave a truncated `last.ckpt`;
-    - on SIGTERM (Lightning stops after the current batch) `last.ckpt` is saved before the exit;
     - the random generators' states travel in the checkpoint, so a resumed run draws the same data
       order, augmentation and dropout as an uninterrupted one.
     """
@@ -32,16 +29,10 @@ class ResumableCheckpoint(ModelCheckpoint):
             os.replace(partial, filepath)
         self._last_checkpoint_saved = filepath
 
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        super().on_exception(trainer, pl_module, exception)
-        if (
-            isinstance(exception, SIGTERMException)
-            and self.save_last
-            and trainer.state.fn == TrainerFn.FITTING
-            and not trainer.sanity_checking
-        ):
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)  # top-k (and last with it) when val/acc improved
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):  # not saved at this step yet
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-            log.warning("SIGTERM at step %d: saved %s", trainer.global_step, self.last_model_path)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "rng_states": rng_states()}

@@ -1,0 +1,87 @@
+"""Who owns a run dir: a new folder per start, one live process per folder.
+
+Hydra names run and sweep dirs by the second, so two starts in the same second would share one. The
+`lit_cifar.claim` resolver creates the folder itself (`os.mkdir` fails if it exists) and takes the next
+free name (`14-05-09`, `14-05-09-2`, …). A process holds an advisory lock (`flock`) on each run dir and
+sweep dir it writes into, which the kernel releases when the process dies, even by kill -9; a second
+process is refused while the first lives."""
+
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from lit_cifar.errors import UserError
+
+
+def claim_new_dir(path: str) -> str:
+    """Create `path`, or `path-2`, `path-3`, … when it exists, and return the name created."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    candidate, n = path, 1
+    while True:
+        try:
+            os.mkdir(candidate)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = f"{path}-{n}"
+
+
+# Cached in the config like Hydra's `now`, and the cache travels with the config to sweep jobs, so a
+# folder is claimed once per start.
+OmegaConf.register_new_resolver("lit_cifar.claim", claim_new_dir, use_cache=True, replace=True)
+
+
+def _try_lock(path: Path) -> int | None:
+    """An fd holding an exclusive lock on the folder `path`, or None when another process holds it."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+@contextmanager
+def held(path: Path, what: str = "run") -> Iterator[None]:
+    """Hold `path` (an existing folder) for this process; refuse when a live process holds it."""
+    fd = _try_lock(path)
+    if fd is None:
+        raise UserError(f"{path} is in use by a {what} that is still going; wait for it to end, or pick another folder")
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def in_use(path: Path) -> bool:
+    """Whether a live process holds the folder `path`."""
+    if not path.is_dir():
+        return False
+    fd = _try_lock(path)
+    if fd is not None:
+        os.close(fd)
+    return fd is None
+
+
+def is_empty(path: Path) -> bool:
+    return not any(path.iterdir())
+
+
+@contextmanager
+def removed_on_error(path: Path, new: bool, unless: str | None = None) -> Iterator[None]:
+    """Remove the folder `path`, which this start created (`new`), when an error ends the block before
+    anything worth keeping (`unless`, a name inside it) was written; its date folder too once empty."""
+    try:
+        yield
+    except Exception:
+        if new and not (unless and (path / unless).exists()):
+            shutil.rmtree(path, ignore_errors=True)
+            with suppress(OSError):
+                path.parent.rmdir()
+        raise

@@ -1,0 +1,227 @@
+"""The report on sweeps and runs built on disk by hand (no training): every job's status, what a sweep held
+fixed, several folders in one table, seeds grouped, and the one-line errors."""
+
+import csv
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+
+from lit_cifar import report
+from lit_cifar.rundir import held
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def make_sweep(folder: Path, *task: str) -> Path:
+    """A sweep dir as Hydra leaves it: multirun.yaml with the command line's overrides and the choices."""
+    folder.mkdir(parents=True)
+    OmegaConf.save(
+        {
+            "hydra": {
+                "overrides": {"task": list(task), "hydra": ["hydra/launcher=joblib", f"hydra.sweep.dir={folder}"]},
+                "sweeper": {"params": {}},
+                "runtime": {
+                    "choices": {
+                        "model": "week11_cnn",
+                        "data": "cifar10",
+                        "experiment": None,
+                        "hydra/launcher": "joblib",
+                    }
+                },
+            },
+            "trainer": {"max_epochs": 3},
+        },
+        folder / "multirun.yaml",
+    )
+    return folder
+
+
+def make_run(folder: Path, overrides: list[str], record: dict | str | None = None, epochs: int = 0) -> Path:
+    """A run dir or sweep job folder: its `.hydra/` record, `epochs` validated epochs in TensorBoard (where a
+    sweep keeps them when `folder` is in one) and, unless None, `metrics.json` holding `record`."""
+    (folder / ".hydra").mkdir(parents=True)
+    OmegaConf.save(overrides, folder / ".hydra" / "overrides.yaml")
+    OmegaConf.save({"seed": 0, "trainer": {"max_epochs": 3}}, folder / ".hydra" / "resolved.yaml")
+    if epochs:
+        in_sweep = (folder.parent / "multirun.yaml").is_file()
+        writer = SummaryWriter(folder.parent / "tensorboard" / folder.name if in_sweep else folder / "tensorboard")
+        for epoch, acc in enumerate([0.2, 0.4, 0.3][:epochs]):
+            writer.add_scalar("val/acc", acc, 10 * epoch)
+            writer.add_scalar("epoch", epoch, 10 * epoch)
+        writer.close()
+    if record is not None:
+        (folder / "metrics.json").write_text(record if isinstance(record, str) else json.dumps(record))
+    return folder
+
+
+def ok(val: float, test: float, dirty: bool = False, commit: str = COMMIT) -> dict:
+    return {
+        "status": "ok",
+        "metrics": {"val/acc_best": val, "test/acc": test, "val/acc": val},
+        "wall_time_s": 61.25,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "seed": 42,
+    }
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """An 8-job grid in every state, and a job folder of an earlier, wider grid."""
+    sweep = make_sweep(tmp_path / "multirun" / "14-05-09", "optim.lr=1,2,3,4,5,6,7,8", "data.root=/data")
+    make_run(sweep / "optim.lr=1", ["optim.lr=1", "data.root=/data"], ok(0.5, 0.48), epochs=3)
+    make_run(sweep / "optim.lr=2", ["optim.lr=2", "data.root=/data"], ok(0.6, 0.55, dirty=True), epochs=2)
+    (sweep / "optim.lr=3").mkdir()  # failed before it wrote its .hydra/ record
+    (sweep / "optim.lr=3" / "metrics.json").write_text(json.dumps({"status": "failed", "reason": "lr too high"}))
+    make_run(sweep / "optim.lr=4", ["optim.lr=4", "data.root=/data"], '{"status": "ok", "metr')
+    make_run(sweep / "optim.lr=5", ["optim.lr=5", "data.root=/data"], epochs=2)  # killed in its third epoch
+    make_run(sweep / "optim.lr=6", ["optim.lr=6", "data.root=/data"])  # killed in its first epoch
+    (sweep / "optim.lr=7").mkdir()  # killed before it wrote anything
+    # optim.lr=8 never started
+    make_run(sweep / "optim.lr=9", ["optim.lr=9", "data.root=/data"], ok(0.7, 0.66, commit="fedcba9876"))
+    return sweep
+
+
+def test_every_job_of_a_sweep_is_in_the_table_with_its_status(sweep, capsys):
+    resume = "re-run its sweep's command to resume it"
+    with held(sweep / "optim.lr=6"):  # a live process holds it: running
+        rows = report.write_report(sweep)
+    corrupt = sweep / "optim.lr=4" / "metrics.json"
+    assert [(r["job"], r["status"], r["reason"]) for r in rows] == [
+        ("optim.lr=9", "ok", ""),
+        ("optim.lr=2", "ok", ""),
+        ("optim.lr=1", "ok", ""),
+        ("optim.lr=6", "running", "0 of 3 epochs done"),
+        ("optim.lr=5", "interrupted", f"stopped after 2 of 3 epochs; {resume}"),
+        ("optim.lr=7", "interrupted", f"stopped before its first epoch ended; {resume}"),
+        ("optim.lr=3", "failed", "lr too high"),
+        (
+            "optim.lr=4",
+            "unreadable",
+            f"{corrupt} is not valid JSON (Unterminated string starting at: line 1 column 18 (char 17))",
+        ),
+        ("optim.lr=8", "pending", "never started; re-running its sweep's command runs it"),
+    ]
+    assert [(r["best_epoch"], r["val/acc_best"], r["test/acc"]) for r in rows[:3]] == [
+        (None, 0.7, 0.66),
+        (1, 0.6, 0.55),
+        (1, 0.5, 0.48),
+    ]
+    with (sweep / "results.csv").open() as f:
+        table = list(csv.reader(f))
+    assert table[0] == ["job", "optim.lr", "best_epoch", "val/acc_best", "test/acc", "wall_time_s", "status", "reason"]
+    assert table[1] == ["optim.lr=9", "9", "", "0.7", "0.66", "61.25", "ok", ""]
+    assert [line[0] for line in table[1:]] == [r["job"] for r in rows]
+    markdown = (sweep / "results.md").read_text()
+    assert markdown.split("## Runs\n\n")[1].splitlines()[2] == "| optim.lr=9 | 9 |  | 0.7000 | 0.6600 | 61.2 | ok |  |"
+    assert "## By setting" not in markdown  # no two runs differ only in seed
+    assert markdown in capsys.readouterr().out
+    assert (sweep / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+    rows = report.write_report(sweep)  # the process is gone: interrupted
+    assert [(r["job"], r["status"]) for r in rows][3:6] == [(f"optim.lr={n}", "interrupted") for n in (5, 6, 7)]
+    assert rows[4]["reason"] == f"stopped before its first epoch ended; {resume}"
+
+
+def test_results_md_starts_with_what_the_sweep_held_fixed_and_how_to_rerun_it(sweep):
+    report.write_report(sweep)
+    command = shlex.join(
+        ["python", "-m", "lit_cifar.train", "-m", "hydra/launcher=joblib", "optim.lr=1,2,3,4,5,6,7,8"]
+        + ["data.root=/data", f"hydra.sweep.dir={sweep}"]
+    )
+    header, _ = (sweep / "results.md").read_text().split("\n## Runs\n")
+    assert header.splitlines() == [
+        f"# Sweep {sweep}",
+        "",
+        "- swept: optim.lr",
+        "- fixed: model=week11_cnn, data=cifar10, trainer.max_epochs=3, data.root=/data",
+        f"- code: git commit {COMMIT}, {COMMIT} (dirty), fedcba9876",
+        "- jobs: 9 (3 ok, 3 interrupted, 1 failed, 1 unreadable, 1 pending)",
+        f"- command: `{command}`; re-running it skips finished jobs, resumes interrupted ones and runs pending "
+        "ones (and failed ones with `rerun_failed=true`)",
+    ]
+
+
+def test_a_job_folder_passed_by_itself_says_to_rerun_its_sweep(sweep, capsys):
+    (row,) = report.report([sweep / "optim.lr=5"], out=None)
+    assert row["status"] == "interrupted" and row["best_epoch"] == 1  # its curve, from the sweep's tensorboard/
+    assert row["reason"] == (
+        "stopped after 2 of 3 epochs; re-run its sweep's command to resume it: " + report.sweep_command(sweep)
+    )
+
+
+def test_seeds_of_a_setting_are_grouped_with_mean_std_and_n(tmp_path, capsys):
+    sweep = make_sweep(tmp_path / "multirun" / "s", "seed=0,1,2", "optim.lr=1e-3")
+    # Hydra writes a sweep job's values its own way (1e-3 as 0.001); a run records them as typed.
+    make_run(sweep / "seed=0", ["seed=0", "optim.lr=0.001"], ok(0.50, 0.40))
+    make_run(sweep / "seed=1", ["seed=1", "optim.lr=0.001"], ok(0.54, 0.44))
+    make_run(sweep / "seed=2", ["seed=2", "optim.lr=0.001"], {"status": "failed", "reason": "NaN loss"})
+    outputs = tmp_path / "outputs"
+    make_run(outputs / "a", ["optim.lr=2e-3", "seed=0"], ok(0.60, 0.58))
+    make_run(outputs / "b", ["optim.lr=2e-3", "seed=1", "ckpt_path=last"], ok(0.62, 0.57))  # resumed once
+    make_run(outputs / "c", ["optim.lr=5e-3", "data.num_workers=4"], ok(0.30, 0.25))
+    make_run(outputs / "d", ["seed=3", "optim.lr=1e-3"], ok(0.58, 0.42))
+
+    report.main([str(sweep), str(outputs / "*"), "--out", str(tmp_path / "cmp")])  # a quoted glob
+    out = capsys.readouterr().out
+    markdown = (tmp_path / "cmp" / "results.md").read_text()
+    assert markdown in out and f"written into {tmp_path / 'cmp'}: results.md, results.csv, results.png" in out
+    assert markdown.startswith("# 7 runs from 5 folders\n\n## Sweep ")
+    by_setting, runs = markdown.split("## By setting\n\n")[1].split("## Runs\n\n")
+    assert by_setting.splitlines()[2:] == [
+        "| optim.lr | n | val/acc_best | test/acc | not ok |",
+        "|---|---|---|---|---|",
+        "| 0.002 | 2 | 0.6100 ± 0.0141 | 0.5750 ± 0.0071 |  |",
+        "| 0.001 | 3 | 0.5400 ± 0.0400 | 0.4200 ± 0.0200 | seed=2 failed |",
+        "| 0.005 | 1 | 0.3000 | 0.2500 |  |",
+        "",
+    ]
+    header = "| dir | seed | optim.lr | best_epoch | val/acc_best | test/acc | wall_time_s | status | reason |"
+    assert runs.splitlines()[0] == header
+    assert [line.split(" | ")[:3] for line in runs.splitlines()[2:]] == [
+        [f"| {outputs / 'b'}", "1", "0.002"],
+        [f"| {outputs / 'a'}", "0", "0.002"],
+        [f"| {outputs / 'd'}", "3", "0.001"],
+        [f"| {sweep / 'seed=1'}", "1", "0.001"],
+        [f"| {sweep / 'seed=0'}", "0", "0.001"],
+        [f"| {outputs / 'c'}", "", "0.005"],
+        [f"| {sweep / 'seed=2'}", "2", "0.001"],
+    ]
+    run_b = (
+        f"## Run {outputs / 'b'}\n\n- overrides: optim.lr=0.002 seed=1 ckpt_path=last\n- code: git commit {COMMIT}\n"
+    )
+    assert run_b in markdown
+    with (tmp_path / "cmp" / "results.csv").open() as f:
+        table = list(csv.reader(f))
+    assert table[0] == header.strip("| ").split(" | ") and len(table) == 1 + 7
+    assert (tmp_path / "cmp" / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_several_folders_print_one_table_and_write_files_only_with_out(tmp_path, capsys):
+    one = make_run(tmp_path / "outputs" / "one", ["model=week11_cnn", "optim.lr=1e-3"], ok(0.5, 0.5))
+    two = make_run(tmp_path / "outputs" / "two", ["model=week11_cnn", "optim.lr=1e-3", "seed=7"], epochs=1)
+    rows = report.report([one, two], out=None)
+    assert [(r["status"], r["overrides"].get("seed", "")) for r in rows] == [("ok", ""), ("interrupted", "7")]
+    command = f"python -m lit_cifar.train model=week11_cnn optim.lr=1e-3 seed=7 ckpt_path=last hydra.run.dir={two}"
+    assert rows[1]["reason"] == f"stopped after 1 of 3 epochs; resume it with: {command}"
+    assert not list(tmp_path.rglob("results.*"))
+    table = capsys.readouterr().out.split("## Runs\n\n")[1]
+    assert (
+        table.splitlines()[0] == "| dir | seed | best_epoch | val/acc_best | test/acc | wall_time_s | status | reason |"
+    )
+
+
+@pytest.mark.parametrize("name", ["nothing", "file.txt", "nothing/*"])
+def test_a_folder_that_is_no_sweep_or_run_is_a_one_line_error(tmp_path, capsys, name):
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(tmp_path / name)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / name} is neither a sweep dir (no multirun.yaml) nor a run dir (no .hydra/overrides.yaml); "
+        "pass multirun/DATE/TIME or outputs/DATE/TIME folders, or a glob of them\n"
+    )
