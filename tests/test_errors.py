@@ -182,9 +182,9 @@ def test_multirun_refuses_a_swept_device_count_in_each_job(untouched, tmp_path):
         f"hydra.sweep.dir={tmp_path}",
     )
     assert result.returncode != 0
-    job = json.loads((tmp_path / "0" / "metrics.json").read_text())
+    job = json.loads((tmp_path / "trainer.devices=2" / "metrics.json").read_text())
     assert job["status"] == "failed" and "a multirun cannot train on several devices" in job["reason"]
-    assert not (tmp_path / "0" / "checkpoints").exists()
+    assert not (tmp_path / "trainer.devices=2" / "checkpoints").exists()
 
 
 def test_a_nan_loss_stops_training_naming_its_step():

@@ -104,7 +104,9 @@ def test_a_resume_that_would_change_training_is_refused_and_the_run_left_as_it_w
     assert refused.returncode == 2 and "already holds a run; add ckpt_path=last" in refused.stderr
     refused = start("ckpt_path=last", "optim.lr=0.5")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert "holds a run trained with other settings, which a resume would mix: optim.lr: 0.001 -> 0.5;" in refused.stderr
+    assert (
+        "holds a run trained with other settings, which a resume would mix: optim.lr: 0.001 -> 0.5;" in refused.stderr
+    )
     refused = start("ckpt_path=last", "optim=sgd", "scheduler=onecycle")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     for change in ("optim._target_: torch.optim.Adam -> torch.optim.SGD", "module.scheduler_interval: epoch -> step"):

@@ -1,9 +1,10 @@
 import csv
 import json
+import signal
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli, tiny_cifar_overrides
+from conftest import REPO, file_hashes, killed_at, run_cli, tiny_cifar_overrides
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -11,6 +12,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from lit_cifar import report
 from lit_cifar.errors import UserError
+from lit_cifar.rundir import held
 from lit_cifar.sweep import parallel_share, parse_overrides, run_name, swept_keys
 
 QUICK = ["model=week11_cnn", "trainer.max_epochs=2", "trainer.limit_train_batches=3"]
@@ -49,12 +51,12 @@ def test_parallel_jobs_split_the_cores_and_take_gpus_round_robin():
     assert parallel_share(job_num=7, n_jobs=8, n_cpus=64, n_gpus=8) == (8, 7)
 
 
-def test_run_names_hold_the_swept_values_in_override_order():
+def test_run_names_hold_the_swept_values_sorted_by_key():
     overrides = parse_overrides(
         ["data.root=/tmp/x", "optim.lr=0.002", "+trainer.fast_dev_run=true", "data.batch_size=512"]
     )
     assert overrides["trainer.fast_dev_run"] == "true"
-    assert run_name(["data.batch_size", "optim.lr"], overrides, "3") == "optim.lr=0.002,data.batch_size=512"
+    assert run_name(["optim.lr", "data.batch_size"], overrides, "3") == "data.batch_size=512,optim.lr=0.002"
     assert run_name(["data.root"], overrides, "3") == "data.root=_tmp_x"  # no sub-folders in a run name
     assert run_name([], overrides, "3") == "3"
 
@@ -102,9 +104,11 @@ def test_four_job_sweep_writes_job_dirs_table_csv_plot_and_hparams(tmp_path, cif
     result, sweep_dir = sweep(tmp_path, cifar_root, "optim.lr=1e-3,2e-3", "data.batch_size=8,16")
     assert result.returncode == 0, result.stderr[-3000:]
 
-    for n in range(4):
-        assert (sweep_dir / str(n) / "checkpoints" / "last.ckpt").is_file()
-        assert metrics(sweep_dir / str(n))["status"] == "ok"
+    names = sorted(f"data.batch_size={bs},optim.lr={lr}" for lr in ("0.001", "0.002") for bs in (8, 16))
+    assert sorted(p.name for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()) == names
+    for name in names:
+        assert (sweep_dir / name / "checkpoints" / "last.ckpt").is_file()
+        assert metrics(sweep_dir / name)["status"] == "ok"
     with (sweep_dir / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert {(r["optim.lr"], r["data.batch_size"]) for r in rows} == {
@@ -117,16 +121,15 @@ def test_four_job_sweep_writes_job_dirs_table_csv_plot_and_hparams(tmp_path, cif
         assert float(row["test/acc"]) == job["metrics"]["test/acc"] and row["status"] == "ok"
         assert row["best_epoch"] in ("0", "1")
 
-    table = (sweep_dir / "results.md").read_text()
+    table = (sweep_dir / "results.md").read_text().split("## Runs\n\n")[1]
     assert table.splitlines()[0] == (
         "| job | optim.lr | data.batch_size | best_epoch | val/acc_best | test/acc | wall_time_s | status | reason |"
     )
     assert len(table.splitlines()) == 2 + 4 and table in result.stdout
     assert (sweep_dir / "results.png").read_bytes()[:4] == b"\x89PNG"
 
-    runs = sorted(p.name for p in (sweep_dir / "tensorboard").iterdir())
-    assert runs == sorted(f"data.batch_size={bs},optim.lr={lr}" for lr in ("0.001", "0.002") for bs in (8, 16))
-    job = metrics(sweep_dir / "3")["metrics"]  # the last job: lr 2e-3, batch 16
+    assert sorted(p.name for p in (sweep_dir / "tensorboard").iterdir()) == names
+    job = metrics(sweep_dir / "data.batch_size=16,optim.lr=0.002")["metrics"]
     params, scalars = hparams_and_scalars(sweep_dir / "tensorboard" / "data.batch_size=16,optim.lr=0.002")
     assert params == {
         "model": "week11_cnn",
@@ -147,18 +150,18 @@ def test_four_job_sweep_writes_job_dirs_table_csv_plot_and_hparams(tmp_path, cif
 @pytest.mark.slow
 def test_a_failing_job_is_recorded_the_others_finish_and_the_sweep_exits_1(tmp_path, cifar_root):
     result, sweep_dir = sweep(
-        tmp_path, cifar_root, "optim.lr=-1,1e-3,2e-3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"
+        tmp_path, cifar_root, "optim.lr=-1,1e-3,2e-3", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2"
     )
     assert result.returncode == 1
-    assert "error: 1 of 3 jobs failed (0); see the status column" in result.stderr
-    assert metrics(sweep_dir / "0") == {
+    assert "error: 1 of 3 jobs did not finish (optim.lr=-1); see the status column" in result.stderr
+    assert metrics(sweep_dir / "optim.lr=-1") == {
         "status": "failed",
         "reason": "optim.lr=-1 must be positive, e.g. optim.lr=1e-3",
     }
-    assert [metrics(sweep_dir / n)["status"] for n in ("1", "2")] == ["ok", "ok"]
+    assert [metrics(sweep_dir / f"optim.lr={lr}")["status"] for lr in ("0.001", "0.002")] == ["ok", "ok"]
     keys, rows, _ = report.collect(sweep_dir)
     assert keys == ["optim.lr"]
-    assert [r["status"] for r in rows] == ["ok", "ok", "failed"] and rows[-1]["job"] == "0"
+    assert [r["status"] for r in rows] == ["ok", "ok", "failed"] and rows[-1]["job"] == "optim.lr=-1"
 
 
 @pytest.mark.slow
@@ -184,3 +187,89 @@ def test_submitit_local_launcher_runs_a_sweep(tmp_path, cifar_root):
     assert result.returncode == 0, result.stderr[-3000:]
     assert metrics(sweep_dir / "0")["status"] == "ok"
     assert (sweep_dir / "results.csv").is_file()
+
+
+def job_dir(sweep_dir: Path, lr: str, batch_size: int) -> Path:
+    return sweep_dir / f"data.batch_size={batch_size},optim.lr={lr}"
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_re_run_skips_finished_jobs_resumes_the_killed_one_then_extends(
+    tmp_path, cifar_root, monkeypatch
+):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    grid = ["seed=3", "trainer.deterministic=true", "data.batch_size=8,16"]
+    whole, reference = sweep(tmp_path / "reference", cifar_root, *grid, "optim.lr=1e-3,2e-3")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    # Jobs run batch size major; job 2 (batch 16, lr 1e-3: 3 steps per epoch) is killed -9 in its second epoch,
+    # which kills the whole sweep.
+    kill = killed_at(4, signal.SIGKILL, once=tmp_path / "killed-once", job=2)
+    killed, sweep_dir = sweep(tmp_path, cifar_root, *grid, *kill, "optim.lr=1e-3,2e-3")
+    assert killed.returncode == -signal.SIGKILL
+    _, rows, _ = report.collect(sweep_dir)
+    assert {r["job"]: r["status"] for r in rows} == {
+        "data.batch_size=8,optim.lr=0.001": "ok",
+        "data.batch_size=8,optim.lr=0.002": "ok",
+        "data.batch_size=16,optim.lr=0.001": "interrupted",
+        "data.batch_size=16,optim.lr=0.002": "pending",
+    }
+    finished = {lr: file_hashes(job_dir(sweep_dir, lr, 8)) for lr in ("0.001", "0.002")}
+
+    again, _ = sweep(tmp_path, cifar_root, *grid, *kill, "optim.lr=1e-3,2e-3")  # the same command
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {lr: file_hashes(job_dir(sweep_dir, lr, 8)) for lr in ("0.001", "0.002")} == finished
+    resumed, expected = (metrics(job_dir(d, "0.001", 16))["metrics"] for d in (sweep_dir, reference))
+    for name in ("val/acc_best", "val/loss", "test/acc", "test/loss"):
+        assert resumed[name] == pytest.approx(expected[name], abs=1e-6), name
+    assert metrics(job_dir(sweep_dir, "0.002", 16))["status"] == "ok"  # never started before
+
+    # A wider grid trains only its new jobs, in new folders.
+    before = {d.name: file_hashes(d) for d in sweep_dir.iterdir() if (d / ".hydra").is_dir()}
+    wider, _ = sweep(tmp_path, cifar_root, *grid, *kill, "optim.lr=1e-3,2e-3,3e-3")
+    assert wider.returncode == 0, wider.stderr[-3000:]
+    after = {d.name: file_hashes(d) for d in sweep_dir.iterdir() if (d / ".hydra").is_dir()}
+    assert {name: after[name] for name in before} == before
+    assert sorted(set(after) - set(before)) == ["data.batch_size=16,optim.lr=0.003", "data.batch_size=8,optim.lr=0.003"]
+    with (sweep_dir / "results.csv").open() as f:
+        assert sorted(r["status"] for r in csv.DictReader(f)) == ["ok"] * 6
+
+
+@pytest.mark.slow
+def test_a_sweep_dir_in_use_or_of_other_settings_is_refused_untouched(tmp_path, cifar_root):
+    first, sweep_dir = sweep(tmp_path, cifar_root, "optim.lr=1e-3,2e-3", "trainer.fast_dev_run=true")
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = file_hashes(sweep_dir)
+
+    other, _ = sweep(tmp_path, cifar_root, "optim.lr=1e-3,2e-3", "trainer.fast_dev_run=true", "model=two_layer_fc")
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert f"error: {sweep_dir} holds a sweep of other settings: model: week11_cnn -> two_layer_fc;" in other.stderr
+    wider_keys, _ = sweep(tmp_path, cifar_root, "optim.lr=1e-3,2e-3", "trainer.fast_dev_run=true", "seed=1,2")
+    assert wider_keys.returncode == 2 and "swept keys: optim.lr -> optim.lr, seed" in wider_keys.stderr
+
+    with held(sweep_dir):  # another sweep into this folder is still going
+        busy, _ = sweep(tmp_path, cifar_root, "optim.lr=1e-3,2e-3", "trainer.fast_dev_run=true")
+    assert busy.returncode == 2
+    assert (
+        busy.stderr
+        == f"error: {sweep_dir} is in use by a sweep that is still going; wait for it to end, or pick another folder\n"
+    )
+    assert file_hashes(sweep_dir) == before
+
+
+@pytest.mark.slow
+def test_a_parallel_job_whose_process_dies_fails_alone_and_resumes_when_asked(tmp_path, cifar_root, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    args = ["optim.lr=1e-3,2e-3,3e-3", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2"]
+    kill = killed_at(2, signal.SIGKILL, once=tmp_path / "killed-once", job=1)  # the process of job 1 dies
+    result, sweep_dir = sweep(tmp_path, cifar_root, *args, *kill)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "error: 1 of 3 jobs did not finish (optim.lr=0.002); see the status column" in result.stderr
+    died = metrics(sweep_dir / "optim.lr=0.002")
+    assert died["status"] == "failed" and died["reason"].startswith("its process died (exit code {SIGKILL(-9)}")
+    assert [metrics(sweep_dir / f"optim.lr={lr}")["status"] for lr in ("0.001", "0.003")] == ["ok", "ok"]
+    assert "| failed |" in (sweep_dir / "results.md").read_text()
+
+    again, _ = sweep(tmp_path, cifar_root, *args, *kill, "rerun_failed=true")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert metrics(sweep_dir / "optim.lr=0.002")["status"] == "ok"

@@ -198,8 +198,15 @@ def _value(row: dict, column: str) -> object:
 
 def _mean_std(values: list[float]) -> str:
     if len(values) < 2:
-        return "".join(f"{value:.4f}" for value in values)
+        return f"{values[0]:.4f}" if values else ""
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def _setting_id(row: dict) -> tuple:
+    """What runs of one setting share: their overrides, but `seed` and those that change nothing computed."""
+    if row["overrides"] is None:
+        return (("dir", row["dir"]),)  # a run that recorded no overrides is a setting of its own
+    return tuple(sorted((key, value) for key, value in _setting(row["overrides"]).items() if key != "seed"))
 
 
 def by_setting(keys: list[str], rows: list[dict]) -> list[dict]:
@@ -208,9 +215,7 @@ def by_setting(keys: list[str], rows: list[dict]) -> list[dict]:
     not ok. Empty when no setting has two runs."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        known = row["overrides"] is not None  # a run with no recorded overrides is a setting of its own
-        setting = sorted(_setting(row["overrides"]).items()) if known else [("dir", row["dir"])]
-        groups.setdefault(tuple(item for item in setting if item[0] != "seed"), []).append(row)
+        groups.setdefault(_setting_id(row), []).append(row)
     if all(len(runs) == 1 for runs in groups.values()):
         return []
     table = []
@@ -373,7 +378,10 @@ def main(argv: list[str] | None = None) -> None:
         help="a sweep dir (multirun/DATE/TIME), a run dir (outputs/DATE/TIME), or a glob",
     )
     parser.add_argument(
-        "--out", type=Path, help="write results.md/.csv/.png into this folder (by default into a single sweep dir)"
+        "--out",
+        type=Path,
+        metavar="FOLDER",
+        help="write results.md/.csv/.png into this folder (by default into a single sweep dir)",
     )
     args = parser.parse_args(argv)
     with exit_on_user_error():

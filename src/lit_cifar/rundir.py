@@ -47,12 +47,18 @@ def _try_lock(path: Path) -> int | None:
     return fd
 
 
-@contextmanager
-def held(path: Path, what: str = "run") -> Iterator[None]:
-    """Hold `path` (an existing folder) for this process; refuse when a live process holds it."""
+def lock(path: Path, what: str = "run") -> int:
+    """Hold the existing folder `path` for this process until the returned fd is closed (or the process
+    ends); refuse when a live process holds it."""
     fd = _try_lock(path)
     if fd is None:
         raise UserError(f"{path} is in use by a {what} that is still going; wait for it to end, or pick another folder")
+    return fd
+
+
+@contextmanager
+def held(path: Path, what: str = "run") -> Iterator[None]:
+    fd = lock(path, what)
     try:
         yield
     finally:

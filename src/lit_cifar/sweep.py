@@ -7,7 +7,7 @@ import os
 import shlex
 import sys
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lit_cifar.checkpoints import FREE_TO_CHANGE, RunRefused
 from lit_cifar.errors import UserError, exit_on_user_error, user_message
-from lit_cifar.rundir import held
+from lit_cifar.rundir import lock
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +102,12 @@ OmegaConf.register_new_resolver("lit_cifar.run_name", _run_name, replace=True)
 def failure_recorded(run_dir: Path) -> Iterator[None]:
     """In a sweep job: turn any exception into `metrics.json` with status `failed` and the reason, so the
     other jobs run on; the traceback goes to the job's log. A job refused because its folder holds a run
-    it would change leaves that folder as it is."""
+    it would change leaves that folder as it is, and stops the sweep."""
     try:
         yield
-    except RunRefused as err:
+    except RunRefused as err:  # the sweep stops here: its other jobs would be refused the same way
         print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     except Exception as err:
         reason = user_message(err) or f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
         log.exception("job failed: %s", reason)
@@ -127,15 +128,18 @@ def parallel_share(job_num: int, n_jobs: int, n_cpus: int, n_gpus: int) -> tuple
     return max(1, n_cpus // n_jobs), (job_num % n_gpus if n_gpus else None)
 
 
+def parallel_jobs(n_jobs: int) -> int:
+    """How many jobs run at once for joblib's `n_jobs` (-1: one per core, -2: all cores but one, …)."""
+    return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+
+
 def share_machine(cfg: DictConfig) -> None:
-    """Under the joblib launcher, keep parallel jobs from oversubscribing the cores and spread them
+    """Under the parallel (or joblib) launcher, keep parallel jobs from oversubscribing the cores and spread them
     over the GPUs (only when the job asks for the default single device)."""
     if not in_multirun() or "n_jobs" not in HydraConfig.get().launcher:
         return
-    n_cpus = os.cpu_count() or 1
-    n_jobs = HydraConfig.get().launcher.n_jobs
-    n_jobs = n_jobs if n_jobs > 0 else max(1, n_cpus + 1 + n_jobs)  # joblib: -1 is one job per core
-    threads, gpu = parallel_share(HydraConfig.get().job.num, n_jobs, n_cpus, torch.cuda.device_count())
+    n_jobs = parallel_jobs(HydraConfig.get().launcher.n_jobs)
+    threads, gpu = parallel_share(HydraConfig.get().job.num, n_jobs, os.cpu_count() or 1, torch.cuda.device_count())
     torch.set_num_threads(threads)
     if gpu is not None and cfg.trainer.accelerator in ("auto", "gpu", "cuda") and cfg.trainer.devices == 1:
         cfg.trainer.devices = [gpu]
@@ -180,7 +184,7 @@ class SweepReport(Callback):
     At its end: write and print its results table; exit with status 1 unless every job finished."""
 
     def __init__(self) -> None:
-        self.hold = ExitStack()
+        self.sweep_dir_lock: int | None = None  # an fd: the callback travels (pickled) to parallel jobs
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         # Hydra turns a callback's exceptions into warnings, but lets SystemExit through.
@@ -188,7 +192,7 @@ class SweepReport(Callback):
             refuse_several_devices(config)
             sweep_dir = Path(config.hydra.sweep.dir)
             sweep_dir.mkdir(parents=True, exist_ok=True)
-            self.hold.enter_context(held(sweep_dir, what="sweep"))
+            self.sweep_dir_lock = lock(sweep_dir, what="sweep")
             refuse_another_sweep(sweep_dir, config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
@@ -197,7 +201,7 @@ class SweepReport(Callback):
         try:
             rows = write_report(Path(config.hydra.sweep.dir))
         finally:
-            self.hold.close()
+            os.close(self.sweep_dir_lock)
         unfinished = [row["job"] for row in rows if row["status"] != "ok"]
         if unfinished:
             print(

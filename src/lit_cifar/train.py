@@ -46,7 +46,7 @@ def resume_command(run_dir: Path) -> str:
 
 def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, float]:
     share_machine(cfg)
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in metrics.json
     datamodule = instantiate(cfg.data)
     module = instantiate(cfg.module)
     module.run_config = resolved_config(cfg)

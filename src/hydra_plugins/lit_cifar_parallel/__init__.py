@@ -1,0 +1,1 @@
+"""lit_cifar's Hydra launcher plugin (hydra/launcher=parallel)."""

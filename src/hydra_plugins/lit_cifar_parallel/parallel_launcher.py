@@ -1,0 +1,68 @@
+"""`hydra/launcher=parallel`: sweep jobs side by side on one machine, each in a worker process of its own.
+(A Hydra launcher must live in the `hydra_plugins` namespace; Hydra imports this module at every start, so
+lit_cifar itself is imported only once jobs are launched.)
+
+Hydra's joblib launcher runs the jobs in one shared loky pool, and loky kills every worker of a pool when
+one of them dies: a job killed by hand or by the out-of-memory killer took the jobs beside it down too, and
+the sweep ended in a TerminatedWorkerError without its table. Here a job's death fails that job alone (its
+`metrics.json` says so, and `rerun_failed=true` resumes it from its last finished epoch); the others run on."""
+
+import json
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus
+from hydra_plugins.hydra_joblib_launcher._core import execute_job
+from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+from joblib.externals.loky import ProcessPoolExecutor
+from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+log = logging.getLogger(__name__)
+
+
+class ParallelLauncher(JoblibLauncher):
+    """The joblib launcher's settings (`n_jobs`), with one loky worker per job."""
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from lit_cifar.sweep import parallel_jobs
+
+        n_jobs = parallel_jobs(self.joblib["n_jobs"])
+        log.info("Launching %d jobs, %d at a time, into %s", len(job_overrides), n_jobs, self.config.hydra.sweep.dir)
+        state = Singleton.get_state()
+        with ThreadPoolExecutor(n_jobs) as threads:
+            runs = [
+                threads.submit(self._run, initial_job_idx + n, list(overrides), state)
+                for n, overrides in enumerate(job_overrides)
+            ]
+            return [run.result() for run in runs]
+
+    def _run(self, job_num: int, overrides: list[str], state: dict) -> JobReturn:
+        with ProcessPoolExecutor(max_workers=1) as worker:
+            job = worker.submit(
+                execute_job, job_num, overrides, self.hydra_context, self.config, self.task_function, state
+            )
+            try:
+                return job.result()
+            except TerminatedWorkerError as death:
+                self._record_death(job_num, overrides, death)
+        # Completed as far as Hydra is concerned, like a job whose failure the job itself recorded: the sweep
+        # goes on, and its table shows the failure.
+        return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=None)
+
+    def _record_death(self, job_num: int, overrides: list[str], death: TerminatedWorkerError) -> None:
+        from lit_cifar.rundir import in_use
+        from lit_cifar.sweep import parse_overrides, run_name, swept_keys
+
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        job_dir = sweep_dir / run_name(swept_keys(sweep_dir), parse_overrides(overrides), str(job_num))
+        codes = str(death).rpartition("exit codes of the workers are ")[2].strip() or "unknown"
+        reason = (
+            f"its process died (exit code {codes}: killed, or out of memory); "
+            "re-run the sweep with rerun_failed=true to resume it from its last finished epoch"
+        )
+        log.error("job %s: %s", job_dir.name, reason)
+        if job_dir.is_dir() and not in_use(job_dir):  # a job that died before its folder was claimed stays pending
+            (job_dir / "metrics.json").write_text(json.dumps({"status": "failed", "reason": reason}, indent=2))
