@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -24,15 +25,13 @@ def test_a_held_folder_is_in_use_until_released(tmp_path):
     assert not in_use(tmp_path)
 
 
-@pytest.mark.slow
-def test_two_starts_in_the_same_second_get_a_folder_each(cifar_root, tmp_path):
-    # Both name their run dir as the default does, with the same timestamp: the second start must not share it.
-    same = f"hydra.run.dir=${{lit_cifar.claim:{tmp_path / 'outputs' / 'same'}}}"
+def start_both(cifar_root: Path, *args: str) -> None:
+    """Two trainings started at once, with seeds 1 and 2; both must succeed."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    fixed = [*tiny_cifar_overrides(cifar_root), "trainer.fast_dev_run=true", "model=two_layer_fc"]
     starts = [
         subprocess.Popen(
-            [sys.executable, "-m", "lit_cifar.train", *tiny_cifar_overrides(cifar_root), "trainer.fast_dev_run=true"]
-            + ["model=two_layer_fc", f"seed={seed}", same],
+            [sys.executable, "-m", "lit_cifar.train", *fixed, f"seed={seed}", *args],
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -42,15 +41,37 @@ def test_two_starts_in_the_same_second_get_a_folder_each(cifar_root, tmp_path):
     ]
     for start in starts:
         assert start.wait(timeout=300) == 0, start.stderr.read()[-2000:]
+
+
+def seed_of(run_dir: Path) -> int:
+    """The seed of the run in `run_dir`, which its record and its metrics must agree on."""
+    overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+    seed = json.loads((run_dir / "metrics.json").read_text())["seed"]
+    assert f"seed={seed}" in overrides
+    return seed
+
+
+# Both starts name their folder as the defaults do (lit_cifar.claim), with the same timestamp.
+@pytest.mark.slow
+def test_two_runs_started_in_the_same_second_get_a_folder_each(cifar_root, tmp_path):
+    start_both(cifar_root, f"hydra.run.dir=${{lit_cifar.claim:{tmp_path / 'outputs' / 'same'}}}")
     folders = sorted((tmp_path / "outputs").iterdir())
     assert [f.name for f in folders] == ["same", "same-2"]
+    assert sorted(seed_of(folder) for folder in folders) == [1, 2]
+
+
+@pytest.mark.slow
+def test_two_sweeps_started_in_the_same_second_get_a_folder_each(cifar_root, tmp_path):
+    start_both(cifar_root, "-m", "optim.lr=1e-3,2e-3", f"hydra.sweep.dir=${{lit_cifar.claim:{tmp_path / 'same'}}}")
+    sweeps = sorted(tmp_path.glob("same*"))
+    assert [s.name for s in sweeps] == ["same", "same-2"]
     seeds = []
-    for folder in folders:  # each folder holds one run: its own record next to its own metrics
-        overrides = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text())
-        seed = json.loads((folder / "metrics.json").read_text())["seed"]
-        assert f"seed={seed}" in overrides
-        seeds.append(seed)
-    assert sorted(seeds) == [1, 2]
+    for sweep_dir in sweeps:  # each sweep's jobs, and its table, in its own folder
+        jobs = sorted(p.name for p in sweep_dir.iterdir() if (p / ".hydra").is_dir())
+        assert jobs == ["optim.lr=0.001", "optim.lr=0.002"]
+        seeds.append({seed_of(sweep_dir / job) for job in jobs})
+        assert (sweep_dir / "results.md").is_file()
+    assert sorted(seeds) == [{1}, {2}]
 
 
 def test_a_run_dir_in_use_by_a_live_run_is_refused(cifar_root, tmp_path):

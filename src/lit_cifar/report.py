@@ -20,7 +20,6 @@ import csv
 import glob
 import json
 import logging
-import shlex
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -31,7 +30,15 @@ from omegaconf import OmegaConf
 from lit_cifar.checkpoints import FREE_TO_CHANGE
 from lit_cifar.errors import UserError, exit_on_user_error
 from lit_cifar.rundir import in_use
-from lit_cifar.sweep import expected_jobs, parse_overrides, run_name, sweep_command, sweep_overrides, swept_keys
+from lit_cifar.sweep import (
+    expected_jobs,
+    parse_overrides,
+    run_command,
+    run_name,
+    sweep_command,
+    sweep_overrides,
+    swept_keys,
+)
 
 Curve = list[tuple[int, float]]
 STATUSES = ("ok", "running", "interrupted", "failed", "unreadable", "pending")  # in the table's order
@@ -144,9 +151,7 @@ def collect_run(run_dir: Path) -> tuple[dict, Curve]:
     if (sweep_dir / "multirun.yaml").is_file():
         log_dir, resume = sweep_dir / "tensorboard" / run_dir.name, f"{RESUME_JOB}: {sweep_command(sweep_dir)}"
     else:
-        given = [line for line in lines if not line.startswith("ckpt_path=")]
-        command = shlex.join(["python", "-m", "lit_cifar.train", *given, "ckpt_path=last", f"hydra.run.dir={run_dir}"])
-        log_dir, resume = run_dir / "tensorboard", f"resume it with: {command}"
+        log_dir, resume = run_dir / "tensorboard", f"resume it with: {run_command(lines, run_dir)}"
     curve = val_curve(log_dir)
     return job_row(run_dir, overrides_of(lines), curve, resume), curve
 

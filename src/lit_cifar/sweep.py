@@ -79,6 +79,12 @@ def sweep_command(sweep_dir: Path) -> str:
     return shlex.join(["python", "-m", "lit_cifar.train", "-m", *hydra_only, *task, f"hydra.sweep.dir={sweep_dir}"])
 
 
+def run_command(overrides: list[str], run_dir: Path) -> str:
+    """The command that goes on with the single run in `run_dir`, given the overrides it was started with."""
+    given = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
+    return shlex.join(["python", "-m", "lit_cifar.train", *given, "ckpt_path=last", f"hydra.run.dir={run_dir}"])
+
+
 def _log_root() -> str:
     hydra_cfg = HydraConfig.get()
     return hydra_cfg.sweep.dir if in_multirun() else hydra_cfg.runtime.output_dir

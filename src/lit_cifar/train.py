@@ -2,7 +2,6 @@
 
 import json
 import logging
-import shlex
 import signal
 import sys
 import time
@@ -19,7 +18,14 @@ from lit_cifar.checkpoints import RECORD, Start, check_resumable, plan_start, re
 from lit_cifar.errors import RunStopped, UserError, exit_on_user_error, run_app
 from lit_cifar.record import run_record
 from lit_cifar.rundir import held, is_empty, removed_on_error
-from lit_cifar.sweep import failure_recorded, in_multirun, refuse_several_devices, share_machine, sweep_command
+from lit_cifar.sweep import (
+    failure_recorded,
+    in_multirun,
+    refuse_several_devices,
+    run_command,
+    share_machine,
+    sweep_command,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +42,10 @@ def save_run_record(run_dir: Path, cfg: DictConfig) -> None:
 
 def resume_command(run_dir: Path) -> str:
     """The command that goes on with this run (the whole sweep, for a sweep job)."""
-    if in_multirun():
-        return sweep_command(Path(HydraConfig.get().sweep.dir))
     hydra_cfg = HydraConfig.get()
-    given = [o for o in hydra_cfg.overrides.hydra if not o.startswith("hydra.run.dir=")]
-    given += [o for o in hydra_cfg.overrides.task if not o.startswith("ckpt_path=")]
-    return shlex.join(["python", "-m", "lit_cifar.train", *given, "ckpt_path=last", f"hydra.run.dir={run_dir}"])
+    if in_multirun():
+        return sweep_command(Path(hydra_cfg.sweep.dir))
+    return run_command([*hydra_cfg.overrides.hydra, *hydra_cfg.overrides.task], run_dir)
 
 
 def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, float]:
