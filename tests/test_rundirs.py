@@ -31,7 +31,7 @@ def start_both(cifar_root: Path, *args: str) -> None:
     fixed = [*tiny_cifar_overrides(cifar_root), "trainer.fast_dev_run=true", "model=two_layer_fc"]
     starts = [
         subprocess.Popen(
-            [sys.executable, "-m", "lit_cifar.train", *fixed, f"seed={seed}", *args],
+            [sys.executable, "-m", "lit_cifar.train", *args, *fixed, f"seed={seed}"],
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,

@@ -31,6 +31,7 @@ from lit_cifar.checkpoints import FREE_TO_CHANGE
 from lit_cifar.errors import UserError, exit_on_user_error
 from lit_cifar.rundir import in_use
 from lit_cifar.sweep import (
+    as_typed,
     expected_jobs,
     parse_overrides,
     run_command,
@@ -72,7 +73,7 @@ def overrides_of(lines: list[str]) -> dict[str, str]:
 def _overrides(folder: Path) -> dict[str, str] | None:
     """The overrides a run recorded in its `.hydra/`; None when it recorded none."""
     path = folder / ".hydra" / "overrides.yaml"
-    return overrides_of(list(OmegaConf.load(path))) if path.is_file() else None
+    return overrides_of(as_typed(OmegaConf.load(path))) if path.is_file() else None
 
 
 def _epochs_done(folder: Path, curve: Curve) -> str:
@@ -146,7 +147,7 @@ def collect(sweep_dir: Path) -> tuple[list[str], list[dict], dict[str, Curve]]:
 
 def collect_run(run_dir: Path) -> tuple[dict, Curve]:
     """The row and validation curve of a run dir, or of one job folder of a sweep passed by itself."""
-    lines = list(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
+    lines = as_typed(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
     sweep_dir = run_dir.parent
     if (sweep_dir / "multirun.yaml").is_file():
         log_dir, resume = sweep_dir / "tensorboard" / run_dir.name, f"{RESUME_JOB}: {sweep_command(sweep_dir)}"

@@ -15,13 +15,25 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lit_cifar.checkpoints import FREE_TO_CHANGE, RunRefused
 from lit_cifar.errors import UserError, exit_on_user_error, user_message
 from lit_cifar.rundir import lock
 
 log = logging.getLogger(__name__)
+
+
+def as_typed(lines: ListConfig | DictConfig) -> list[str] | dict:
+    """Override lines (or sweeper params) as typed: their interpolations stay unresolved, since resolving
+    one such as the sweep dir's `${lit_cifar.claim:…}` would claim another folder."""
+    return OmegaConf.to_container(lines, resolve=False)
+
+
+def grid_of(hydra_cfg: DictConfig) -> list[str]:
+    """A sweep's `hydra.sweeper.params` (set by the named `sweep=` configs) as override lines."""
+    params = hydra_cfg.sweeper.get("params")
+    return [f"{key}={value}" for key, value in as_typed(params).items()] if params else []
 
 
 def in_multirun() -> bool:
@@ -41,7 +53,7 @@ def swept_keys(sweep_dir: Path) -> list[str]:
     if not path.is_file():
         raise UserError(f"{sweep_dir} is not a sweep dir (no multirun.yaml); pass a multirun/DATE/TIME folder")
     hydra_cfg = OmegaConf.load(path).hydra
-    parsed = OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task))
+    parsed = OverridesParser.create().parse_overrides(as_typed(hydra_cfg.overrides.task))
     keys = list(hydra_cfg.sweeper.get("params") or {})
     return keys + [o.key_or_group for o in parsed if o.is_sweep_override() and o.key_or_group not in keys]
 
@@ -58,9 +70,10 @@ def sweep_overrides(sweep_dir: Path) -> tuple[list[str], list[str], list[str]]:
     """From the `multirun.yaml` of the sweep in `sweep_dir`: its command line's task overrides, its Hydra
     overrides (launcher, …) and its grid (`hydra.sweeper.params`, where a named `sweep=` config sets one)."""
     hydra_cfg = OmegaConf.load(sweep_dir / "multirun.yaml").hydra
-    task = list(hydra_cfg.overrides.task)
-    hydra_only = [o for o in hydra_cfg.overrides.hydra if not o.startswith(("hydra.sweep.dir=", "hydra.mode="))]
-    return task, hydra_only, [f"{k}={v}" for k, v in (hydra_cfg.sweeper.get("params") or {}).items()]
+    task = as_typed(hydra_cfg.overrides.task)
+    own = ("hydra.sweep.dir=", "hydra.mode=")  # the re-run command sets its sweep dir; -m sets the mode
+    hydra_only = [o for o in as_typed(hydra_cfg.overrides.hydra) if not o.startswith(own)]
+    return task, hydra_only, grid_of(hydra_cfg)
 
 
 def expected_jobs(sweep_dir: Path) -> list[list[str]]:
@@ -94,7 +107,7 @@ def _run_name() -> str:
     if not in_multirun():
         return ""
     hydra_cfg = HydraConfig.get()
-    overrides = parse_overrides(list(hydra_cfg.overrides.task))
+    overrides = parse_overrides(as_typed(hydra_cfg.overrides.task))
     return run_name(swept_keys(Path(hydra_cfg.sweep.dir)), overrides, str(hydra_cfg.job.num))
 
 
@@ -168,8 +181,7 @@ def refuse_another_sweep(sweep_dir: Path, config: DictConfig) -> None:
         return
     task, _, grid = sweep_overrides(sweep_dir)
     before = _fixed_and_swept(task, grid)
-    params = config.hydra.sweeper.get("params") or {}
-    after = _fixed_and_swept(list(config.hydra.overrides.task), [f"{k}={v}" for k, v in params.items()])
+    after = _fixed_and_swept(as_typed(config.hydra.overrides.task), grid_of(config.hydra))
     changes = [
         f"{key}: {before[0].get(key, '(unset)')} -> {after[0].get(key, '(unset)')}"
         for key in sorted(before[0].keys() | after[0].keys())

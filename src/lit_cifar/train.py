@@ -19,6 +19,7 @@ from lit_cifar.errors import RunStopped, UserError, exit_on_user_error, run_app
 from lit_cifar.record import run_record
 from lit_cifar.rundir import held, is_empty, removed_on_error
 from lit_cifar.sweep import (
+    as_typed,
     failure_recorded,
     in_multirun,
     refuse_several_devices,
@@ -45,7 +46,7 @@ def resume_command(run_dir: Path) -> str:
     hydra_cfg = HydraConfig.get()
     if in_multirun():
         return sweep_command(Path(hydra_cfg.sweep.dir))
-    return run_command([*hydra_cfg.overrides.hydra, *hydra_cfg.overrides.task], run_dir)
+    return run_command([*as_typed(hydra_cfg.overrides.hydra), *as_typed(hydra_cfg.overrides.task)], run_dir)
 
 
 def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, float]:
