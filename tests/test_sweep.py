@@ -224,9 +224,9 @@ def test_a_killed_sweep_re_run_skips_finished_jobs_resumes_the_killed_one_then_e
         assert resumed[name] == pytest.approx(expected[name], abs=1e-6), name
     assert metrics(job_dir(sweep_dir, "0.002", 16))["status"] == "ok"  # never started before
 
-    # A wider grid trains only its new jobs, in new folders.
+    # A wider grid trains only its new jobs, in new folders; `lit_cifar.rerun` is the short form of the command.
     before = {d.name: file_hashes(d) for d in sweep_dir.iterdir() if (d / ".hydra").is_dir()}
-    wider, _ = sweep(tmp_path, cifar_root, *grid, *kill, "optim.lr=1e-3,2e-3,3e-3")
+    wider = run_cli("lit_cifar.rerun", str(sweep_dir), "optim.lr=1e-3,2e-3,3e-3")
     assert wider.returncode == 0, wider.stderr[-3000:]
     after = {d.name: file_hashes(d) for d in sweep_dir.iterdir() if (d / ".hydra").is_dir()}
     assert {name: after[name] for name in before} == before
@@ -273,3 +273,11 @@ def test_a_parallel_job_whose_process_dies_fails_alone_and_resumes_when_asked(tm
     again, _ = sweep(tmp_path, cifar_root, *args, *kill, "rerun_failed=true")
     assert again.returncode == 0, again.stderr[-3000:]
     assert metrics(sweep_dir / "optim.lr=0.002")["status"] == "ok"
+
+
+def test_rerun_needs_a_sweep_dir(tmp_path):
+    result = run_cli("lit_cifar.rerun", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: {tmp_path} is not a sweep dir (no multirun.yaml); pass a multirun/DATE/TIME folder"
+    ]

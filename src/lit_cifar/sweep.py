@@ -85,11 +85,19 @@ def expected_jobs(sweep_dir: Path) -> list[list[str]]:
     return jobs
 
 
-def sweep_command(sweep_dir: Path) -> str:
-    """The command that re-runs the sweep in `sweep_dir`: it skips finished jobs, resumes killed ones
-    and runs those that never started."""
+def sweep_arguments(sweep_dir: Path, changes: list[str] = ()) -> list[str]:
+    """The `lit_cifar.train` arguments that re-run the sweep in `sweep_dir`, with `changes` (override lines)
+    in place of its own values for the same keys: it skips finished jobs, resumes killed ones and runs those
+    that never started."""
     task, hydra_only, _ = sweep_overrides(sweep_dir)
-    return shlex.join(["python", "-m", "lit_cifar.train", "-m", *hydra_only, *task, f"hydra.sweep.dir={sweep_dir}"])
+    changed = {line.split("=", 1)[0].lstrip("+~") for line in changes}
+    kept = [line for line in hydra_only + task if line.split("=", 1)[0].lstrip("+~") not in changed]
+    return ["-m", *kept, *changes, f"hydra.sweep.dir={sweep_dir}"]
+
+
+def sweep_command(sweep_dir: Path) -> str:
+    """The command that re-runs the sweep in `sweep_dir` (see `sweep_arguments`)."""
+    return shlex.join(["python", "-m", "lit_cifar.train", *sweep_arguments(sweep_dir)])
 
 
 def run_command(overrides: list[str], run_dir: Path) -> str:
