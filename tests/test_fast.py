@@ -9,6 +9,7 @@ from conftest import run_cli, tiny_cifar_overrides
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lit_cifar.bench import CLI_COMMANDS
 from lit_cifar.callbacks.ema import EMA
 from lit_cifar.callbacks.finite_loss import FiniteLossCheck
 from lit_cifar.lr_schedules import warmup_linear
@@ -134,6 +135,8 @@ def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
         "experiment=fast94 trainer.max_epochs=1 data.batch_size=16 model.widths=[8,8,8]",
         "--target-acc",
         "0.0",
+        "--cli-repeats",
+        "1",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "device cpu, precision 32-true, compile False" in proc.stdout
@@ -144,6 +147,8 @@ def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
     assert all(o["ratio"] > 0 for o in result["overhead"])
     assert [r["name"] for r in result["recipes"]] == ["default", "fast"]
     assert all(r["seconds_to_target"] is not None for r in result["recipes"])
+    assert [c["command"] for c in result["cli"]] == list(CLI_COMMANDS)
+    assert all(c["median_s"] > 0 for c in result["cli"])
     assert len(list(out.glob("bench_*.md"))) == 1
 
 

@@ -45,6 +45,8 @@ def test_a_run_leaves_config_tensorboard_checkpoints_and_metrics(cifar_root, tmp
     config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
     assert config["model"]["_target_"].endswith("Week11CNN") and config["module"]["net"] == "${model}"
     assert "model=week11_cnn" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+    log = (run_dir / "train.log").read_text()  # the resolved config, one line per group, where the run starts
+    assert "optim (adam)" in log and "lr=0.001 weight_decay=0.0" in log and "max_epochs=3" in log
 
     checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert "last.ckpt" in checkpoints and any(name.startswith("epoch_") for name in checkpoints)
@@ -74,3 +76,12 @@ def test_help_lists_every_config_group():
         assert f"{group}:" in proc.stdout
     for model in MODELS:
         assert model in proc.stdout
+
+
+def test_the_resolved_config_prints_without_a_run(tmp_path):
+    result = run_cli("lit_cifar.train", "--cfg", "job", "--resolve", "optim.lr=0.02", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = yaml.safe_load(result.stdout)
+    assert config["module"]["optimizer"]["lr"] == 0.02 and config["trainer"]["max_epochs"] == 20
+    assert config["trainer"]["default_root_dir"] == "<run dir>"  # no folder is claimed for a printout
+    assert not (tmp_path / "outputs").exists()

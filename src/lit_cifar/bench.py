@@ -1,4 +1,4 @@
-"""`python -m lit_cifar.bench [options]` (`make bench`): three speed figures, printed as tables and written
+"""`python -m lit_cifar.bench [options]` (`make bench`): four speed figures, printed as tables and written
 as markdown + JSON to `<out>/bench_<timestamp>.{md,json}`:
 
 1. input pipeline images/s (augmentation and normalization included, no model): the per-image DataLoader
@@ -6,12 +6,16 @@ as markdown + JSON to `<out>/bench_<timestamp>.{md,json}`:
 2. training images/s of the project (Trainer + LitClassifier) against a plain PyTorch loop over the same
    net, batches and optimizer, alternated in one process;
 3. time to a target validation accuracy, and accuracy at equal wall time, for the default recipe and
-   experiment=fast94 on the real CIFAR-10 slice.
+   experiment=fast94 on the real CIFAR-10 slice;
+4. start-up of the command line (`--help`, a config error, `predict` without a checkpoint) against importing
+   torch and torchvision alone, alternated in one run.
 Sizes are options so that it runs in a few minutes on a CPU; the same command runs on a GPU."""
 
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import datetime
@@ -41,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
     p.add_argument("--precision", default=None, help="default: bf16-mixed on a GPU, 32-true on the CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the nets (figures 2 and 3)")
-    p.add_argument("--sections", default="1,2,3", help="which figures to measure, e.g. 2,3")
+    p.add_argument("--sections", default="1,2,3,4", help="which figures to measure, e.g. 2,3")
     p.add_argument("--out", default="bench", help="folder for the markdown and JSON results")
     g = p.add_argument_group("1: input pipeline")
     g.add_argument("--pipeline-batch-size", type=int, default=256)
@@ -67,11 +71,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="overrides of the fast recipe (space-separated; narrower and smaller batches for a CPU)",
     )
     g.add_argument("--target-acc", type=float, default=0.5, help="validation accuracy to time")
+    g = p.add_argument_group("4: command-line start-up")
+    g.add_argument("--cli-repeats", type=int, default=5, help="alternating runs of each command (median taken)")
     args = p.parse_args(argv)
     args.sections = {int(s) for s in args.sections.split(",")}
     args.workers = [int(w) for w in args.workers.split(",")]
-    if not args.sections <= {1, 2, 3}:
-        raise UserError(f"--sections={sorted(args.sections)} may only name 1, 2 and 3, e.g. --sections 1,3")
+    if not args.sections <= {1, 2, 3, 4}:
+        raise UserError(f"--sections={sorted(args.sections)} may only name 1 to 4, e.g. --sections 1,3")
     return args
 
 
@@ -283,6 +289,31 @@ def compare_recipes(runs: list[dict], target: float) -> list[dict]:
     return runs
 
 
+# Figure 4: what a user waits for before anything happens; the first is the floor every command pays.
+CLI_COMMANDS = {
+    "python -c 'import torch, torchvision'": ["-c", "import torch, torchvision"],
+    "python -m lit_cifar.train --help": ["-m", "lit_cifar.train", "--help"],
+    "python -m lit_cifar.train model=nope (config error)": ["-m", "lit_cifar.train", "model=nope"],
+    "python -m lit_cifar.predict (no checkpoint: error)": ["-m", "lit_cifar.predict"],
+}
+
+
+def cli_startup(args: argparse.Namespace) -> list[dict]:
+    """Figure 4: median wall time of each command in CLI_COMMANDS, run in turn `--cli-repeats` times (so that the
+    machine's noise falls on all alike), and its ratio to the first."""
+    times: dict[str, list[float]] = {name: [] for name in CLI_COMMANDS}
+    for _ in range(args.cli_repeats):
+        for name, command in CLI_COMMANDS.items():
+            start = time.perf_counter()
+            subprocess.run([sys.executable, *command], cwd=args.tmp, capture_output=True)
+            times[name].append(time.perf_counter() - start)
+    floor = statistics.median(next(iter(times.values())))
+    return [
+        {"command": name, "median_s": statistics.median(t), "ratio": statistics.median(t) / floor}
+        for name, t in times.items()
+    ]
+
+
 def markdown(result: dict) -> str:
     lines = [
         f"# lit_cifar bench {result['timestamp']}",
@@ -332,6 +363,15 @@ def markdown(result: dict) -> str:
                 f"{r['equal_time_s']:.0f} | {r['test_acc']:.3f} | `{r['overrides']}` |"
             )
         lines.append("")
+    if "cli" in result:
+        lines += [
+            "## 4. Command-line start-up (medians of alternating runs)",
+            "",
+            "| command | s | ratio to importing torch + torchvision |",
+            "|---|---|---|",
+        ]
+        lines += [f"| `{c['command']}` | {c['median_s']:.2f} | {c['ratio']:.2f} |" for c in result["cli"]]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -366,6 +406,9 @@ def main(argv: list[str] | None = None) -> None:
                 print("3. recipes on the slice", flush=True)
                 runs = [recipe(args, "default", args.default_overrides), recipe(args, "fast", args.fast_overrides)]
                 result["recipes"], result["target_acc"] = compare_recipes(runs, args.target_acc), args.target_acc
+            if 4 in args.sections:
+                print("4. command-line start-up", flush=True)
+                result["cli"] = cli_startup(args)
         text = markdown(result)
         for suffix, content in ((".md", text), (".json", json.dumps(result, indent=2))):
             path = out / f"bench_{stamp}{suffix}"

@@ -3,21 +3,29 @@
 A checkpoint holds the run's resolved config (`run_config`, see LitClassifier.on_save_checkpoint) and
 the datamodule's state (class names, mean, std) under the datamodule's class name."""
 
+from __future__ import annotations
+
 import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
-from lit_cifar.data.base import ImageDataModule
 from lit_cifar.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where a checkpoint is read: `report` and `--help` never wait for it
+    import torch
+    from torch import nn
+
+    from lit_cifar.data.base import ImageDataModule
 
 
 def read_checkpoint(path: str | Path) -> dict:
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise UserError(
@@ -209,6 +217,18 @@ def check_resumable(cfg: DictConfig, module: nn.Module, path: str) -> None:
             f"on {_name(cfg.data._target_)}; use the options it was trained with, or another checkpoint"
         )
     check_fits(module, ckpt, path)
+
+
+def pick_device(name: str) -> torch.device:
+    """The device `evaluate` and `predict` load a checkpoint onto: `auto` is the GPU when there is one."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
 
 
 def load_net(ckpt: dict, path: str | Path) -> nn.Module:

@@ -7,9 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import torch
 from hydra.errors import ConfigCompositionException, InstantiationException, OverrideParseException
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 
 class UserError(Exception):
@@ -23,11 +21,15 @@ def user_message(err: BaseException) -> str | None:
     up along the chain. Lightning's MisconfigurationException (no GPU, too many devices, …) counts as
     user input, and so does a TypeError or ValueError raised while a config is instantiated: that is
     how a value of the wrong type (`data.batch_size=abc`) shows up in an untyped config."""
+    # Lightning is not imported for `--help` or a config error; an error can only be its own once it is.
+    lightning_errors = sys.modules.get("lightning.fabric.utilities.exceptions")
     cause: BaseException | None = err
     while cause is not None:
         if isinstance(cause, UserError):
             return str(cause)
-        if isinstance(cause, MisconfigurationException):
+        if lightning_errors and isinstance(cause, lightning_errors.MisconfigurationException):
+            import torch
+
             return (
                 f"{cause} (this machine has {torch.cuda.device_count()} CUDA GPU(s)); fix trainer.accelerator/"
                 "trainer.devices, e.g. trainer=cpu or trainer.devices=1"

@@ -13,20 +13,11 @@ from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from lit_cifar.checkpoints import load_datamodule, load_net, read_checkpoint
+from lit_cifar.checkpoints import load_datamodule, load_net, pick_device, read_checkpoint
 from lit_cifar.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.rundir import held, is_empty, removed_on_error
 
 log = logging.getLogger(__name__)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UserError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
 
 
 @torch.inference_mode()

@@ -9,9 +9,8 @@ import torchvision.transforms.v2.functional as F
 from omegaconf import DictConfig, ListConfig
 from PIL import Image, UnidentifiedImageError
 
-from lit_cifar.checkpoints import load_datamodule, load_net, read_checkpoint
+from lit_cifar.checkpoints import load_datamodule, load_net, pick_device, read_checkpoint
 from lit_cifar.errors import UserError, exit_on_user_error, run_app
-from lit_cifar.evaluate import pick_device
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 

@@ -44,3 +44,36 @@ def run_record(trainer: pl.Trainer, seed: int) -> dict:
         },
         "seed": seed,
     }
+
+
+def _settings(group: dict, skip: tuple[str, ...] = ()) -> str:
+    """`lr=0.001 weight_decay=0.0`: a config group's resolved values, without Hydra's `_target_`/`_partial_`."""
+    flat = []
+    for key, value in group.items():
+        if key.startswith("_") or key in skip:
+            continue
+        if isinstance(value, dict):
+            flat += [f"{key}.{part}" for part in _settings(value).split(" ") if part]
+        else:
+            flat.append(f"{key}={value}")
+    return " ".join(flat)
+
+
+def config_summary(config: dict, choices: dict, run_dir: str) -> str:
+    """The resolved config of a run as one line per group, `group (option): key=value …`, for its log."""
+    groups = {
+        "data": _settings(config["data"]),
+        "model": _settings(config["model"]),
+        "optim": _settings(config["optim"]),
+        "scheduler": _settings(config["scheduler"] or {}),
+        "trainer": _settings(config["trainer"], skip=("default_root_dir",)),
+        "module": _settings(config["module"], skip=("net", "optimizer", "scheduler")),
+        "callbacks": ", ".join(name for name, value in config["callbacks"].items() if value),
+        "logger": ", ".join(name for name, value in (config["logger"] or {}).items() if value),
+    }
+    width = max(len(f"{group} ({choices.get(group)})") for group in groups)
+    lines = [
+        f"  {(group + (f' ({choices[group]})' if choices.get(group) else '')).ljust(width)}  {values}"
+        for group, values in groups.items()
+    ]
+    return "\n".join([f"seed {config['seed']}, run dir {run_dir}; the whole config is in .hydra/resolved.yaml", *lines])

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from lit_cifar.errors import UserError
@@ -31,9 +32,17 @@ def claim_new_dir(path: str) -> str:
             candidate = f"{path}-{n}"
 
 
+def this_run_dir() -> str:
+    """The run dir of this start (a sweep job's own folder) once Hydra has set it; a placeholder where the
+    config is only printed (`--cfg job --resolve`), since no folder is claimed for that."""
+    runtime = HydraConfig.get().runtime
+    return "<run dir>" if OmegaConf.is_missing(runtime, "output_dir") else runtime.output_dir
+
+
 # Cached in the config like Hydra's `now`, and the cache travels with the config to sweep jobs, so a
 # folder is claimed once per start.
 OmegaConf.register_new_resolver("lit_cifar.claim", claim_new_dir, use_cache=True, replace=True)
+OmegaConf.register_new_resolver("lit_cifar.run_dir", this_run_dir, replace=True)
 
 
 def _try_lock(path: Path) -> int | None:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
@@ -19,7 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lit_cifar.checkpoints import FREE_TO_CHANGE, RunRefused
 from lit_cifar.errors import UserError, exit_on_user_error, user_message
-from lit_cifar.rundir import lock
+from lit_cifar.rundir import lock, this_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +107,7 @@ def run_command(overrides: list[str], run_dir: Path) -> str:
 
 def _log_root() -> str:
     hydra_cfg = HydraConfig.get()
-    return hydra_cfg.sweep.dir if in_multirun() else hydra_cfg.runtime.output_dir
+    return hydra_cfg.sweep.dir if in_multirun() else this_run_dir()
 
 
 def _run_name() -> str:
@@ -165,6 +164,8 @@ def share_machine(cfg: DictConfig) -> None:
     over the GPUs (only when the job asks for the default single device)."""
     if not in_multirun() or "n_jobs" not in HydraConfig.get().launcher:
         return
+    import torch
+
     n_jobs = parallel_jobs(HydraConfig.get().launcher.n_jobs)
     threads, gpu = parallel_share(HydraConfig.get().job.num, n_jobs, os.cpu_count() or 1, torch.cuda.device_count())
     torch.set_num_threads(threads)

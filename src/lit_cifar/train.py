@@ -1,4 +1,7 @@
-"""`python -m lit_cifar.train [overrides]`: seed → data, model, callbacks, loggers, trainer → fit → test."""
+"""`python -m lit_cifar.train [overrides]`: seed → data, model, callbacks, loggers, trainer → fit → test.
+
+Lightning (and all that needs it) is imported in `fit_and_test`, once a start passed its checks: `--help`, a
+config error or a refused start answer in about the time it takes to import torch."""
 
 import json
 import logging
@@ -8,15 +11,12 @@ import time
 from pathlib import Path
 
 import hydra
-import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from lit_cifar.checkpoints import RECORD, Start, check_resumable, plan_start, resolved_config
 from lit_cifar.errors import RunStopped, UserError, exit_on_user_error, run_app
-from lit_cifar.record import run_record
 from lit_cifar.rundir import held, is_empty, removed_on_error
 from lit_cifar.sweep import (
     as_typed,
@@ -50,7 +50,13 @@ def resume_command(run_dir: Path) -> str:
 
 
 def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, float]:
+    import lightning.pytorch as pl
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from lit_cifar.record import config_summary, run_record
+
     share_machine(cfg)
+    log.info("%s", config_summary(resolved_config(cfg), HydraConfig.get().runtime.choices, str(run_dir)))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in metrics.json
     datamodule = instantiate(cfg.data)
     module = instantiate(cfg.module)
