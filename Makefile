@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: install train test test-fast bench tensorboard lint format clean
+.PHONY: install train sweep report test test-fast bench tensorboard lint format clean
 
 install: $(VENV)/.installed
 
@@ -16,6 +16,13 @@ $(VENV)/.installed: pyproject.toml
 
 train: install            ## train the default model on CIFAR-10 (downloads it into data/ once)
 	$(PY) -m lit_cifar.train $(ARGS)
+
+sweep: install            ## a multirun, e.g. make sweep ARGS="sweep=lr_bs_grid hydra/launcher=parallel"
+	$(PY) -m lit_cifar.train --multirun $(ARGS)
+
+report: install           ## a sweep's results table and plot again, e.g. make report DIR=multirun/DATE/TIME
+	$(if $(DIR),,$(error make report needs DIR=multirun/DATE/TIME (a sweep dir or run dirs, quoted globs too)))
+	$(PY) -m lit_cifar.report $(DIR) $(ARGS)
 
 test: install             ## the whole suite, slow tests included (what CI runs)
 	$(PY) -m pytest $(ARGS)

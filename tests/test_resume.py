@@ -2,6 +2,8 @@
 run; a resume is exact or refused; a finished run is left as it is, or extended when max_epochs is raised."""
 
 import json
+import math
+import shutil
 import signal
 from functools import partial
 from pathlib import Path
@@ -10,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import file_hashes, killed_at, run_cli, tiny_cifar_overrides
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 from lit_cifar.callbacks.checkpoint import ResumableCheckpoint
@@ -118,21 +121,54 @@ def test_a_resume_that_would_change_training_is_refused_and_the_run_left_as_it_w
     assert finished.returncode == 0 and f"{run_dir}: ok already, left as it is" in finished.stderr
     assert file_hashes(run_dir) == before
 
+    moved = tmp_path / "moved"  # a run dir moved elsewhere is still the same run
+    shutil.copytree(run_dir, moved)
+    again = run_cli("lit_cifar.train", *train_args(cifar_root, moved, "trainer.max_epochs=1", "ckpt_path=last"))
+    assert again.returncode == 0 and f"{moved}: ok already, left as it is" in again.stderr
+
+    (moved / ".hydra" / "resolved.yaml").write_text("")  # a record cut short
+    again = run_cli("lit_cifar.train", *train_args(cifar_root, moved, "trainer.max_epochs=1", "ckpt_path=last"))
+    assert again.returncode == 2
+    record = moved / ".hydra" / "resolved.yaml"
+    assert again.stderr == f"error: {record} is not a readable run record; restore it, or start a new run\n"
+
+
+def lr_by_step(run_dir: Path) -> dict[int, float]:
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    return {event.step: event.value for event in events.Scalars("lr-Adam")}
+
 
 @pytest.mark.slow
-def test_raising_max_epochs_extends_a_finished_run_on_a_replanned_schedule(cifar_root, tmp_path):
+def test_raising_max_epochs_extends_a_finished_run_on_a_replanned_schedule(cifar_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
     run_dir = tmp_path / "run"
-    assert run_cli("lit_cifar.train", *train_args(cifar_root, run_dir, "trainer.max_epochs=2")).returncode == 0
-    extended = run_cli("lit_cifar.train", *train_args(cifar_root, run_dir, "trainer.max_epochs=4", "ckpt_path=last"))
+    every_step = "trainer.log_every_n_steps=1"
+    kill = killed_at(3 * STEPS_PER_EPOCH + 2, signal.SIGKILL, once=tmp_path / "killed-once")  # in epoch 3
+    first = run_cli("lit_cifar.train", *train_args(cifar_root, run_dir, "trainer.max_epochs=2", every_step, *kill))
+    assert first.returncode == 0, first.stderr[-2000:]
+    finished = final_metrics(run_dir)
+
+    # The extension is killed in its last epoch: the run is no longer the finished 2-epoch one, and goes on.
+    extend = train_args(cifar_root, run_dir, "trainer.max_epochs=4", every_step, "ckpt_path=last")
+    assert run_cli("lit_cifar.train", *extend, *kill).returncode == -signal.SIGKILL
+    assert not (run_dir / "metrics.json").exists()
+    assert json.loads((run_dir / "metrics.superseded.json").read_text())["metrics"] == finished
+    extended = run_cli("lit_cifar.train", *extend, *kill)
     assert extended.returncode == 0, extended.stderr[-2000:]
+    assert "ok already" not in extended.stderr
+
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 3 and ckpt["global_step"] == 4 * STEPS_PER_EPOCH
-    # Cosine over 4 epochs from where the 2-epoch run ended (lr 1e-3 · (1 + cos(π·2/4))/2 in epoch 3), down to 0;
-    # the restored 2-epoch cosine would have climbed back from 0 to 1e-3.
+    # Cosine over 4 epochs from where the 2-epoch run ended: 1e-3 · (1 + cos(π·e/4))/2 in epoch e = 2, 3. The
+    # restored 2-epoch cosine would climb back from 0 to 1e-3; stepped on from its lr of 0, it would stay at 0.
+    lr = lr_by_step(run_dir)
+    for epoch in (2, 3):
+        expected = 1e-3 * (1 + math.cos(math.pi * epoch / 4)) / 2
+        steps = range(epoch * STEPS_PER_EPOCH, (epoch + 1) * STEPS_PER_EPOCH)
+        assert [lr[step] for step in steps] == pytest.approx([expected] * STEPS_PER_EPOCH, rel=1e-5), epoch
     assert ckpt["lr_schedulers"][0]["T_max"] == 4
-    assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
-    metrics = final_metrics(run_dir)
-    assert {"val/acc_best", "test/acc"} <= set(metrics)
+    assert {"val/acc_best", "test/acc"} <= set(final_metrics(run_dir))
 
 
 def test_the_best_validation_accuracy_travels_in_the_checkpoint():

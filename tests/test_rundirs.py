@@ -71,7 +71,7 @@ def test_two_sweeps_started_in_the_same_second_get_a_folder_each(cifar_root, tmp
         assert jobs == ["optim.lr=0.001", "optim.lr=0.002"]
         seeds.append({seed_of(sweep_dir / job) for job in jobs})
         assert (sweep_dir / "results.md").is_file()
-    assert sorted(seeds) == [{1}, {2}]
+    assert sorted(tuple(s) for s in seeds) == [(1,), (2,)]  # each sweep's jobs all ran with its own seed
 
 
 def test_a_run_dir_in_use_by_a_live_run_is_refused(cifar_root, tmp_path):

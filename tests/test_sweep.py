@@ -59,6 +59,9 @@ def test_run_names_hold_the_swept_values_sorted_by_key():
     assert run_name(["optim.lr", "data.batch_size"], overrides, "3") == "data.batch_size=512,optim.lr=0.002"
     assert run_name(["data.root"], overrides, "3") == "data.root=_tmp_x"  # no sub-folders in a run name
     assert run_name([], overrides, "3") == "3"
+    long = run_name(["data.root"], {"data.root": "d" * 300}, "3")  # a folder name holds 255 bytes at most
+    assert len(long) < 255 and long.startswith("data.root=ddd")
+    assert long != run_name(["data.root"], {"data.root": "d" * 299}, "3")
 
 
 def test_swept_keys_come_from_sweep_syntax_and_sweeper_params(tmp_path):
@@ -246,6 +249,8 @@ def test_a_sweep_dir_in_use_or_of_other_settings_is_refused_untouched(tmp_path, 
     assert f"error: {sweep_dir} holds a sweep of other settings: model: week11_cnn -> two_layer_fc;" in other.stderr
     wider_keys, _ = sweep(tmp_path, cifar_root, "optim.lr=1e-3,2e-3", "trainer.fast_dev_run=true", "seed=1,2")
     assert wider_keys.returncode == 2 and "swept keys: optim.lr -> optim.lr, seed" in wider_keys.stderr
+    shorter, _ = sweep(tmp_path, cifar_root, "optim.lr=1e-3,2e-3", "trainer.fast_dev_run=true", "trainer.max_epochs=1")
+    assert shorter.returncode == 2 and "trainer.max_epochs: 2 -> 1 (it may only be raised)" in shorter.stderr
 
     with held(sweep_dir):  # another sweep into this folder is still going
         busy, _ = sweep(tmp_path, cifar_root, "optim.lr=1e-3,2e-3", "trainer.fast_dev_run=true")
@@ -266,7 +271,8 @@ def test_a_parallel_job_whose_process_dies_fails_alone_and_resumes_when_asked(tm
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "error: 1 of 3 jobs did not finish (optim.lr=0.002); see the status column" in result.stderr
     died = metrics(sweep_dir / "optim.lr=0.002")
-    assert died["status"] == "failed" and died["reason"].startswith("its process died (exit code {SIGKILL(-9)}")
+    assert died["status"] == "failed" and died["reason"].startswith("its process died (exit code {SIGKILL(-9)}: ")
+    assert "\n" not in died["reason"]  # one line, so that the table keeps its rows
     assert [metrics(sweep_dir / f"optim.lr={lr}")["status"] for lr in ("0.001", "0.003")] == ["ok", "ok"]
     assert "| failed |" in (sweep_dir / "results.md").read_text()
 

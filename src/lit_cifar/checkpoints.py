@@ -93,6 +93,8 @@ FREE_TO_CHANGE = (
     "data.download",
     "data.verify_checksums",
     "trainer.devices",
+    "trainer.default_root_dir",  # the run dir itself: a run moved or copied elsewhere resumes there
+    "callbacks.model_checkpoint.dirpath",
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
     "trainer.log_every_n_steps",
@@ -154,7 +156,13 @@ def config_changes(old: dict, new: dict, cfg: DictConfig) -> list[str]:
 
 def _previous_config(run_dir: Path) -> dict:
     if (run_dir / RECORD).is_file():
-        return OmegaConf.to_container(OmegaConf.load(run_dir / RECORD))
+        try:
+            config = OmegaConf.to_container(OmegaConf.load(run_dir / RECORD))
+        except Exception:  # cut short by a kill while it was written (before saves were atomic), or edited
+            config = None
+        if not isinstance(config, dict) or "trainer" not in config:
+            raise RunRefused(f"{run_dir / RECORD} is not a readable run record; restore it, or start a new run")
+        return config
     last = run_dir / "checkpoints" / "last.ckpt"
     if last.is_file():
         return read_checkpoint(last)["run_config"]

@@ -28,6 +28,8 @@ def user_message(err: BaseException) -> str | None:
         if isinstance(cause, UserError):
             return str(cause)
         if lightning_errors and isinstance(cause, lightning_errors.MisconfigurationException):
+            if not re.search(r"device|accelerator|gpu|cuda", str(cause), re.IGNORECASE):
+                return str(cause)  # another setting, which Lightning names itself
             import torch
 
             return (
@@ -97,6 +99,9 @@ def run_app(main: Callable[[], object]) -> None:
         text = str(err).split("Config search path")[0]  # Hydra's own search path: noise for a user
         if isinstance(err, OverrideParseException):
             text = f"cannot parse the override '{err.override}': {text}"
+            if err.override.count("=") > 1 or "," in err.override:  # e.g. a path into a sweep job's folder
+                key, _, value = err.override.partition("=")
+                text += f"; a value holding '=' or ',' needs quotes: {key}='{value}'"
         first, _, rest = one_line(text).partition("; ")
         print(f"error: {first}{cause}{'; ' + rest if rest else ''}", file=sys.stderr)
         raise SystemExit(2) from None

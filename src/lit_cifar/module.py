@@ -139,7 +139,10 @@ class LitClassifier(pl.LightningModule):
         if not self.replan_schedule:
             return
         for config in self.trainer.lr_scheduler_configs:
-            replanned = self._make_scheduler(config.scheduler.optimizer)
+            optimizer = config.scheduler.optimizer
+            for group in optimizer.param_groups:  # chained schedules (cosine, step) step from the group's lr
+                group["lr"] = group["initial_lr"]
+            replanned = self._make_scheduler(optimizer)
             with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": a replay, on purpose
                 warnings.simplefilter("ignore", UserWarning)
                 for _ in range(config.scheduler.last_epoch):

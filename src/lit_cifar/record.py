@@ -69,7 +69,7 @@ def config_summary(config: dict, choices: dict, run_dir: str) -> str:
         "trainer": _settings(config["trainer"], skip=("default_root_dir",)),
         "module": _settings(config["module"], skip=("net", "optimizer", "scheduler")),
         "callbacks": ", ".join(name for name, value in config["callbacks"].items() if value),
-        "logger": ", ".join(name for name, value in (config["logger"] or {}).items() if value),
+        "logger": ", ".join(name for name, value in (config.get("logger") or {}).items() if value),
     }
     width = max(len(f"{group} ({choices.get(group)})") for group in groups)
     lines = [

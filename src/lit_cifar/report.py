@@ -73,7 +73,10 @@ def overrides_of(lines: list[str]) -> dict[str, str]:
 def _overrides(folder: Path) -> dict[str, str] | None:
     """The overrides a run recorded in its `.hydra/`; None when it recorded none."""
     path = folder / ".hydra" / "overrides.yaml"
-    return overrides_of(as_typed(OmegaConf.load(path))) if path.is_file() else None
+    try:
+        return overrides_of(as_typed(OmegaConf.load(path))) if path.is_file() else None
+    except Exception:  # edited by hand or cut short: the row shows what else the folder says
+        return None
 
 
 def _epochs_done(folder: Path, curve: Curve) -> str:
@@ -122,7 +125,8 @@ def job_row(folder: Path, overrides: dict[str, str] | None, curve: Curve, resume
 
 def _rank(row: dict) -> tuple:
     rank = STATUSES.index(row["status"]) if row["status"] in STATUSES else len(STATUSES)
-    return rank, -(row["val/acc_best"] or 0.0), row["dir"]
+    best = row["val/acc_best"]
+    return rank, -(best if isinstance(best, int | float) else 0.0), row["dir"]
 
 
 def collect(sweep_dir: Path) -> tuple[list[str], list[dict], dict[str, Curve]]:

@@ -1,6 +1,7 @@
 """What a multirun adds to a training: jobs that fail without stopping the sweep, TensorBoard runs named by
 their swept overrides, parallel jobs sharing the machine, and the results table when the sweep ends."""
 
+import hashlib
 import json
 import logging
 import os
@@ -62,6 +63,8 @@ def run_name(keys: list[str], overrides: dict[str, str], job: str) -> str:
     number when nothing is swept). It names the job's folder and its TensorBoard run, so a job is found
     again by what it trains, whatever its number in a longer or reordered grid."""
     name = ",".join(f"{k}={overrides[k]}" for k in sorted(overrides) if k in keys).replace("/", "_")
+    if len(name.encode()) > 200:  # a folder name has at most 255 bytes: keep the start, and a hash for the rest
+        name = f"{name.encode()[:180].decode(errors='ignore')}-{hashlib.sha1(name.encode()).hexdigest()[:10]}"
     return name or job
 
 
@@ -91,7 +94,7 @@ def sweep_arguments(sweep_dir: Path, changes: list[str] = ()) -> list[str]:
     task, hydra_only, _ = sweep_overrides(sweep_dir)
     changed = {line.split("=", 1)[0].lstrip("+~") for line in changes}
     kept = [line for line in hydra_only + task if line.split("=", 1)[0].lstrip("+~") not in changed]
-    return ["-m", *kept, *changes, f"hydra.sweep.dir={sweep_dir}"]
+    return ["-m", *kept, *changes, f"hydra.sweep.dir={sweep_dir.resolve()}"]  # from any working directory
 
 
 def sweep_command(sweep_dir: Path) -> str:
@@ -101,7 +104,7 @@ def sweep_command(sweep_dir: Path) -> str:
 
 def run_command(overrides: list[str], run_dir: Path) -> str:
     """The command that goes on with the single run in `run_dir`, given the overrides it was started with."""
-    given = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
+    given = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir=", "hydra.mode="))]
     return shlex.join(["python", "-m", "lit_cifar.train", *given, "ckpt_path=last", f"hydra.run.dir={run_dir}"])
 
 
@@ -198,6 +201,10 @@ def refuse_another_sweep(sweep_dir: Path, config: DictConfig) -> None:
     ]
     if before[1] != after[1]:
         changes.append(f"swept keys: {', '.join(sorted(before[1]))} -> {', '.join(sorted(after[1]))}")
+    old_epochs = OmegaConf.select(OmegaConf.load(sweep_dir / "multirun.yaml"), "trainer.max_epochs")
+    new_epochs = OmegaConf.select(config, "trainer.max_epochs")
+    if isinstance(old_epochs, int) and isinstance(new_epochs, int) and new_epochs < old_epochs:
+        changes.append(f"trainer.max_epochs: {old_epochs} -> {new_epochs} (it may only be raised)")
     if changes:
         raise UserError(
             f"{sweep_dir} holds a sweep of other settings: {'; '.join(changes)}; re-run it with its own "

@@ -5,6 +5,7 @@ config error or a refused start answer in about the time it takes to import torc
 
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -31,14 +32,21 @@ from lit_cifar.sweep import (
 log = logging.getLogger(__name__)
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write next to `path`, then rename over it: a kill never leaves it half written."""
+    partial = path.with_name(f"{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
 def save_run_record(run_dir: Path, cfg: DictConfig) -> None:
     """Hydra's `.hydra/` files (config, hydra, overrides), plus the resolved config a resume compares with."""
     folder = run_dir / ".hydra"
     folder.mkdir(exist_ok=True)
-    OmegaConf.save(cfg, folder / "config.yaml")
-    OmegaConf.save(HydraConfig.instance().cfg, folder / "hydra.yaml")
-    OmegaConf.save(HydraConfig.get().overrides.task, folder / "overrides.yaml")
-    OmegaConf.save(resolved_config(cfg), run_dir / RECORD)
+    write_atomically(folder / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_atomically(folder / "hydra.yaml", OmegaConf.to_yaml(HydraConfig.instance().cfg))
+    write_atomically(folder / "overrides.yaml", OmegaConf.to_yaml(HydraConfig.get().overrides.task))
+    write_atomically(run_dir / RECORD, OmegaConf.to_yaml(resolved_config(cfg)))
 
 
 def resume_command(run_dir: Path) -> str:
@@ -65,9 +73,11 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
     if start.ckpt_path:
         check_resumable(cfg, module, start.ckpt_path)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    loggers = [instantiate(c) for c in cfg.logger.values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]  # logger=[]: none
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     save_run_record(run_dir, cfg)
+    if (run_dir / "metrics.json").exists():  # an extended or retried run: that outcome no longer describes it
+        os.replace(run_dir / "metrics.json", run_dir / "metrics.superseded.json")
 
     begin = time.perf_counter()
     try:
@@ -89,7 +99,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
         "wall_time_s": time.perf_counter() - begin,
         **run_record(trainer, cfg.seed),
     }
-    (run_dir / "metrics.json").write_text(json.dumps(record, indent=2))
+    write_atomically(run_dir / "metrics.json", json.dumps(record, indent=2))
     log.info(
         "val/acc_best=%.4f test/acc=%.4f, run dir %s",
         metrics.get("val/acc_best", float("nan")),

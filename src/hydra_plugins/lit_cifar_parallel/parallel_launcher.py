@@ -9,6 +9,7 @@ the sweep ended in a TerminatedWorkerError without its table. Here a job's death
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -58,7 +59,8 @@ class ParallelLauncher(JoblibLauncher):
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         job_dir = sweep_dir / run_name(swept_keys(sweep_dir), parse_overrides(overrides), str(job_num))
-        codes = str(death).rpartition("exit codes of the workers are ")[2].strip() or "unknown"
+        codes = re.search(r"exit codes of the workers are (\{[^}]*\})", str(death))
+        codes = codes.group(1) if codes else "unknown"
         reason = (
             f"its process died (exit code {codes}: killed, or out of memory); "
             "re-run the sweep with rerun_failed=true to resume it from its last finished epoch"
