@@ -26,14 +26,11 @@ def _one_job_at_a_time(path: str) -> Iterator[None]:
         yield
 
 
-# A single run's name is empty (`lit_cifar.run_name`, which names a sweep job's folders); None lets the tool
-# pick one, where MLflow would store the empty name beside a generated one and fail.
-
-
 def mlflow_logger(tracking_uri: str, experiment_name: str, run_name: str | None = None, **kwargs) -> MLFlowLogger:
     """The parallel jobs of a sweep share its store and experiment. MLflow creates the tables of a new SQLite
     store on first use, which jobs doing it side by side corrupt, so they take turns; and two jobs may both
-    find no experiment and create it (on a tracking server), where the second is refused and finds it."""
+    find no experiment and create it (on a tracking server), where the second is refused and finds it.
+    A single run's `run_name` is empty (`lit_cifar.run_name` names sweep jobs): None lets MLflow pick one."""
     mlflow = _require("mlflow", "mlflow")
     sqlite = tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
     with _one_job_at_a_time(f"{sqlite}.lock") if sqlite else nullcontext():

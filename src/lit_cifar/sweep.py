@@ -92,8 +92,12 @@ def sweep_arguments(sweep_dir: Path, changes: list[str] = ()) -> list[str]:
     in place of its own values for the same keys: it skips finished jobs, resumes killed ones and runs those
     that never started."""
     task, hydra_only, _ = sweep_overrides(sweep_dir)
-    changed = {line.split("=", 1)[0].lstrip("+~") for line in changes}
-    kept = [line for line in hydra_only + task if line.split("=", 1)[0].lstrip("+~") not in changed]
+
+    def key(line: str) -> str:
+        return line.split("=", 1)[0].lstrip("+~")
+
+    changed = {key(line) for line in changes}
+    kept = [line for line in hydra_only + task if key(line) not in changed]
     return ["-m", *kept, *changes, f"hydra.sweep.dir={sweep_dir.resolve()}"]  # from any working directory
 
 
