@@ -1,0 +1,174 @@
+"""The Optuna search (`hydra/sweeper=optuna`, `sweep=search`): the search space written in Hydra's sweep
+syntax, the study kept in the sweep dir, the callback through which each job reports its epochs to its trial
+(and is stopped when the pruner judges it hopeless), and the search's history plot.
+
+The sweeper asks the study for trials and launches them as jobs through the configured launcher; a job finds
+its trial by its job number (the sweeper launches trial N as job N) and the study in `optuna.journal`, a file
+that the in-process, joblib and SLURM launchers' jobs all reach. Optuna is imported only where a search runs."""
+
+import math
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from lit_cifar.errors import UserError
+
+STUDY_FILE = "optuna.journal"
+SWEEPER = "hydra_plugins.lit_cifar_optuna.optuna_sweeper.OptunaSweeper"
+
+
+def is_search(hydra_cfg: DictConfig) -> bool:
+    return hydra_cfg.sweeper.get("_target_") == SWEEPER
+
+
+def trial_name(number: int) -> str:
+    """A trial's job folder (and TensorBoard run): `trial-007`."""
+    return f"trial-{number:03d}"
+
+
+class RunPruned(Exception):
+    """Raised in a search job whose trial the pruner stopped: the job is recorded as `pruned`, not failed."""
+
+    def __init__(self, epoch: int, value: float, best: float | None) -> None:
+        super().__init__(f"pruned after epoch {epoch}: val/acc {value:.4f} is behind the other trials there")
+        self.epoch, self.best = epoch, best
+
+
+def distribution(key: str, sweep: ChoiceSweep | RangeSweep | IntervalSweep):
+    """The Optuna distribution of a sweep override: `choice(…)` (or `a,b`) is categorical, `range(…)` an integer
+    or stepped float range (its stop excluded, as in Hydra), `interval(lo, hi)` a float range (an integer one
+    inside `int(…)`), log-uniform when tagged `tag(log, …)`."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    log = "log" in sweep.tags
+    if isinstance(sweep, ChoiceSweep):
+        if not sweep.list:
+            raise UserError(f"hydra.sweeper.params: {key} has no choices; e.g. {key}=choice(64,128)")
+        return CategoricalDistribution(sweep.list)
+    if isinstance(sweep, RangeSweep):
+        count = math.ceil((sweep.stop - sweep.start) / sweep.step) if sweep.step else 0
+        if count < 1:
+            raise UserError(f"hydra.sweeper.params: {key}=range({sweep.start}, {sweep.stop}) is empty; e.g. range(1, 5)")
+        last = sweep.start + sweep.step * (count - 1)
+        integer = all(isinstance(v, int) for v in (sweep.start, sweep.stop, sweep.step))
+        kind = IntDistribution if integer else FloatDistribution
+        return kind(sweep.start, last, step=sweep.step, log=log) if not log else kind(sweep.start, last, log=True)
+    low, high = sweep.start, sweep.end
+    if not low < high or (log and low <= 0):
+        hint = "positive, " if log else ""
+        raise UserError(
+            f"hydra.sweeper.params: {key}=interval({low}, {high}) is empty; it needs {hint}low < high, "
+            f"e.g. {key}=tag(log, interval(1e-4, 1e-2))"
+        )
+    integer = isinstance(low, int) and isinstance(high, int)
+    return (IntDistribution if integer else FloatDistribution)(low, high, log=log)
+
+
+def search_space(params: dict, arguments: list[str]) -> tuple[dict, list[str]]:
+    """The search space ({key: distribution}) of the sweeper's `params` and the command line's `arguments`,
+    where a key on the command line replaces the same key of `params`; the lines that are no sweep, fixed."""
+    lines = [f"{key}={value}" for key, value in params.items()] + arguments
+    by_key = {o.key_or_group: (o, line) for o, line in zip(OverridesParser.create().parse_overrides(lines), lines)}
+    space, fixed = {}, []
+    for key, (override, line) in by_key.items():
+        if override.is_sweep_override():
+            space[key] = distribution(key, override.value())
+        else:
+            fixed.append(line)
+    return space, fixed
+
+
+def as_override(key: str, value: object) -> str:
+    """`key=value`, a float rounded to 4 significant digits: what the job trains with and the table shows."""
+    return f"{key}={float(f'{value:.4g}') if isinstance(value, float) else value}"
+
+
+def journal(sweep_dir: Path):
+    """The storage of the search in `sweep_dir`: Optuna's journal file, which concurrent jobs append to."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweeper's own lines say what each trial did
+    try:
+        return JournalStorage(JournalFileBackend(str(sweep_dir / STUDY_FILE)))
+    except OSError as err:
+        raise UserError(
+            f"cannot write the study to {sweep_dir / STUDY_FILE} ({err.strerror}); pick a writable hydra.sweep.dir"
+        ) from None
+
+
+def open_study(sweep_dir: Path, name: str, direction: str, sampler, pruner):
+    """The study of the search in `sweep_dir`: created on its first start, continued by a re-run."""
+    import optuna
+
+    return optuna.create_study(
+        storage=journal(sweep_dir), study_name=name, direction=direction, sampler=sampler, pruner=pruner,
+        load_if_exists=True,
+    )
+
+
+def trial_of(sweeper: DictConfig, sweep_dir: Path, number: int):
+    """Trial `number` of the search in `sweep_dir`, to report to, judged by the sweeper's pruner."""
+    import optuna
+    from hydra.utils import instantiate
+
+    storage = journal(sweep_dir)
+    study = optuna.load_study(study_name=sweeper.study_name, storage=storage, pruner=instantiate(sweeper.pruner))
+    study_id = storage.get_study_id_from_name(sweeper.study_name)
+    return optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, number))
+
+
+def trial_callbacks() -> list:
+    """What a search job adds to its callbacks: the report to its trial."""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN or not is_search(hydra_cfg):
+        return []
+    from lit_cifar.callbacks.trial_report import TrialReport
+
+    trial = trial_of(hydra_cfg.sweeper, Path(hydra_cfg.sweep.dir), hydra_cfg.job.num)
+    return [TrialReport(trial, hydra_cfg.sweeper.monitor)]
+
+
+def plot_history(rows: list[dict], curves: dict[str, list], path: Path, title: str) -> None:
+    """The search's history, from its results table (`rows`) and validation curves: each trial's val/acc_best
+    by state and the best of the completed ones so far, against the trial number and against the epochs
+    trained so far (what the pruner saves shows on the right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trials = sorted((int(row["job"].rsplit("-", 1)[1]), row) for row in rows if row["job"].startswith("trial-"))
+    fig, (by_trial, by_epochs) = plt.subplots(1, 2, figsize=(11, 4), sharey=True, layout="constrained")
+    spent, best, steps = 0, None, []
+    for number, row in trials:
+        spent += len(curves.get(row["dir"], []))
+        value = row["val/acc_best"]
+        if row["status"] == "ok" and isinstance(value, int | float):
+            best = value if best is None else max(best, value)
+        steps.append((number, spent, best))
+    styles = {"ok": ("o", "tab:blue", "complete"), "pruned": ("x", "tab:orange", "pruned")}
+    for status, (marker, colour, label) in styles.items():
+        points = [(n, r["val/acc_best"]) for n, r in trials if r["status"] == status and r["val/acc_best"] is not None]
+        if points:
+            by_trial.scatter(*zip(*points, strict=True), marker=marker, color=colour, label=label, zorder=3)
+    reached = [(n, s, b) for n, s, b in steps if b is not None]
+    if reached:
+        numbers, epochs, bests = zip(*reached, strict=True)
+        by_trial.step(numbers, bests, where="post", color="black", label="best so far")
+        by_epochs.step(epochs, bests, where="post", color="black")
+        by_epochs.plot(epochs, bests, "o", color="black", markersize=3)
+    by_trial.set(xlabel="trial", ylabel="val/acc_best", title="each trial")
+    by_epochs.set(xlabel="epochs trained, all trials together", title="best so far against the work done")
+    for axes in (by_trial, by_epochs):
+        axes.xaxis.get_major_locator().set_params(integer=True)
+        axes.grid(alpha=0.3)
+    by_trial.legend(loc="lower right", fontsize="small")
+    fig.suptitle(title, fontsize="medium")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
