@@ -10,7 +10,7 @@ log = logging.getLogger(__name__)
 
 
 class EpochLog(Callback):
-    """`epoch 2/20  train loss 1.2345 acc 0.5678  val loss 1.3456 acc 0.5432 (best 0.5500)  lr 1.00e-03  12.3 s`.
+    """`epoch 2/20  train loss 1.2345 acc 0.5678  val loss 1.3456 acc 0.5432 (best 0.5500)  lr 1.00e-03  12.31 s`.
 
     Lightning calls callbacks' `on_train_epoch_end` before the module's, where the module logs the epoch's
     training loss and accuracy, so an epoch's line is written once its hooks are all done: when the next epoch
@@ -53,5 +53,5 @@ class EpochLog(Callback):
             parts.append(pair("val") + best)
         if lr is not None:
             parts.append(f"lr {lr:.2e}")
-        parts.append(f"{seconds:.1f} s")
+        parts.append(f"{seconds:.2f} s")
         log.info("  ".join(parts))
