@@ -98,7 +98,7 @@ def test_named_sweeps_and_the_slurm_launcher_compose():
     assert cfg.scheduler._target_.endswith("StepLR")  # gamma exists only with scheduler=step
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
-    assert (launcher.gpus_per_node, launcher.tasks_per_node) == (1, 1)
+    assert (launcher.gpus_per_node, launcher.tasks_per_node) == (None, 1)  # a CPU job unless asked
     assert launcher.max_num_timeout > 0 and launcher.array_parallelism > 1 and launcher.timeout_min > 0
 
 

@@ -1,0 +1,1 @@
+"""lit_cifar's SLURM launcher plugin (hydra/launcher=slurm)."""
