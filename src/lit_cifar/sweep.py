@@ -19,7 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lit_cifar.checkpoints import FREE_TO_CHANGE, RunRefused
 from lit_cifar.errors import UserError, exit_on_user_error, user_message
-from lit_cifar.rundir import lock, this_run_dir
+from lit_cifar.rundir import in_use, lock, this_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,18 @@ def _run_name() -> str:
 # under the sweep dir, each named by its overrides.
 OmegaConf.register_new_resolver("lit_cifar.log_root", _log_root, replace=True)
 OmegaConf.register_new_resolver("lit_cifar.run_name", _run_name, replace=True)
+
+
+def record_lost_job(hydra_cfg: DictConfig, job_num: int, overrides: list[str], reason: str) -> None:
+    """For a launcher: a job that ended without recording its outcome (its process killed, its cluster job
+    cancelled) gets `metrics.json` with status `failed` and `reason`, so the sweep's table shows it and
+    `rerun_failed=true` resumes it. A job that died before claiming its folder stays pending; one that had
+    recorded its outcome keeps it."""
+    sweep_dir = Path(hydra_cfg.sweep.dir)
+    job_dir = sweep_dir / run_name(swept_keys(sweep_dir), parse_overrides(overrides), str(job_num))
+    log.error("job %s: %s", job_dir.name, reason)
+    if job_dir.is_dir() and not in_use(job_dir) and not (job_dir / "metrics.json").exists():
+        (job_dir / "metrics.json").write_text(json.dumps({"status": "failed", "reason": reason}, indent=2))
 
 
 @contextmanager

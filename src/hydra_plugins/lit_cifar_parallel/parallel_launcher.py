@@ -7,12 +7,10 @@ one of them dies: a job killed by hand or by the out-of-memory killer took the j
 the sweep ended in a TerminatedWorkerError without its table. Here a job's death fails that job alone (its
 `metrics.json` says so, and `rerun_failed=true` resumes it from its last finished epoch); the others run on."""
 
-import json
 import logging
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus
@@ -54,17 +52,12 @@ class ParallelLauncher(JoblibLauncher):
         return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=None)
 
     def _record_death(self, job_num: int, overrides: list[str], death: TerminatedWorkerError) -> None:
-        from lit_cifar.rundir import in_use
-        from lit_cifar.sweep import parse_overrides, run_name, swept_keys
+        from lit_cifar.sweep import record_lost_job
 
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        job_dir = sweep_dir / run_name(swept_keys(sweep_dir), parse_overrides(overrides), str(job_num))
         codes = re.search(r"exit codes of the workers are (\{[^}]*\})", str(death))
         codes = codes.group(1) if codes else "unknown"
         reason = (
             f"its process died (exit code {codes}: killed, or out of memory); "
             "re-run the sweep with rerun_failed=true to resume it from its last finished epoch"
         )
-        log.error("job %s: %s", job_dir.name, reason)
-        if job_dir.is_dir() and not in_use(job_dir):  # a job that died before its folder was claimed stays pending
-            (job_dir / "metrics.json").write_text(json.dumps({"status": "failed", "reason": reason}, indent=2))
+        record_lost_job(self.config.hydra, job_num, overrides, reason)
