@@ -1,11 +1,26 @@
 """What a person reads of a run: its log, TensorBoard (a real server over sweeps and runs), and the plots."""
 
 import csv
+import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from io import BytesIO
 from pathlib import Path
+from urllib.request import Request, urlopen
 
 import pytest
+import torch
 from conftest import run_cli, tiny_cifar_overrides
+from PIL import Image
+
+from lit_cifar.figures import confusion_figure
 
 EPOCH_LINE = re.compile(
     r"epoch (\d+)/(\d+)  train loss ([\d.]+) acc ([\d.]+)  val loss ([\d.]+) acc ([\d.]+) \(best ([\d.]+)\)"
@@ -62,3 +77,125 @@ def test_a_three_epoch_run_leaves_one_line_per_epoch_in_train_log_and_on_the_con
         assert noise not in console, noise
     assert console.count("GPU available") == 1
     assert "Week11CNN" in console  # the summary's row of the net
+
+
+QUICK = ["model=week11_cnn", "trainer.max_epochs=2", "trainer.limit_train_batches=2", "logger=[tensorboard,csv]"]
+COLUMNS = [  # TensorBoard sorts them by name
+    "batch_size", "dataset", "dropout", "gamma", "label_smoothing", "lr", "max_epochs", "model", "optimizer",
+    "scheduler", "seed", "step_size", "weight_decay",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory) -> Path:
+    """A folder as `make tensorboard` serves it: a two-job sweep under multirun/, two single runs under outputs/,
+    one of them with a step schedule (the only run with a gamma and a step size)."""
+    from conftest import write_cifar
+
+    root = tmp_path_factory.mktemp("logs")
+    data = tiny_cifar_overrides(write_cifar(root / "data"))
+    sweep = run_cli("lit_cifar.train", "-m", *data, *QUICK, "optim.lr=1e-3,2e-3", f"hydra.sweep.dir={root}/multirun/s")
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    for name, extra in [("a", []), ("b", ["scheduler=step", "scheduler.gamma=0.2"])]:
+        run = run_cli("lit_cifar.train", *data, *QUICK, *extra, f"hydra.run.dir={root}/outputs/{name}")
+        assert run.returncode == 0, run.stderr[-3000:]
+    return root
+
+
+@contextmanager
+def tensorboard(logdir: Path, runs: int) -> Iterator[str]:
+    """The URL of a real TensorBoard server over `logdir`, once it serves `runs` runs; stopped by its pid."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [Path(sys.executable).parent / "tensorboard", "--logdir", str(logdir), "--host", "127.0.0.1"]
+    server = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            if server.poll() is not None:
+                raise AssertionError(f"tensorboard ended: {server.stderr.read().decode()[-2000:]}")
+            try:
+                if len(json.loads(urlopen(f"{url}/data/runs").read())) >= runs:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise AssertionError("tensorboard did not serve the runs within a minute")
+        yield url
+    finally:
+        os.kill(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def get(url: str, body: dict | None = None) -> dict | list:
+    data = None if body is None else json.dumps(body).encode()
+    request = Request(url, data=data, headers={"Content-Type": "application/json"})
+    return json.loads(urlopen(request).read())
+
+
+@pytest.mark.slow
+def test_tensorboard_serves_every_run_every_hparams_column_metrics_and_images(logs):
+    jobs = ["multirun/s/tensorboard/optim.lr=0.001", "multirun/s/tensorboard/optim.lr=0.002"]
+    sessions = [*jobs, "outputs/a/tensorboard", "outputs/b/tensorboard"]
+    with tensorboard(logs, runs=len(sessions) + 1) as url:  # and the sweep's experiment config
+        assert set(sessions) <= set(get(f"{url}/data/runs"))
+
+        experiment = get(f"{url}/data/plugin/hparams/experiment", {"experimentName": ""})
+        assert [info["name"] for info in experiment["hparamInfos"]] == COLUMNS
+        assert [m["name"]["tag"] for m in experiment["metricInfos"]] == ["val/acc_best", "test/acc", "time/fit_s"]
+
+        columns = [{"hparam": name, "includeInResult": True} for name in COLUMNS]
+        columns += [{"metric": m["name"], "includeInResult": True} for m in experiment["metricInfos"]]
+        request = {
+            "experimentName": "",
+            "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+            "colParams": columns,
+            "startIndex": 0,
+            "sliceSize": 100,
+        }
+        groups = get(f"{url}/data/plugin/hparams/session_groups", request)["sessionGroups"]
+        by_run = {group["sessions"][0]["name"]: group for group in groups}
+        assert sorted(by_run) == sorted(sessions)
+        for run, group in by_run.items():
+            assert sorted(group["hparams"]) == COLUMNS, run
+            assert group["sessions"][0]["status"] == "STATUS_SUCCESS", run
+            metrics = {value["name"]["tag"]: value["value"] for value in group["metricValues"]}
+            assert sorted(metrics) == ["test/acc", "time/fit_s", "val/acc_best"], run
+            folder = logs / run.replace("tensorboard/", "").removesuffix("/tensorboard")
+            final = json.loads((folder / "metrics.json").read_text())["metrics"]
+            assert metrics["test/acc"] == pytest.approx(final["test/acc"])
+            assert metrics["val/acc_best"] == pytest.approx(final["val/acc_best"])
+        assert by_run["outputs/b/tensorboard"]["hparams"]["gamma"] == "0.2"
+        assert by_run["outputs/b/tensorboard"]["hparams"]["scheduler"] == "step"
+        assert by_run["outputs/a/tensorboard"]["hparams"]["gamma"] == "n/a"
+        assert by_run[jobs[1]]["hparams"]["lr"] == 0.002 and by_run[jobs[1]]["hparams"]["dataset"] == "cifar10"
+
+        scalars = get(f"{url}/data/plugin/scalars/tags")
+        images = get(f"{url}/data/plugin/images/tags")
+        for run in sessions:
+            assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/acc"} <= set(scalars[run])
+            assert set(images[run]) == {"train/images", "test/confusion_matrix", "test/mistakes"}, run
+        query = "run=outputs/a/tensorboard&tag=test/confusion_matrix&sample=0"
+        (shown,) = get(f"{url}/data/plugin/images/images?{query}")
+        with Image.open(BytesIO(urlopen(f"{url}/data/plugin/images/individualImage?{shown['query']}").read())) as png:
+            assert 600 <= png.width <= 1400
+
+
+@pytest.mark.parametrize("classes", [10, 52])
+def test_a_confusion_matrix_is_sized_for_its_classes_with_text_that_contrasts_with_its_cell(classes):
+    counts = torch.eye(classes, dtype=torch.long) * 9
+    counts[0, 1] = 1  # one of ten airplanes taken for the next class
+    figure = confusion_figure(counts, [f"class {i}" for i in range(classes)], "test accuracy 0.99, epoch_003.ckpt")
+    width, height = (figure.get_size_inches() * 100).tolist()
+    assert width <= 1400 and height <= 1400  # at the 100 dpi TensorBoard gets
+    ax = figure.axes[0]
+    assert ax.get_title() == "test accuracy 0.99, epoch_003.ckpt"
+    assert figure.axes[1].get_ylabel() == "fraction of the true class"  # the colour bar
+    texts = {(t.get_position(), t.get_text()): t.get_color() for t in ax.texts}
+    if classes == 10:
+        assert texts[((0, 0), "9")] == "white" and texts[((1, 0), "1")] == "black"
+        assert texts[((1, 1), "9")] == "white" and len(texts) == 11
+    else:
+        assert not texts  # colours only: 52 counts a row do not fit

@@ -3,6 +3,7 @@
 import json
 import pickle
 import re
+import shutil
 
 import numpy as np
 from conftest import CLASSES, run_cli
@@ -11,12 +12,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torchvision.datasets import CIFAR10
 
 
-def test_evaluate_reports_accuracy_per_class_and_a_confusion_matrix(trained_run, tmp_path):
-    result = run_cli(
-        "lit_cifar.evaluate", f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path}"
-    )
+def test_evaluate_reports_accuracy_per_class_and_a_confusion_matrix_next_to_the_run(trained_run, tmp_path):
+    run = tmp_path / "run"  # a copy: the trained run is shared with other tests
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(trained_run / "checkpoints" / "last.ckpt", run / "checkpoints")
+    result = run_cli("lit_cifar.evaluate", "ckpt_path=run/checkpoints/last.ckpt", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    evaluation = json.loads((tmp_path / "evaluation.json").read_text())
+    (evaluated,) = (run / "evaluate").iterdir()  # outputs/DATE/TIME/evaluate/DATE_TIME/
+    assert f"TensorBoard logs in {evaluated}\n" in result.stdout
+    evaluation = json.loads((evaluated / "evaluation.json").read_text())
     # One epoch: last.ckpt is the best checkpoint, which the training itself tested.
     trained = json.loads((trained_run / "metrics.json").read_text())["metrics"]
     assert abs(evaluation["accuracy"] - trained["test/acc"]) < 1e-6
@@ -25,9 +29,9 @@ def test_evaluate_reports_accuracy_per_class_and_a_confusion_matrix(trained_run,
     matrix = np.array(evaluation["confusion_matrix"])
     assert matrix.shape == (10, 10) and matrix.sum() == 40
     assert np.trace(matrix) / 40 == evaluation["accuracy"]
-    with Image.open(tmp_path / "confusion_matrix.png") as png:
-        assert png.size[0] > 300
-    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    with Image.open(evaluated / "confusion_matrix.png") as png:
+        assert 600 < png.size[0] < 1400
+    events = EventAccumulator(str(evaluated / "tensorboard"))
     events.Reload()
     assert "test/confusion_matrix" in events.Tags()["images"]
     assert {"test/acc", "test/acc_per_class/cat"} <= set(events.Tags()["scalars"])

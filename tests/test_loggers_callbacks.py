@@ -14,15 +14,21 @@ from conftest import REPO, run_cli, tiny_cifar_overrides
 from mlflow import MlflowClient
 
 ALL_LOGGERS = "logger=[tensorboard,csv,mlflow,wandb]"
-# What conf/callbacks/default.yaml's HParamsSummary gives every logger (gamma is None with cosine: left out).
+# What conf/callbacks/default.yaml's HParamsSummary gives every logger (cosine has no gamma or step size: n/a).
 HPARAMS = {
-    "model": "week11_cnn",
-    "optimizer": "adam",
     "lr": 0.002,
     "batch_size": 16,
-    "dropout": 0.0,
-    "scheduler": "cosine",
+    "weight_decay": 0.0,
+    "label_smoothing": 0.0,
     "max_epochs": 3,
+    "seed": 42,
+    "model": "week11_cnn",
+    "dataset": "cifar10",
+    "optimizer": "adam",
+    "scheduler": "cosine",
+    "dropout": "0.0",
+    "gamma": "n/a",
+    "step_size": "n/a",
 }
 
 

@@ -135,13 +135,19 @@ def test_four_job_sweep_writes_job_dirs_table_csv_plot_and_hparams(tmp_path, cif
     job = metrics(sweep_dir / "data.batch_size=16,optim.lr=0.002")["metrics"]
     params, scalars = hparams_and_scalars(sweep_dir / "tensorboard" / "data.batch_size=16,optim.lr=0.002")
     assert params == {
-        "model": "week11_cnn",
-        "optimizer": "adam",
         "lr": 2e-3,
         "batch_size": 16,
-        "dropout": 0.0,
-        "scheduler": "cosine",
+        "weight_decay": 0.0,
+        "label_smoothing": 0.0,
         "max_epochs": 2,
+        "seed": 42,
+        "model": "week11_cnn",
+        "dataset": "cifar10",
+        "optimizer": "adam",
+        "scheduler": "cosine",
+        "dropout": "0.0",
+        "gamma": "n/a",
+        "step_size": "n/a",
     }
     assert scalars["val/acc_best"] == pytest.approx(job["val/acc_best"])  # the final value, not a placeholder
     assert scalars["test/acc"] == pytest.approx(job["test/acc"])

@@ -1,5 +1,6 @@
 """`python -m lit_cifar.evaluate ckpt_path=…`: accuracy, per-class accuracy and the confusion matrix of a
-checkpoint on the test split of the dataset it was trained on."""
+checkpoint on the test split of the dataset it was trained on, written next to the run that made it
+(`<run dir>/evaluate/DATE_TIME/`), where TensorBoard shows it beside that run."""
 
 import json
 import logging
@@ -8,16 +9,27 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from matplotlib.figure import Figure
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from lit_cifar.checkpoints import load_datamodule, load_net, pick_device, read_checkpoint
 from lit_cifar.errors import UserError, exit_on_user_error, run_app
+from lit_cifar.figures import confusion_figure
 from lit_cifar.rundir import held, is_empty, removed_on_error
 
 log = logging.getLogger(__name__)
+
+
+def evaluations_dir(ckpt_path: str | None) -> str:
+    """`<run dir>/evaluate` for a checkpoint in a run's `checkpoints/` folder; `outputs/evaluate` otherwise (also
+    for a path that names no file, which is refused: no folder is made for it)."""
+    path = Path(ckpt_path or "")
+    in_run = path.is_file() and path.parent.name == "checkpoints"
+    return str(path.parent.parent / "evaluate") if in_run else "outputs/evaluate"
+
+
+OmegaConf.register_new_resolver("lit_cifar.evaluations_dir", evaluations_dir, replace=True)  # conf/evaluate.yaml
 
 
 @torch.inference_mode()
@@ -41,23 +53,6 @@ def confusion_matrix(ckpt_path: str, data_overrides: dict, device: torch.device)
     return matrix.compute().cpu(), datamodule.class_names
 
 
-def plot(matrix: torch.Tensor, class_names: list[str]) -> Figure:
-    size = 1 + 0.6 * len(class_names)
-    fig = Figure(figsize=(size, size))  # not pyplot's: no display or global figure list involved
-    ax = fig.subplots()
-    ax.imshow(matrix, cmap="Blues")
-    ticks = range(len(class_names))
-    ax.set_xticks(ticks, class_names, rotation=90)
-    ax.set_yticks(ticks, class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for row, counts in enumerate(matrix.tolist()):
-        for col, count in enumerate(counts):
-            ax.text(col, row, count, ha="center", va="center", fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
 def evaluate(cfg: DictConfig) -> dict:
     if cfg.ckpt_path is None:
         raise UserError("pass the checkpoint to evaluate: ckpt_path=outputs/DATE/TIME/checkpoints/<file>.ckpt")
@@ -73,8 +68,9 @@ def evaluate(cfg: DictConfig) -> dict:
         "confusion_matrix": matrix.long().tolist(),
     }
     (run_dir / "evaluation.json").write_text(json.dumps(result, indent=2))
-    figure = plot(matrix.long(), class_names)
-    figure.savefig(run_dir / "confusion_matrix.png", dpi=120)
+    title = f"test accuracy {result['accuracy']:.4f} on {result['test_images']} images, {Path(cfg.ckpt_path).name}"
+    figure = confusion_figure(matrix.long(), class_names, title)
+    figure.savefig(run_dir / "confusion_matrix.png", dpi=100)
     with SummaryWriter(str(run_dir / "tensorboard")) as writer:
         writer.add_scalar("test/acc", result["accuracy"])
         for name, accuracy in result["per_class_accuracy"].items():

@@ -1,37 +1,101 @@
-"""The run's hyperparameters and final metrics, in every logger."""
+"""The run's hyperparameters in every logger, and in TensorBoard's HParams with the same columns for every run."""
 
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams import api_pb2, metadata
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo, SessionStartInfo
+
+NOT_APPLICABLE = "n/a"
+FIT_TIME = "time/fit_s"
+CONFIG_SUFFIX = ".hparams_config"  # the event file that holds a log dir's experiment config
+
+
+def _summary(tag: str, data: HParamsPluginData) -> Summary:
+    return Summary(value=[Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data))])
+
+
+def experiment_config(numbers: Sequence[str], texts: Sequence[str], metrics: Sequence[str]) -> Summary:
+    """TensorBoard's experiment config: every column, its type, and the metrics. Without one, TensorBoard takes
+    the columns from the runs it reads (a column whose values differ in type becomes text, a value left out hides
+    its column); with several, it takes the first it finds, so every run writes the same one. It sorts the
+    columns by name."""
+    infos = [api_pb2.HParamInfo(name=n, type=api_pb2.DATA_TYPE_FLOAT64, differs=True) for n in numbers]
+    infos += [api_pb2.HParamInfo(name=n, type=api_pb2.DATA_TYPE_STRING, differs=True) for n in texts]
+    experiment = api_pb2.Experiment(
+        hparam_infos=infos, metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m)) for m in metrics]
+    )
+    return _summary(metadata.EXPERIMENT_TAG, HParamsPluginData(experiment=experiment))
 
 
 class HParamsSummary(Callback):
-    """Log `hparams` (name → value; None values are left out) and the final values of `metrics` to every
-    logger. TensorBoard's HParams take both at once: they are written after testing, so the HParams tab never
-    shows placeholders from the start of the run. The other loggers (CSV, MLflow, W&B) take the hyperparameters
-    when fitting starts, so a run still going or failed shows them, and hold the final metrics as the last
-    values logged. val/acc_best is taken when fitting ends, since testing replaces the callback metrics."""
+    """The same columns in every run: `numbers` (name → a number every run has) and `texts` (name → a name, or a
+    value some runs do not have, such as the gamma of a step schedule: written as text, `n/a` where it does not
+    apply). Every logger gets them when fitting starts, so a run still going or failed shows them too.
 
-    def __init__(self, hparams: dict, metrics: Sequence[str] = ("val/acc_best", "test/acc")) -> None:
-        self.hparams = {name: value for name, value in hparams.items() if value is not None}
-        self.metrics = list(metrics)
-        self.final: dict[str, float] = {}
+    TensorBoard: the run's hyperparameters (HParams' session) when fitting starts, its status (success, or
+    failure on an error) when it ends; the metric columns are the last values of the run's scalars `metrics`
+    (val/acc_best, test/acc, and the seconds fitting took, logged here to every logger). The experiment config
+    goes into the log dir's root (a sweep's `tensorboard/`, a single run's own), once."""
 
-    def _keep(self, trainer: pl.Trainer) -> None:
-        self.final.update({m: float(v) for m, v in trainer.callback_metrics.items() if m in self.metrics})
+    def __init__(
+        self,
+        numbers: dict[str, float],
+        texts: dict[str, object],
+        metrics: Sequence[str] = ("val/acc_best", "test/acc", FIT_TIME),
+    ) -> None:
+        self.numbers, self.texts, self.metrics = dict(numbers), dict(texts), list(metrics)
+        self.hparams = {
+            **self.numbers,
+            **{name: NOT_APPLICABLE if value is None else str(value) for name, value in self.texts.items()},
+        }
+        self._fit_started = 0.0
+
+    def _writers(self, trainer: pl.Trainer) -> list[TensorBoardLogger]:
+        return [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_started = time.perf_counter()
         for logger in trainer.loggers:
             if not isinstance(logger, TensorBoardLogger):
                 logger.log_hyperparams(self.hparams)
+        if not trainer.is_global_zero:
+            return
+        start = SessionStartInfo(start_time_secs=time.time())
+        for name, value in self.hparams.items():
+            if isinstance(value, str):
+                start.hparams[name].string_value = value
+            else:
+                start.hparams[name].number_value = value
+        for logger in self._writers(trainer):
+            root = Path(logger.root_dir)
+            if not list(root.glob(f"events.out.tfevents.*{CONFIG_SUFFIX}")):
+                from torch.utils.tensorboard import SummaryWriter
+
+                with SummaryWriter(str(root), filename_suffix=CONFIG_SUFFIX) as writer:
+                    writer.file_writer.add_summary(experiment_config(self.numbers, self.texts, self.metrics))
+            logger.experiment.file_writer.add_summary(
+                _summary(metadata.SESSION_START_INFO_TAG, HParamsPluginData(session_start_info=start))
+            )
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._keep(trainer)
+        for logger in trainer.loggers:
+            logger.log_metrics({FIT_TIME: time.perf_counter() - self._fit_started}, step=trainer.global_step)
+
+    def _end(self, trainer: pl.Trainer, status: int) -> None:
+        end = HParamsPluginData(session_end_info=SessionEndInfo(status=status, end_time_secs=time.time()))
+        for logger in self._writers(trainer):
+            logger.experiment.file_writer.add_summary(_summary(metadata.SESSION_END_INFO_TAG, end))
+            logger.experiment.flush()
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._keep(trainer)
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.log_hyperparams(self.hparams, self.final, step=trainer.global_step)
+        self._end(trainer, api_pb2.STATUS_SUCCESS)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, Exception):  # not a stop by a signal or Ctrl-C, which a resume goes on from
+            self._end(trainer, api_pb2.STATUS_FAILURE)
