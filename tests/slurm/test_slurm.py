@@ -124,7 +124,10 @@ def test_a_request_the_cluster_cannot_meet_fails_at_submission_with_one_line(
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: SLURM refused the sweep's jobs (") and refusal in line
-    assert "hydra.launcher.cpus_per_task, mem_gb, gpus_per_node or partition" in line
+    assert line.endswith(
+        "check hydra.launcher.partition, cpus_per_task, mem_gb and gpus_per_node against the "
+        "partition's nodes (sinfo -N -o '%P %c %m %G')"
+    )
     assert slurm.run("sacct", "-n", "-X", "-o", "JobID").stdout == jobs_before  # nothing was queued
     assert not [p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()]
 

@@ -52,8 +52,8 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
             except FailedJobError as err:
                 lines = [line.removeprefix("sbatch: error: ") for line in str(err).splitlines() if line.strip()]
                 raise UserError(
-                    f"SLURM refused the sweep's jobs ({'; '.join(lines)}); ask for what a node of the partition has "
-                    "with hydra.launcher.cpus_per_task, mem_gb, gpus_per_node or partition (sinfo -N -o '%P %c %m %G')"
+                    f"SLURM refused the sweep's jobs ({'; '.join(lines)}); check hydra.launcher.partition, "
+                    "cpus_per_task, mem_gb and gpus_per_node against the partition's nodes (sinfo -N -o '%P %c %m %G')"
                 ) from None
 
         returns = []
