@@ -1,3 +1,4 @@
+import os
 import shutil
 import urllib.error
 from pathlib import Path
@@ -292,3 +293,98 @@ def test_emnist_missing_offline_says_where_to_put_the_files(tmp_path, monkeypatc
 def test_emnist_split_with_another_class_count_says_what_to_set():
     with pytest.raises(UserError, match="set data.num_classes=62"):
         emnist("data", split="byclass")
+
+
+def test_16_bit_images_are_scaled_not_clipped(small_root):
+    ramp = (np.arange(90 * 90).reshape(90, 90) * 8).astype(np.uint16)  # 0 … 64792
+    path = small_root / "train" / "upper_A" / "00000.png"
+    Image.fromarray(ramp).save(path)
+    assert Image.open(path).mode == "I;16"
+    gray = chars.read_image(path, 90)
+    assert np.abs(gray.astype(int) - np.round(ramp / 257)).max() <= 1
+    assert (gray == 255).mean() < 0.01  # clipped, 99.6% of the pixels would be 255
+
+
+@pytest.mark.parametrize("color", [(0, 0, 0), (255, 255, 255), (200, 10, 10)])
+def test_a_glyph_drawn_in_the_alpha_channel_is_the_glyph(small_root, color):
+    rgba = np.zeros((90, 90, 4), np.uint8)
+    rgba[..., :3] = color
+    rgba[20:70, 40:50, 3] = 255  # a bar, visible only through its alpha
+    path = small_root / "train" / "upper_A" / "00000.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    gray = chars.read_image(path, 90)
+    assert (gray[20:70, 40:50] == 255).all() and (gray[:20] == 0).all()
+
+
+def test_colour_under_partial_transparency_is_composited_on_black(small_root):
+    la = np.zeros((90, 90, 2), np.uint8)
+    la[..., 0] = np.linspace(0, 255, 90, dtype=np.uint8)  # the colour carries the picture
+    la[..., 1] = 128
+    path = small_root / "train" / "upper_A" / "00000.png"
+    Image.fromarray(la, "LA").save(path)
+    gray = chars.read_image(path, 90)
+    assert gray[0, -1] == 128 and gray[0, 0] == 0
+
+
+def test_a_fifo_among_the_images_is_refused_without_being_opened(small_root):
+    os.mkfifo(small_root / "train" / "upper_A" / "x.png")  # opening it would wait for a writer forever
+    with pytest.raises(UserError, match=r"upper_A/x\.png is not a regular file"):
+        datamodule(small_root).setup("fit")
+
+
+def test_a_csv_header_with_spaces_reads_as_path_label(small_root):
+    rows = [
+        f"train/{f}/0000{i}.png, {c}"
+        for f, c in [("upper_A", "A"), ("lower_a", "a"), ("digit_0", "0")]
+        for i in (0, 1, 2)
+    ]
+    (small_root / "train.csv").write_text("path, label\n" + "\n".join(rows) + "\n")
+    dm = datamodule(small_root)
+    dm.setup("fit")
+    assert dm.class_names == ["0", "A", "a"]
+
+
+def test_a_csv_without_a_path_label_header_names_the_header_it_has(small_root):
+    (small_root / "train.csv").write_text("train/upper_A/00000.png,A\n")
+    with pytest.raises(
+        UserError, match=r"its header is `train/upper_A/00000\.png,A`; make its first line `path,label`"
+    ):
+        datamodule(small_root).setup("fit")
+
+
+def test_num_classes_null_is_counted_from_the_folders(small_root):
+    dm = datamodule(small_root, num_classes=None)
+    assert dm.count_classes() == 3
+    dm.setup("fit")
+    assert dm.num_classes == 3
+
+
+def test_val_size_as_a_fraction_and_a_thin_split_is_warned(small_root, caplog):
+    dm = datamodule(small_root, val_size=0.34)  # 9 training images: 3 held out
+    with caplog.at_level("WARNING"):
+        dm.setup("fit")
+    assert (len(dm.train_set), len(dm.val_set)) == (6, 3)
+    assert "fewer than 3 images of 3 class(es) (0, A, a" in caplog.text
+    assert "data.val_size" in caplog.text
+
+
+def test_the_default_val_size_leaves_most_of_a_small_set_for_training(small_root):
+    default = OmegaConf.load(REPO / "conf" / "data" / "chars.yaml").val_size
+    dm = datamodule(small_root, val_size=default)
+    dm.setup("fit")
+    assert len(dm.train_set) == 8 and len(dm.val_set) == 1
+
+
+@pytest.mark.slow
+def test_a_run_counts_the_classes_itself_and_the_model_gets_them(small_root, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        "lit_cifar.train",
+        *chars_overrides(small_root),
+        "data.val_size=0.34",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    assert config.data.num_classes == 3 and config.model.num_classes == 3 and config.module.num_classes == 3

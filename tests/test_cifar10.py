@@ -2,9 +2,11 @@ import pickle
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from lit_cifar.data.cifar10 import CIFAR10_MEAN, CIFAR10DataModule
 from lit_cifar.errors import UserError
+from lit_cifar.validate import check_values
 
 
 def datamodule(root, **kwargs) -> CIFAR10DataModule:
@@ -86,7 +88,20 @@ def test_missing_data_without_download_says_where_to_put_it(tmp_path):
         datamodule(tmp_path).prepare_data()
 
 
-@pytest.mark.parametrize("batch_size", [0, -4])
-def test_non_positive_batch_size_is_refused(cifar_root, batch_size):
-    with pytest.raises(UserError, match="data.batch_size"):
-        datamodule(cifar_root, batch_size=batch_size)
+@pytest.mark.parametrize("batch_size", [0, -4, 2.5, True])
+def test_a_batch_size_other_than_a_positive_integer_is_refused(batch_size):
+    with pytest.raises(UserError, match=f"data.batch_size={batch_size} must be a positive integer"):
+        check_values(OmegaConf.create({"data": {"batch_size": batch_size}}))
+
+
+def test_a_fraction_holds_out_that_share_of_the_training_images(cifar_root):
+    dm = datamodule(cifar_root, val_size=0.25)
+    dm.setup("fit")
+    assert (len(dm.train_set), len(dm.val_set)) == (75, 25)
+
+
+def test_num_classes_null_is_read_from_batches_meta(cifar_root):
+    dm = datamodule(cifar_root, num_classes=None)
+    assert dm.count_classes() == 10
+    dm.setup("fit")
+    assert dm.num_classes == 10

@@ -1,31 +1,39 @@
-"""Each bad input: a one-line `error:` naming the problem and the fix, a non-zero exit, and no earlier run
-dir, checkpoint or dataset changed."""
+"""Each bad input: a one-line `error:` naming the key or file and the fix, a non-zero exit, and nothing
+outside the new run dir changed (no earlier run dir, checkpoint or dataset). `CASES` holds every case the
+README's table lists, and the table is checked against it."""
 
 import hashlib
 import json
+import os
 import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import run_cli, tiny_cifar_overrides, write_cifar
+from conftest import REPO, run_cli, tiny_cifar_overrides, write_cifar
+from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
 from torchvision.datasets import CIFAR10
 
 from lit_cifar.callbacks.finite_loss import FiniteLossCheck, NonFiniteLossError
 from lit_cifar.checkpoints import check_fits
-from lit_cifar.errors import UserError
+from lit_cifar.data.make_chars import generate
+from lit_cifar.errors import UserError, user_message
+from lit_cifar.validate import RULES, warn_idle_settings
 
 
-def snapshot(*folders: Path) -> dict[Path, tuple[int, str]]:
-    """Every file under `folders` with its mtime and content hash."""
+def snapshot(*folders: Path, outside: Path | None = None) -> dict[Path, tuple[int, str]]:
+    """Every file under `folders` (but not under `outside`) with its mtime and content hash."""
     return {
         path: (path.stat().st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
         for folder in folders
         for path in sorted(folder.rglob("*"))
-        if path.is_file()
+        if path.is_file() and not (outside and path.is_relative_to(outside))
     }
 
 
@@ -46,74 +54,319 @@ def untouched(trained_run):
     assert snapshot(trained_run, trained_run.parent / "data") == before
 
 
-def train(root: Path, run_dir: Path, *args: str):
-    return run_cli(
-        "lit_cifar.train", *tiny_cifar_overrides(root), "trainer.max_epochs=1", f"hydra.run.dir={run_dir}", *args
-    )
+class DiskFull(pl.Callback):
+    """Writes to /dev/full when training starts: the error a full disk gives (ENOSPC), from the kernel."""
+
+    def on_train_start(self, trainer, module) -> None:
+        with open("/dev/full", "wb", buffering=0) as full:
+            full.write(b"a checkpoint")
 
 
-@pytest.mark.parametrize(
-    ("args", "fragments"),
-    [
-        (["data.batch_size=0"], ["data.batch_size=0 must be a positive integer"]),
-        (["optim.lr=-0.1"], ["optim.lr=-0.1 must be positive"]),
-        (["data.batch_size=abc"], ["cannot build data", "check the names and the types"]),
-        (["+trainer.bogus=1"], ["cannot build trainer", "bogus"]),
-        (["seed=abc"], ["seed=abc must be an integer"]),
-        (["trainer.accelerator=gpu", "trainer.devices=64"], ["CUDA GPU(s)", "trainer=cpu"]),
-    ],
-)
-def test_bad_config_values(untouched, tmp_path, args, fragments):
-    result = train(untouched.parent / "data", tmp_path / "run", *args)
-    assert_one_line_error(result, *fragments)
+# A case's command: (tmp_path, the trained run) → (module, arguments). The test adds hydra.run.dir=tmp_path/run
+# to train and evaluate unless the case names its own folder.
+Command = Callable[[Path, Path], tuple[str, list[str]]]
+
+
+@dataclass(frozen=True)
+class Case:
+    input: str  # the README table's first column, word for word
+    command: Command
+    fragments: tuple[str, ...]
+
+
+def train_on(root: Path, *args: str) -> tuple[str, list[str]]:
+    """One epoch on the tiny CIFAR-10 at `root` (flags such as -m go first, as Hydra's parser wants)."""
+    flags = [a for a in args if a.startswith("-")]
+    return "lit_cifar.train", [*flags, *tiny_cifar_overrides(root), "trainer.max_epochs=1", *args[len(flags) :]]
+
+
+def train_chars_on(root: Path, *args: str) -> tuple[str, list[str]]:
+    """One epoch on the character set at `root`, at 32 pixels."""
+    data = ["data=chars", f"data.root={root}", "data.image_size=32", "data.batch_size=16", "data.num_workers=0"]
+    return "lit_cifar.train", [*data, "trainer=cpu", "callbacks.progress_bar=null", "trainer.max_epochs=1", *args]
+
+
+def tiny(tmp: Path, damage: Callable[[Path], object] = lambda folder: None) -> Path:
+    """A tiny CIFAR-10 under tmp/data, with `damage` done to its batch folder."""
+    root = write_cifar(tmp / "data")
+    damage(root / CIFAR10.base_folder)
+    return root
+
+
+def repickle(path: Path, change: Callable[[dict], object]) -> None:
+    entry = pickle.loads(path.read_bytes())
+    change(entry)
+    path.write_bytes(pickle.dumps(entry))
+
+
+def chars(tmp: Path) -> Path:
+    """Three character classes (0, A, a), 3 training and 1 test image each."""
+    root = tmp / "chars"
+    generate(root, {"train": 3, "test": 1}, symbols="0Aa", font_dirs=[])
+    return root
+
+
+def with_fifo(folder: Path) -> Path:
+    os.mkfifo(folder / "x.png")
+    return folder
+
+
+def config(*args: str, fragments: tuple[str, ...]) -> Case:
+    """A value set on the train command line; the case's input is the arguments themselves."""
+    return Case(" ".join(f"`{a}`" for a in args), lambda tmp, run: train_on(run.parent / "data", *args), fragments)
+
+
+def ckpt(run: Path) -> str:
+    return f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"
+
+
+def pixel_png(tmp: Path) -> Path:
+    Image.new("RGB", (32, 32)).save(tmp / "image.png")
+    return tmp / "image.png"
+
+
+CASES = [
+    # values out of range, wrong types, unknown keys
+    config("data.batch_size=0", fragments=("data.batch_size=0 must be a positive integer",)),
+    config("optim.lr=-0.1", fragments=("optim.lr=-0.1 must be a positive number", "e.g. optim.lr=1e-3")),
+    config("optim.lr=null", fragments=("optim.lr=null must be a positive number",)),
+    config("optim.weight_decay=-1", fragments=("optim.weight_decay=-1 must be a number ≥ 0",)),
+    config("seed=abc", fragments=("seed=abc must be an integer",)),
+    config("seed=-1", fragments=("seed=-1 must be an integer in [0, 4294967295]",)),
+    config("module.label_smoothing=2", fragments=("module.label_smoothing=2 must be a number in [0, 1)",)),
+    config("scheduler=step", "scheduler.gamma=-0.5", fragments=("scheduler.gamma=-0.5 must be a factor in (0, 1]",)),
+    config("scheduler=step", "scheduler.gamma=0", fragments=("scheduler.gamma=0 must be",)),
+    config("scheduler=step", "scheduler.step_size=0", fragments=("scheduler.step_size=0 must be a positive",)),
+    config("trainer.max_epochs=-1", fragments=("trainer.max_epochs=-1 must be a positive integer",)),
+    config("trainer.max_epochs=0", fragments=("trainer.max_epochs=0 must be a positive integer",)),
+    config("data.val_size=1.5", fragments=("data.val_size=1.5 must be a number of images", "or a fraction")),
+    config("data.val_size=100", fragments=("data.val_size=100 holds out 100 of the 100 training images",)),
+    config("data.batch_size=abc", fragments=("data.batch_size=abc must be a positive integer",)),
+    config("+trainer.bogus=1", fragments=("cannot build trainer", "bogus")),
+    config("+modle=week11_cnn", fragments=("+modle=week11_cnn adds a top-level key", "did you mean model=week11_cnn")),
+    config("modle=week11_cnn", fragments=("Could not override 'modle'", "did you mean model=week11_cnn")),
+    config("data.bogus=1", fragments=("Could not override 'data.bogus'", "use +data.bogus=1")),
+    config("model=nope", fragments=("Could not find 'model/nope'", "options in 'model': challenge_cnn_bn")),
+    config("optim.lr=[", fragments=("optim.lr=[", "override_grammar")),
+    Case("`evaluate bogus=1`", lambda tmp, run: ("lit_cifar.evaluate", ["bogus=1"]), ("Could not override 'bogus'",)),
+    config("trainer.accelerator=gpu", "trainer.devices=64", fragments=("CUDA GPU(s)", "trainer=cpu")),
+    Case(
+        "`-m +trainer.strategy=ddp`",
+        lambda tmp, run: train_on(run.parent / "data", "-m", "+trainer.strategy=ddp", f"hydra.sweep.dir={tmp / 'run'}"),
+        ("a multirun cannot train on several devices", "trainer.devices=1"),
+    ),
+    # where the run goes
+    Case(
+        "`hydra.run.dir` an existing file",
+        lambda tmp, run: train_on(run.parent / "data", f"hydra.run.dir={run / '.hydra' / 'config.yaml'}"),
+        ("config.yaml is a file or lies under one, where a folder is needed",),
+    ),
+    Case(
+        "`hydra.run.dir` inside a file",
+        lambda tmp, run: train_on(run.parent / "data", f"hydra.run.dir={run / 'metrics.json' / 'run'}"),
+        ("metrics.json/run is a file or lies under one",),
+    ),
+    Case(
+        "the disk fills up",
+        lambda tmp, run: train_on(run.parent / "data", "+callbacks.full._target_=test_errors.DiskFull"),
+        ("no space left on the device", "free some space"),
+    ),
+    Case(
+        "`ckpt_path=last` into a folder that holds no run",
+        lambda tmp, run: train_on(run.parent / "data", "ckpt_path=last"),
+        ("nothing to resume", "holds no run"),
+    ),
+    Case(
+        "a checkpoint of another model",
+        lambda tmp, run: train_on(run.parent / "data", "model=resnet_lite", ckpt(run)),
+        ("holds model Week11CNN on CIFAR10DataModule", "configures model ResNetLite"),
+    ),
+    # the dataset
+    Case(
+        "CIFAR-10 missing, no network",
+        lambda tmp, run: train_on(tmp / "empty", "data.download=true"),
+        ("could not download CIFAR-10", "copy the 'cifar-10-batches-py' folder"),
+    ),
+    Case(
+        "CIFAR-10 missing, `data.download=false`",
+        lambda tmp, run: train_on(tmp / "empty"),
+        ("CIFAR-10 not found in", "set data.download=true"),
+    ),
+    Case(
+        "`data.root` a file",
+        lambda tmp, run: train_on(run / "metrics.json", "data.download=true"),
+        ("metrics.json is a file; set data.root to the folder",),
+    ),
+    Case(
+        "a batch file missing",
+        lambda tmp, run: train_on(tiny(tmp, lambda f: (f / "data_batch_3").unlink())),
+        ("data_batch_3 is missing",),
+    ),
+    Case(
+        "a folder in place of a batch file",
+        lambda tmp, run: train_on(tiny(tmp, lambda f: [(f / "data_batch_3").unlink(), (f / "data_batch_3").mkdir()])),
+        ("data_batch_3 is a folder where the CIFAR-10 batch file should be",),
+    ),
+    Case(
+        "a batch file corrupt",
+        lambda tmp, run: train_on(tiny(tmp, lambda f: (f / "data_batch_3").write_bytes(b"\x80\x04 truncated"))),
+        ("data_batch_3 is not a readable CIFAR-10 file",),
+    ),
+    Case(
+        "pixels stored as floats in [0, 1]",
+        lambda tmp, run: train_on(
+            tiny(tmp, lambda f: repickle(f / "data_batch_2", lambda e: e.update(data=e["data"] / 255)))
+        ),
+        ("data_batch_2 is not a CIFAR-10 batch (its pixels are float64, not uint8 values 0-255)",),
+    ),
+    Case(
+        "rows of the wrong length",
+        lambda tmp, run: train_on(
+            tiny(tmp, lambda f: repickle(f / "data_batch_2", lambda e: e.update(data=e["data"][:, :3000])))
+        ),
+        ("data_batch_2 is not a CIFAR-10 batch (its data has shape (20, 3000), not (images, 3072)",),
+    ),
+    Case(
+        "a label outside the classes",
+        lambda tmp, run: train_on(
+            tiny(tmp, lambda f: repickle(f / "test_batch", lambda e: e["labels"].__setitem__(5, 10)))
+        ),
+        ("test_batch is not a CIFAR-10 batch (label 10 is not a class index in [0, 10))",),
+    ),
+    Case(
+        "`batches.meta` without `label_names`",
+        lambda tmp, run: train_on(tiny(tmp, lambda f: (f / "batches.meta").write_bytes(pickle.dumps({"num_vis": 1})))),
+        ("batches.meta holds no list of class names under 'label_names'",),
+    ),
+    Case(
+        "a copy whose checksums differ",
+        lambda tmp, run: train_on(tiny(tmp), "data.verify_checksums=true"),
+        ("does not match the official CIFAR-10 checksum; if it is a custom copy, set data.verify_checksums=false",),
+    ),
+    Case(
+        "a FIFO named `x.png` among the character images",
+        lambda tmp, run: train_chars_on(with_fifo(chars(tmp) / "train" / "upper_A").parents[1]),
+        ("upper_A/x.png is not a regular file", "move it out of the data"),
+    ),
+    Case(
+        "`data.image_size` too small for the model",
+        lambda tmp, run: train_chars_on(chars(tmp), "data.image_size=2", "model=week11_cnn"),
+        ("the model cannot take data.image_size=2", "raise data.image_size or pick another model"),
+    ),
+    # evaluate and predict
+    Case(
+        "evaluate on data with other classes",
+        lambda tmp, run: (
+            "lit_cifar.evaluate",
+            [ckpt(run), f"data.root={tiny(tmp, lambda f: repickle(f / 'batches.meta', rename_classes))}"],
+        ),
+        ("was trained on the classes ['airplane'", "letter_a", "point data.root"),
+    ),
+    Case(
+        "a checkpoint that does not exist",
+        lambda tmp, run: ("lit_cifar.evaluate", [f"ckpt_path={tmp / 'nope.ckpt'}"]),
+        ("nope.ckpt does not exist", "pass ckpt_path="),
+    ),
+    Case(
+        "a file that is not a checkpoint",
+        lambda tmp, run: ("lit_cifar.predict", [f"ckpt_path={pixel_png(tmp)}", f"images={pixel_png(tmp)}"]),
+        ("image.png is not a readable checkpoint",),
+    ),
+    Case(
+        "`evaluate device=cuda` without a GPU",
+        lambda tmp, run: ("lit_cifar.evaluate", [ckpt(run), "device=cuda"]),
+        ("device=cuda but this machine has 0 CUDA GPU(s); use device=auto or device=cpu",),
+    ),
+    Case(
+        "an image that is not an image",
+        lambda tmp, run: ("lit_cifar.predict", [ckpt(run), f"images=[{pixel_png(tmp)},{text_png(tmp)}]"]),
+        ("bad.png is not an image", "remove it from images="),
+    ),
+    Case(
+        "a FIFO passed to predict",
+        lambda tmp, run: ("lit_cifar.predict", [ckpt(run), f"images={with_fifo(tmp) / 'x.png'}"]),
+        ("x.png is not a regular file",),
+    ),
+]
+
+
+def rename_classes(meta: dict) -> None:
+    meta["label_names"] = [f"letter_{c}" for c in "abcdefghij"]
+
+
+def text_png(tmp: Path) -> Path:
+    (tmp / "bad.png").write_text("a text file with an image's name")
+    return tmp / "bad.png"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.input for case in CASES])
+def test_each_bad_input_is_one_line_and_changes_nothing(untouched, tmp_path, monkeypatch, case):
+    if "without a GPU" in case.input and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")  # no network, whatever the machine has
+    monkeypatch.setenv("PYTHONPATH", str(REPO / "tests"))  # for DiskFull
+    module, args = case.command(tmp_path, untouched)
+    if module != "lit_cifar.predict" and not any(a.startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for a in args):
+        args.append(f"hydra.run.dir={tmp_path / 'run'}")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    before = snapshot(tmp_path, outside=tmp_path / "run")
+    result = run_cli(module, *args, cwd=cwd)
+    assert_one_line_error(result, *case.fragments)
+    assert snapshot(tmp_path, outside=tmp_path / "run") == before
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-@pytest.mark.parametrize(
-    ("module", "args", "fragments"),
-    [
-        ("lit_cifar.train", ["data.bogus=1"], ["Could not override 'data.bogus'", "use +data.bogus=1"]),
-        ("lit_cifar.train", ["model=nope"], ["Could not find 'model/nope'", "options in 'model': challenge_cnn_bn"]),
-        ("lit_cifar.train", ["optim.lr=["], ["optim.lr=[", "override_grammar"]),
-        ("lit_cifar.evaluate", ["bogus=1"], ["Could not override 'bogus'"]),
-    ],
-)
-def test_unknown_keys_and_options_are_refused_before_anything_runs(untouched, tmp_path, module, args, fragments):
-    # Hydra refuses these while composing the config; its several-line message is folded into one line.
-    result = run_cli(module, *args, f"hydra.run.dir={tmp_path / 'run'}")
-    assert_one_line_error(result, *fragments)
-    assert not (tmp_path / "run").exists()
+def readme_table_inputs() -> list[str]:
+    """The first column of the README's table of bad inputs."""
+    text = (REPO / "README.md").read_text()
+    table = text.split("**Bad input.**", 1)[1].split("\n\n", 2)[1]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| input ")]
+    return [row.split(" | ")[0].removeprefix("| ") for row in rows]
 
 
-def test_missing_dataset_without_network(tmp_path, monkeypatch):
-    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")  # no network, whatever the machine has
-    result = run_cli(
-        "lit_cifar.train",
-        *tiny_cifar_overrides(tmp_path / "empty"),
-        "data.download=true",
-        f"hydra.run.dir={tmp_path / 'run'}",
+def test_the_readme_table_lists_exactly_these_cases():
+    assert readme_table_inputs() == [case.input for case in CASES]
+
+
+def config_keys() -> set[str]:
+    """Every `group.key` (and top-level key) that some config file under conf/ sets."""
+    keys = set()
+    for path in (REPO / "conf").rglob("*.yaml"):
+        config = OmegaConf.to_container(OmegaConf.load(path))
+        group = path.parent.relative_to(REPO / "conf").as_posix()
+        is_global = "@package _global_" in path.read_text() or group == "."
+        for top, value in config.items():
+            if is_global and isinstance(value, dict):
+                keys |= {f"{top}.{key}" for key in value}
+            keys.add(top if is_global else f"{group}.{top}")
+    return keys
+
+
+def test_every_rule_checks_a_key_that_a_config_sets():
+    assert set(RULES) <= config_keys()
+
+
+@pytest.mark.parametrize(("step_size", "warned"), [(10, True), (20, True), (5, False)])
+def test_a_step_schedule_that_never_steps_is_warned(caplog, step_size, warned):
+    cfg = OmegaConf.create(
+        {
+            "scheduler": {"_target_": "torch.optim.lr_scheduler.StepLR", "step_size": step_size, "gamma": 0.5},
+            "trainer": {"max_epochs": 10},
+            "module": {"scheduler_interval": "epoch"},
+        }
     )
-    assert_one_line_error(result, "could not download CIFAR-10", "copy the 'cifar-10-batches-py' folder")
+    with caplog.at_level("WARNING"):
+        warn_idle_settings(cfg)
+    assert ("the lr never changes, so scheduler.gamma does nothing" in caplog.text) == warned
 
 
-@pytest.mark.parametrize("damage", ["delete", "corrupt"])
-def test_missing_or_corrupt_dataset_file(tmp_path, damage):
-    root = write_cifar(tmp_path / "data")
-    batch = root / CIFAR10.base_folder / "data_batch_3"
-    if damage == "delete":
-        batch.unlink()
-    else:
-        batch.write_bytes(b"\x80\x04 truncated")
-    before = snapshot(root)
-    result = train(root, tmp_path / "run")
-    assert_one_line_error(result, str(batch), "missing" if damage == "delete" else "not a readable CIFAR-10 file")
-    assert snapshot(root) == before
-
-
-def test_resuming_with_a_checkpoint_of_another_model(untouched, tmp_path):
-    ckpt = untouched / "checkpoints" / "last.ckpt"
-    result = train(untouched.parent / "data", tmp_path / "run", "model=resnet_lite", f"ckpt_path={ckpt}")
-    assert_one_line_error(result, "holds model Week11CNN on CIFAR10DataModule", "configures model ResNetLite")
+def test_disk_and_permission_errors_name_the_file():
+    full = OSError(28, "No space left on device", "/runs/x/checkpoints/last.ckpt")
+    assert user_message(full).startswith("no space left on the device holding /runs/x/checkpoints/last.ckpt")
+    denied = OSError(13, "Permission denied", "/data/outputs")
+    assert user_message(denied).startswith("cannot write /data/outputs (Permission denied); pick a folder")
+    assert user_message(OSError(2, "No such file or directory", "/x")) is None  # a bug's, with its traceback
 
 
 def test_weights_of_another_shape_do_not_fit(tmp_path):
@@ -124,53 +377,6 @@ def test_weights_of_another_shape_do_not_fit(tmp_path):
     check_fits(nn.Linear(3, 5), ckpt, "a.ckpt", prefix="net.")
     with pytest.raises(UserError, match="a.ckpt holds model Net on Data, whose weights do not fit"):
         check_fits(nn.Linear(3, 10), ckpt, "a.ckpt", prefix="net.")
-
-
-def test_evaluating_on_a_dataset_with_other_classes(untouched, tmp_path):
-    other = write_cifar(tmp_path / "other")
-    meta = other / CIFAR10.base_folder / "batches.meta"
-    meta.write_bytes(pickle.dumps({"label_names": [f"letter_{c}" for c in "abcdefghij"]}))
-    result = run_cli(
-        "lit_cifar.evaluate",
-        f"ckpt_path={untouched / 'checkpoints' / 'last.ckpt'}",
-        f"data.root={other}",
-        f"hydra.run.dir={tmp_path / 'eval'}",
-    )
-    assert_one_line_error(result, "was trained on the classes ['airplane'", "letter_a", "point data.root")
-
-
-@pytest.mark.parametrize("module", ["lit_cifar.evaluate", "lit_cifar.predict"])
-def test_checkpoint_that_does_not_exist_or_is_not_one(tmp_path, module):
-    image = tmp_path / "image.png"
-    Image.new("RGB", (32, 32)).save(image)
-    args = [f"images={image}"] if module == "lit_cifar.predict" else [f"hydra.run.dir={tmp_path / 'eval'}"]
-    missing = tmp_path / "nope.ckpt"
-    result = run_cli(module, f"ckpt_path={missing}", *args, cwd=tmp_path)
-    assert_one_line_error(result, f"checkpoint {missing} does not exist", "pass ckpt_path=")
-    garbage = tmp_path / "garbage.ckpt"
-    garbage.write_bytes(b"not a checkpoint")
-    result = run_cli(module, f"ckpt_path={garbage}", *args, cwd=tmp_path)
-    assert_one_line_error(result, f"{garbage} is not a readable checkpoint")
-
-
-def test_an_image_that_is_not_an_image(untouched, tmp_path):
-    good, bad = tmp_path / "good.png", tmp_path / "bad.png"
-    Image.new("RGB", (32, 32)).save(good)
-    bad.write_text("a text file with an image's name")
-    result = run_cli(
-        "lit_cifar.predict",
-        f"ckpt_path={untouched / 'checkpoints' / 'last.ckpt'}",
-        f"images=[{good},{bad}]",
-        cwd=tmp_path,
-    )
-    assert_one_line_error(result, f"{bad} is not an image", "remove it from images=")
-
-
-def test_multirun_refuses_ddp_before_any_job_starts(untouched, tmp_path):
-    args = ["-m", *tiny_cifar_overrides(untouched.parent / "data"), f"hydra.sweep.dir={tmp_path / 'sweep'}"]
-    result = run_cli("lit_cifar.train", *args, "+trainer.strategy=ddp")
-    assert_one_line_error(result, "a multirun cannot train on several devices", "trainer.devices=1")
-    assert not (tmp_path / "sweep").exists()
 
 
 def test_multirun_refuses_a_swept_device_count_in_each_job(untouched, tmp_path):

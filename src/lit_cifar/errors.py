@@ -1,17 +1,42 @@
 """User-facing errors: one line that names what is wrong and how to fix it, no traceback."""
 
+import difflib
+import errno
 import os
 import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from hydra.errors import ConfigCompositionException, InstantiationException, OverrideParseException
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# What the machine refuses to a path the user chose (a run dir, data.root): not a bug in the code.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EEXIST, errno.ENOTDIR}
 
 
 class UserError(Exception):
     """A problem with the user's input (config, data, checkpoint) rather than a bug."""
+
+
+def group_hint(key: str, value: str) -> str | None:
+    """For a top-level key close to a config group's name (`modle`): the override meant, else None."""
+    groups = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir()) if CONF_DIR.is_dir() else []
+    close = difflib.get_close_matches(key, groups, n=1)
+    return f"did you mean {close[0]}={value}? (a config group is chosen without +)" if close else None
+
+
+def environment_message(err: OSError) -> str:
+    """A full disk, a folder without write permission, a file where a folder should be: one line."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" holding {err.filename}" if err.filename else ""
+        return f"no space left on the device{where}; free some space, or write elsewhere (hydra.run.dir=…)"
+    where = err.filename or "a file"
+    if err.errno in (errno.EEXIST, errno.ENOTDIR):
+        return f"{where} is a file or lies under one, where a folder is needed; pick another folder (hydra.run.dir=…)"
+    return f"cannot write {where} ({err.strerror}); pick a folder you can write to, e.g. hydra.run.dir=outputs/mine"
 
 
 def user_message(err: BaseException) -> str | None:
@@ -27,6 +52,8 @@ def user_message(err: BaseException) -> str | None:
     while cause is not None:
         if isinstance(cause, UserError):
             return str(cause)
+        if isinstance(cause, OSError) and cause.errno in ENVIRONMENT_ERRNOS:
+            return environment_message(cause)
         if lightning_errors and isinstance(cause, lightning_errors.MisconfigurationException):
             if not re.search(r"device|accelerator|gpu|cuda", str(cause), re.IGNORECASE):
                 return str(cause)  # another setting, which Lightning names itself
@@ -97,6 +124,11 @@ def run_app(main: Callable[[], object]) -> None:
     except (ConfigCompositionException, OverrideParseException) as err:
         cause = f" ({str(err.__cause__).splitlines()[0]})" if err.__cause__ else ""
         text = str(err).split("Config search path")[0]  # Hydra's own search path: noise for a user
+        if mistyped := re.search(r"Could not override '(\w+)'", text):  # a group mistyped: `+modle=` is no fix
+            key = mistyped.group(1)
+            value = next((o.split("=", 1)[1] for o in sys.argv[1:] if o.startswith(f"{key}=")), "…")
+            if hint := group_hint(key, value):
+                text = re.sub(r"To append to your config use \S+", hint, text)
         if isinstance(err, OverrideParseException):
             text = f"cannot parse the override '{err.override}': {text}"
             if err.override.count("=") > 1 or "," in err.override:  # e.g. a path into a sweep job's folder
@@ -104,4 +136,10 @@ def run_app(main: Callable[[], object]) -> None:
                 text += f"; a value holding '=' or ',' needs quotes: {key}='{value}'"
         first, _, rest = one_line(text).partition("; ")
         print(f"error: {first}{cause}{'; ' + rest if rest else ''}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as err:  # raised by Hydra itself (making the run dir, opening its log), or let through;
+        # after the clause above: Hydra's MissingConfigException is an OSError too
+        if err.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        print(f"error: {environment_message(err)}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -10,7 +10,6 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_cifar.data.batched import tta_views
-from lit_cifar.errors import UserError
 
 
 class LitClassifier(pl.LightningModule):
@@ -29,12 +28,7 @@ class LitClassifier(pl.LightningModule):
         tta: bool = False,
         tta_flip: bool = True,
     ) -> None:
-        super().__init__()
-        lr = getattr(optimizer, "keywords", {}).get("lr")
-        if lr is not None and not lr > 0:
-            raise UserError(f"optim.lr={lr} must be positive, e.g. optim.lr=1e-3")
-        if scheduler_interval not in ("epoch", "step"):
-            raise UserError(f"module.scheduler_interval={scheduler_interval!r} must be 'epoch' or 'step'")
+        super().__init__()  # the values from the config are checked at the start (lit_cifar.validate)
         # The partials stay out of the checkpoint; the run's whole config goes in instead (`run_config`).
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.net, self.optimizer, self.scheduler = net, optimizer, scheduler

@@ -22,10 +22,12 @@ def image_files(images: str | list[str] | None) -> list[Path]:
     files = []
     for name in [images] if isinstance(images, str) else images:
         path = Path(name)
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if path.is_dir():  # a FIFO or device named x.png is passed over: opening one could wait forever
+            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         elif path.is_file():
             files.append(path)
+        elif path.exists():
+            raise UserError(f"{path} is not a regular file (a FIFO, socket or device); pass image files in images=")
         else:
             raise UserError(f"{path} does not exist; pass image files or folders in images=")
     if not files:

@@ -1,6 +1,7 @@
 """What every dataset here shares: uint8 images held in memory, a seeded train/val split,
 DataLoaders from config, and normalization on the device after the batch is transferred."""
 
+import logging
 from collections.abc import Sequence
 
 import lightning.pytorch as pl
@@ -11,6 +12,10 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 from lit_cifar.data.batched import augment_batch
 from lit_cifar.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MIN_PER_CLASS = 3  # fewer images of a class on either side of a split are warned about
 
 
 class TensorImageDataset(Dataset):
@@ -42,12 +47,35 @@ def augmentation(image_size: int, rotation: float, translate: int, hflip: bool) 
     return T.Compose(steps) if steps else None
 
 
-def seeded_split(n: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Indices of a train/val split that depends only on `seed`, not on the global RNG."""
-    if not 0 < val_size < n:
-        raise UserError(f"data.val_size={val_size} must be between 1 and {n - 1} (the training images)")
+def seeded_split(n: int, val_size: int | float, seed: int) -> tuple[Tensor, Tensor]:
+    """Indices of a train/val split that depends only on `seed`, not on the global RNG; `val_size` is a
+    number of images or a fraction of the `n` images."""
+    count = round(val_size * n) if isinstance(val_size, float) else val_size
+    if not 0 < count < n:
+        raise UserError(
+            f"data.val_size={val_size} holds out {count} of the {n} training images; it must leave at least one "
+            "on each side, e.g. data.val_size=0.1"
+        )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return order[val_size:], order[:val_size]
+    return order[count:], order[:count]
+
+
+def warn_thin_classes(labels: Tensor, num_classes: int, split: str, class_names: list[str]) -> None:
+    """Warn when a split holds fewer than MIN_PER_CLASS images of some class: its accuracy means little."""
+    counts = torch.bincount(labels, minlength=num_classes)
+    thin = (counts < MIN_PER_CLASS).nonzero().flatten().tolist()
+    if thin:
+        names = [class_names[c] if c < len(class_names) else str(c) for c in thin]
+        log.warning(
+            "the %s split holds fewer than %d images of %d class(es) (%s%s, fewest %d); change data.val_size "
+            "(a number or a fraction of the training images) or add images",
+            split,
+            MIN_PER_CLASS,
+            len(thin),
+            ", ".join(names[:5]),
+            ", …" if len(names) > 5 else "",
+            int(counts.min()),
+        )
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -57,13 +85,13 @@ class ImageDataModule(pl.LightningDataModule):
     def __init__(
         self,
         *,
-        num_classes: int,
+        num_classes: int | None,
         in_channels: int,
         image_size: int,
         mean: Sequence[float],
         std: Sequence[float],
         batch_size: int = 128,
-        val_size: int = 5000,
+        val_size: int | float = 5000,
         split_seed: int = 0,
         num_workers: int = 2,
         pin_memory: bool = True,
@@ -74,10 +102,6 @@ class ImageDataModule(pl.LightningDataModule):
         pipeline: str = "loader",
     ) -> None:
         super().__init__()
-        if batch_size <= 0:
-            raise UserError(f"data.batch_size={batch_size} must be a positive integer, e.g. data.batch_size=128")
-        if num_workers < 0:
-            raise UserError(f"data.num_workers={num_workers} must be 0 or more")
         if pipeline not in ("loader", "batched"):
             raise UserError(
                 f"data.pipeline={pipeline!r} must be 'loader' (per-image augmentation in DataLoader "
@@ -99,6 +123,10 @@ class ImageDataModule(pl.LightningDataModule):
         is tested); set self.class_names."""
         raise NotImplementedError
 
+    def count_classes(self) -> int:
+        """The number of classes the data holds, found without reading the images (`data.num_classes=null`)."""
+        raise NotImplementedError
+
     def setup(self, stage: str) -> None:
         if self.train_set is not None:
             return
@@ -110,6 +138,8 @@ class ImageDataModule(pl.LightningDataModule):
             train_idx, val_idx = seeded_split(len(labels), self.val_size, self.split_seed)
             val_images, val_labels = images[val_idx], labels[val_idx]
             images, labels = images[train_idx], labels[train_idx]
+            for split, split_labels in (("train", labels), ("validation", val_labels)):
+                warn_thin_classes(split_labels, self.num_classes, split, self.class_names)
         if self.pipeline == "batched":  # the whole train set on the training device, augmented there per batch
             device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
             self.train_set = TensorImageDataset(images.to(device), labels.to(device))

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -80,9 +81,16 @@ def folder_entries(split_dir: Path) -> Entries:
 def csv_entries(manifest: Path) -> Entries:
     try:
         with open(manifest, newline="") as f:
-            rows = list(csv.DictReader(f))
-        entries = [(manifest.parent / row["path"], row["label"]) for row in rows]
-    except (KeyError, TypeError, UnicodeDecodeError, csv.Error) as err:
+            reader = csv.DictReader(f, skipinitialspace=True)  # `path, label` means what `path,label` does
+            header = [name.strip() for name in reader.fieldnames or []]
+            if not {"path", "label"} <= set(header):
+                raise UserError(
+                    f"{manifest} is not a `path,label` CSV: its header is `{','.join(header)}`; make its first "
+                    "line `path,label`"
+                )
+            reader.fieldnames = header
+            entries = [(manifest.parent / row["path"].strip(), row["label"].strip()) for row in reader]
+    except (AttributeError, UnicodeDecodeError, csv.Error) as err:  # a short row's missing value is None
         raise UserError(
             f"{manifest} is not a `path,label` CSV ({type(err).__name__}: {err}); fix its header and rows"
         ) from None
@@ -91,16 +99,42 @@ def csv_entries(manifest: Path) -> Entries:
     return entries
 
 
+def grayscale(image: Image.Image) -> np.ndarray:
+    """The image as 8-bit gray. 16-bit pixels are scaled onto 0-255, not clipped. Transparent pixels are
+    black, the background here (glyphs are bright on black), and a glyph drawn only in the alpha channel
+    over one colour throughout is the alpha channel itself."""
+    if image.mode == "F":
+        raise ValueError("its pixels are 32-bit floats; save it with 8- or 16-bit pixels")
+    if image.mode.startswith("I"):  # I;16 (16-bit PNG), I (32-bit)
+        values = np.asarray(image).astype(np.int64)
+        if values.min() < 0 or values.max() > 65535:
+            raise ValueError(f"its pixels span {values.min()}..{values.max()}, beyond 16 bits")
+        return ((values + 128) // 257).astype(np.uint8)
+    if image.has_transparency_data:
+        gray, alpha = np.moveaxis(np.asarray(image.convert("LA")), -1, 0)
+        if gray.min() == gray.max():
+            return alpha.copy()
+        return ((gray.astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
+    return np.asarray(image.convert("L"))
+
+
 def read_image(path: Path, size: int) -> np.ndarray:
-    """One image as a size×size uint8 grayscale array, whatever its mode and size on disk."""
+    """One image as a size×size uint8 grayscale array, whatever its mode and size on disk. A FIFO, socket or
+    device is refused without being opened: opening one could wait forever."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        raise UserError(f"{path} cannot be read ({err.strerror}); restore it or remove it from the data") from None
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path} is not a regular file (a folder, FIFO, socket or device); move it out of the data")
     try:
         with Image.open(path) as image:
-            gray = image.convert("L")
+            gray = grayscale(image)
     except Exception as err:
         raise UserError(f"{path} is not a readable image ({err}); replace or remove it") from None
-    if gray.size != (size, size):
-        gray = gray.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(gray)
+    if gray.shape != (size, size):
+        return np.asarray(Image.fromarray(gray).resize((size, size), Image.Resampling.BILINEAR))
+    return gray
 
 
 def pixel_statistics(images: Tensor) -> tuple[list[float], list[float]]:
@@ -116,9 +150,11 @@ def pixel_statistics(images: Tensor) -> tuple[list[float], list[float]]:
     return means, stds
 
 
-def check_num_classes(source: str, found: int, configured: int) -> None:
-    if found != configured:
+def check_num_classes(source: str, found: int, configured: int | None) -> int:
+    """The number of classes `found`, which a `configured` one (None: not set) must equal."""
+    if configured is not None and found != configured:
         raise UserError(f"{source} has {found} classes but data.num_classes={configured}; set data.num_classes={found}")
+    return found
 
 
 class CharsDataModule(ImageDataModule):
@@ -139,7 +175,8 @@ class CharsDataModule(ImageDataModule):
         labels = [index[name] for _, name in entries]
         return torch.from_numpy(images).unsqueeze(1), torch.tensor(labels, dtype=torch.long)
 
-    def load(self) -> dict[str, tuple[Tensor, Tensor]]:
+    def found(self) -> dict[str, Entries]:
+        """Each split's (image file, class name) entries; train is required."""
         if not self.root.is_dir():
             raise UserError(
                 f"data.root={self.root} is not a folder; point it at your images or make a stand-in "
@@ -151,8 +188,15 @@ class CharsDataModule(ImageDataModule):
                 f"{self.root} has no train/ class folders or train.csv; see the layout in the README "
                 "section 'Character data'"
             )
+        return found
+
+    def count_classes(self) -> int:
+        return len({name for _, name in self.found()["train"]})
+
+    def load(self) -> dict[str, tuple[Tensor, Tensor]]:
+        found = self.found()
         self.class_names = sorted({name for _, name in found["train"]})
-        check_num_classes(f"{self.root / 'train'}", len(self.class_names), self.num_classes)
+        self.num_classes = check_num_classes(f"{self.root / 'train'}", len(self.class_names), self.num_classes)
         for split, entries in found.items():
             unknown = sorted({name for _, name in entries} - set(self.class_names))
             if unknown:

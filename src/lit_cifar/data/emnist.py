@@ -26,7 +26,8 @@ class EMNISTDataModule(ImageDataModule):
             raise UserError(f"data.split={split!r} is not an EMNIST split; use one of {', '.join(EMNIST.splits)}")
         if self.in_channels != 1:
             raise UserError(f"EMNIST images are grayscale; set data.in_channels=1 (not {self.in_channels})")
-        check_num_classes(f"EMNIST split {split!r}", len(EMNIST.classes_split_dict[split]), self.num_classes)
+        found = len(EMNIST.classes_split_dict[split])
+        self.num_classes = check_num_classes(f"EMNIST split {split!r}", found, self.num_classes)
         self.root, self.split, self.download = Path(root), split, download
 
     @property
@@ -67,6 +68,9 @@ class EMNISTDataModule(ImageDataModule):
             images = F.resize(images, [self.image_size, self.image_size], antialias=True)
         self.class_names = list(dataset.classes)
         return images, dataset.targets.long()
+
+    def count_classes(self) -> int:
+        return self.num_classes  # the split's, set in __init__
 
     def load(self) -> dict[str, tuple[Tensor, Tensor]]:
         self.prepare_data()

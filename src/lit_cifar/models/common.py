@@ -1,8 +1,26 @@
 import torch
 from torch import nn
 
+from lit_cifar.errors import UserError
+
+
+@torch.no_grad()
+def output_of(module: nn.Module, in_channels: int, image_size: int) -> torch.Tensor:
+    """What `module` gives for one blank image, in eval mode (batch norm cannot train on one image); a size
+    too small for its pooling is the user's `data.image_size`, refused in one line."""
+    was_training = module.training
+    module.eval()
+    try:
+        return module(torch.zeros(1, in_channels, image_size, image_size))
+    except RuntimeError as err:
+        raise UserError(
+            f"the model cannot take data.image_size={image_size} ({in_channels}×{image_size}×{image_size} images: "
+            f"{str(err).splitlines()[0]}); raise data.image_size or pick another model"
+        ) from None
+    finally:
+        module.train(was_training)
+
 
 def flat_size(features: nn.Module, in_channels: int, image_size: int) -> int:
     """Number of features `features` produces for one image, so no model hard-codes a flatten size."""
-    with torch.no_grad():
-        return features(torch.zeros(1, in_channels, image_size, image_size)).flatten(1).shape[1]
+    return output_of(features, in_channels, image_size).flatten(1).shape[1]

@@ -1,0 +1,146 @@
+"""The checks a start passes before anything is built or written: every value a user sets, against a
+declared range (`RULES`), plus the settings that parse but do nothing (warned, not refused).
+
+Only omegaconf is imported here, so a refused start answers in the time it takes to compose the config.
+What only the data can tell (its classes, files, pixels, labels) is checked by the datamodule as it loads."""
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from omegaconf import DictConfig, OmegaConf
+
+from lit_cifar.errors import UserError, group_hint
+
+log = logging.getLogger(__name__)
+
+SEED_MAX = 2**32 - 1  # what seed_everything (numpy's global RNG) accepts
+
+
+def number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Rule:
+    check: Callable[[object], bool]
+    allowed: str  # the range in words, as the error states it
+    example: str
+    nullable: bool = False
+
+
+def in_range(low: float, high: float, *, low_open: bool = False, high_open: bool = False, ints: bool = False):
+    def check(value: object) -> bool:
+        if not (integer(value) if ints else number(value)):
+            return False
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        return above and below
+
+    return check
+
+
+def val_size(value: object) -> bool:
+    """A count of images (1, 2, …) or a fraction of the training images (0 < f < 1)."""
+    return (integer(value) and value >= 1) or (isinstance(value, float) and 0 < value < 1)
+
+
+INF = math.inf
+# key → rule; a key missing from the composed config (a scheduler without `gamma`) is not checked.
+RULES: dict[str, Rule] = {
+    "seed": Rule(in_range(0, SEED_MAX, ints=True), f"an integer in [0, {SEED_MAX}]", "seed=42"),
+    "trainer.max_epochs": Rule(
+        in_range(1, INF, ints=True),
+        "a positive integer (-1, no end, is not offered)",
+        "trainer.max_epochs=20",
+    ),
+    "optim.lr": Rule(in_range(0, INF, low_open=True), "a positive number", "optim.lr=1e-3"),
+    "optim.weight_decay": Rule(in_range(0, INF), "a number ≥ 0", "optim.weight_decay=5e-4"),
+    "optim.momentum": Rule(in_range(0, 1, high_open=True), "a number in [0, 1)", "optim.momentum=0.9"),
+    "scheduler.gamma": Rule(
+        in_range(0, 1, low_open=True), "a factor in (0, 1]: the lr is multiplied by it", "scheduler.gamma=0.5"
+    ),
+    "scheduler.step_size": Rule(in_range(1, INF, ints=True), "a positive number of epochs", "scheduler.step_size=10"),
+    "scheduler.T_max": Rule(in_range(1, INF, ints=True), "a positive number of epochs", "scheduler.T_max=20"),
+    "scheduler.eta_min": Rule(in_range(0, INF), "a learning rate ≥ 0", "scheduler.eta_min=0"),
+    "scheduler.max_lr": Rule(in_range(0, INF, low_open=True), "a positive number", "scheduler.max_lr=0.01"),
+    "scheduler.pct_start": Rule(in_range(0, 1, low_open=True, high_open=True), "a fraction in (0, 1)", "0.25"),
+    "scheduler.warmup_fraction": Rule(in_range(0, 1, high_open=True), "a fraction in [0, 1)", "0.2"),
+    "scheduler.final_factor": Rule(in_range(0, 1), "a factor in [0, 1]", "scheduler.final_factor=0.05"),
+    "module.label_smoothing": Rule(in_range(0, 1, high_open=True), "a number in [0, 1)", "module.label_smoothing=0.1"),
+    "module.scheduler_interval": Rule(lambda v: v in ("epoch", "step"), "'epoch' or 'step'", "scheduler=onecycle"),
+    "model.dropout": Rule(in_range(0, 1, high_open=True), "a probability in [0, 1)", "model.dropout=0.2"),
+    "data.num_classes": Rule(
+        in_range(2, INF, ints=True), "an integer ≥ 2, or null to count the classes in the data", "null", nullable=True
+    ),
+    "data.batch_size": Rule(in_range(1, INF, ints=True), "a positive integer", "data.batch_size=128"),
+    "data.num_workers": Rule(in_range(0, INF, ints=True), "an integer ≥ 0", "data.num_workers=2"),
+    "data.image_size": Rule(in_range(1, INF, ints=True), "a positive number of pixels", "data.image_size=32"),
+    "data.in_channels": Rule(lambda v: v in (1, 3), "1 (grayscale) or 3 (RGB)", "data.in_channels=3"),
+    "data.val_size": Rule(val_size, "a number of images (e.g. 5000) or a fraction of them (e.g. 0.1)", "0.1"),
+    "data.rotation": Rule(in_range(0, 180), "degrees in [0, 180]", "data.rotation=10"),
+    "data.translate": Rule(in_range(0, INF, ints=True), "a number of pixels ≥ 0", "data.translate=4"),
+}
+ABSENT = object()
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Refuse the first value outside its rule's range, naming the key, the value, the range and an example."""
+    for key, rule in RULES.items():
+        value = OmegaConf.select(cfg, key, default=ABSENT, throw_on_missing=False)
+        if value is ABSENT or (value is None and rule.nullable):
+            continue
+        if not rule.check(value):
+            example = rule.example if "=" in rule.example else f"{key}={rule.example}"
+            shown = "null" if value is None else value
+            raise UserError(f"{key}={shown} must be {rule.allowed}, e.g. {example}")
+
+
+def check_added_keys(added: list[str]) -> None:
+    """Refuse a top-level key added on the command line (`+modle=week11_cnn`, as Hydra's own error advises
+    for `modle=week11_cnn`): nothing reads it, so the run would go on as if it were not there."""
+    for override in added:
+        key, _, value = override.lstrip("+").partition("=")
+        if "." in key or "/" in key:
+            continue  # a key inside a group (`+trainer.strategy=ddp`) reaches that component
+        raise UserError(f"{override} adds a top-level key that nothing reads; {group_hint(key, value) or 'remove it'}")
+
+
+def warn_idle_settings(cfg: DictConfig) -> None:
+    """Settings that are valid but change nothing in this run."""
+    scheduler = cfg.get("scheduler")
+    target = str(scheduler.get("_target_", "")) if isinstance(scheduler, DictConfig) else ""
+    epochs = cfg.trainer.get("max_epochs")
+    per_epoch = cfg.module.get("scheduler_interval") == "epoch"
+    if target.endswith(".StepLR") and per_epoch and integer(epochs) and scheduler.step_size >= epochs:
+        log.warning(
+            "scheduler.step_size=%s ≥ trainer.max_epochs=%s: the lr never changes, so scheduler.gamma does "
+            "nothing; lower scheduler.step_size below the number of epochs",
+            scheduler.step_size,
+            epochs,
+        )
+
+
+def check_start(cfg: DictConfig, added: list[str]) -> None:
+    """The checks above, once, before a start writes anything; `added`: the `+key=value` overrides."""
+    check_added_keys(added)
+    check_values(cfg)
+    warn_idle_settings(cfg)
+
+
+def check_input_size(net, in_channels: int, image_size: int, num_classes: int) -> None:
+    """Refuse a net that cannot take the data's images, or gives another number of outputs than there are
+    classes, with one line now rather than a traceback at the first step."""
+    from lit_cifar.models.common import output_of
+
+    shape = tuple(output_of(net, in_channels, image_size).shape)
+    if shape != (1, num_classes):
+        raise UserError(
+            f"model {type(net).__name__} gives {shape[1:]} outputs per image, not data.num_classes={num_classes}; "
+            "set num_classes: ${data.num_classes} in its config"
+        )
