@@ -234,9 +234,14 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise UserError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(
+            f"device={name} but this machine has {torch.cuda.device_count()} CUDA GPU(s); use device=auto or device=cpu"
+        )
+    return device
 
 
 def load_net(ckpt: dict, path: str | Path) -> nn.Module:

@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lit_cifar.checkpoints import RECORD, Start, check_resumable, plan_start, resolved_config
-from lit_cifar.errors import RunStopped, UserError, exit_on_user_error, run_app
+from lit_cifar.errors import RunStopped, exit_on_user_error, run_app
 from lit_cifar.rundir import held, is_empty, removed_on_error
 from lit_cifar.sweep import (
     as_typed,
@@ -28,6 +28,7 @@ from lit_cifar.sweep import (
     share_machine,
     sweep_command,
 )
+from lit_cifar.validate import check_input_size, check_start
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in metrics.json
     datamodule = instantiate(cfg.data)
     module = instantiate(cfg.module)
+    check_input_size(module.net, cfg.data.in_channels, cfg.data.image_size, cfg.data.num_classes)
     module.run_config = resolved_config(cfg)
     module.replan_schedule = start.extended
     if start.ckpt_path:
@@ -116,8 +118,9 @@ def train(cfg: DictConfig, run_dir: Path, new: bool) -> dict[str, float]:
     before the start has passed its checks; a finished run is reported, not trained again."""
     if in_multirun():
         refuse_several_devices(cfg)
-    if not isinstance(cfg.seed, int):
-        raise UserError(f"seed={cfg.seed} must be an integer, e.g. seed=42")
+    check_start(cfg, added=[o for o in as_typed(HydraConfig.get().overrides.task) if o.startswith("+")])
+    if cfg.data.get("num_classes", 0) is None:  # counted in the data before the model config reads it
+        cfg.data.num_classes = instantiate(cfg.data).count_classes()
     if new and in_multirun():
         save_run_record(run_dir, cfg)  # a sweep's table lists a job that fails its checks by its overrides
     start = plan_start(cfg, run_dir, new, sweep_job=in_multirun())
