@@ -186,7 +186,7 @@ def plan_start(cfg: DictConfig, run_dir: Path, new: bool, sweep_job: bool) -> St
     run is continued only when asked (`ckpt_path=last`; a sweep job always is, since a re-run sweep and a
     re-queued cluster job run the same command) and only with the settings it was trained with, except
     that trainer.max_epochs may be raised to train it further. A finished run is left as it is, and so is a
-    failed sweep job unless `rerun_failed=true`."""
+    failed sweep job unless `rerun_failed=true`, and a pruned trial of a search."""
     if new:
         if cfg.ckpt_path == "last" and not sweep_job:
             raise UserError(
@@ -209,7 +209,8 @@ def plan_start(cfg: DictConfig, run_dir: Path, new: bool, sweep_job: bool) -> St
         )
     outcome = _outcome(run_dir)
     skip_failed = outcome.get("status") == "failed" and sweep_job and not cfg.rerun_failed
-    if skip_failed or (outcome.get("status") == "ok" and epochs == old_epochs):
+    pruned = outcome.get("status") == "pruned"  # a search's verdict on a trial: final
+    if skip_failed or pruned or (outcome.get("status") == "ok" and epochs == old_epochs):
         return Start(finished=outcome)
     last = run_dir / "checkpoints" / "last.ckpt"
     return Start(ckpt_path=str(last) if last.is_file() else None, extended=epochs > old_epochs)

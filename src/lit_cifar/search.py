@@ -12,6 +12,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+from hydra.errors import OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
@@ -46,13 +47,13 @@ def distribution(key: str, sweep: ChoiceSweep | RangeSweep | IntervalSweep):
 
     log = "log" in sweep.tags
     if isinstance(sweep, ChoiceSweep):
-        if not sweep.list:
-            raise UserError(f"hydra.sweeper.params: {key} has no choices; e.g. {key}=choice(64,128)")
         return CategoricalDistribution(sweep.list)
     if isinstance(sweep, RangeSweep):
         count = math.ceil((sweep.stop - sweep.start) / sweep.step) if sweep.step else 0
         if count < 1:
-            raise UserError(f"hydra.sweeper.params: {key}=range({sweep.start}, {sweep.stop}) is empty; e.g. range(1, 5)")
+            raise UserError(
+                f"hydra.sweeper.params: {key}=range({sweep.start}, {sweep.stop}) is empty; e.g. range(1, 5)"
+            )
         last = sweep.start + sweep.step * (count - 1)
         integer = all(isinstance(v, int) for v in (sweep.start, sweep.stop, sweep.step))
         kind = IntDistribution if integer else FloatDistribution
@@ -72,7 +73,12 @@ def search_space(params: dict, arguments: list[str]) -> tuple[dict, list[str]]:
     """The search space ({key: distribution}) of the sweeper's `params` and the command line's `arguments`,
     where a key on the command line replaces the same key of `params`; the lines that are no sweep, fixed."""
     lines = [f"{key}={value}" for key, value in params.items()] + arguments
-    by_key = {o.key_or_group: (o, line) for o, line in zip(OverridesParser.create().parse_overrides(lines), lines)}
+    try:
+        parsed = OverridesParser.create().parse_overrides(lines)
+    except OverrideParseException as err:  # e.g. `choice()`; Hydra's reason is on the line after the first
+        reason = (str(err).splitlines() + [""])[1]
+        raise UserError(f"hydra.sweeper.params: cannot read {err.override} ({reason})") from None
+    by_key = {o.key_or_group: (o, line) for o, line in zip(parsed, lines, strict=True)}
     space, fixed = {}, []
     for key, (override, line) in by_key.items():
         if override.is_sweep_override():
@@ -107,7 +113,11 @@ def open_study(sweep_dir: Path, name: str, direction: str, sampler, pruner):
     import optuna
 
     return optuna.create_study(
-        storage=journal(sweep_dir), study_name=name, direction=direction, sampler=sampler, pruner=pruner,
+        storage=journal(sweep_dir),
+        study_name=name,
+        direction=direction,
+        sampler=sampler,
+        pruner=pruner,
         load_if_exists=True,
     )
 

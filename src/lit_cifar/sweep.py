@@ -20,6 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from lit_cifar.checkpoints import FREE_TO_CHANGE, RunRefused
 from lit_cifar.errors import UserError, exit_on_user_error, user_message
 from lit_cifar.rundir import in_use, lock, this_run_dir
+from lit_cifar.search import RunPruned, is_search, trial_name
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,15 @@ def parse_overrides(lines: list[str]) -> dict[str, str]:
 
 
 def swept_keys(sweep_dir: Path) -> list[str]:
-    """The keys a sweep varies: sweep syntax on its command line (`a=1,2`, `range(…)`) or a key of
-    `hydra.sweeper.params` (the named `sweep=` configs), read from the sweep's `multirun.yaml`."""
+    """The keys a sweep varies: those in sweep syntax (`a=1,2`, `range(…)`, `interval(…)`) on its command line
+    or in `hydra.sweeper.params` (the named `sweep=` configs), read from the sweep's `multirun.yaml`."""
     path = sweep_dir / "multirun.yaml"
     if not path.is_file():
         raise UserError(f"{sweep_dir} is not a sweep dir (no multirun.yaml); pass a multirun/DATE/TIME folder")
     hydra_cfg = OmegaConf.load(path).hydra
-    parsed = OverridesParser.create().parse_overrides(as_typed(hydra_cfg.overrides.task))
-    keys = list(hydra_cfg.sweeper.get("params") or {})
-    return keys + [o.key_or_group for o in parsed if o.is_sweep_override() and o.key_or_group not in keys]
+    parsed = OverridesParser.create().parse_overrides(grid_of(hydra_cfg) + as_typed(hydra_cfg.overrides.task))
+    last = {o.key_or_group: o for o in parsed}  # a value on the command line replaces the config's
+    return [key for key, override in last.items() if override.is_sweep_override()]
 
 
 def run_name(keys: list[str], overrides: dict[str, str], job: str) -> str:
@@ -82,6 +83,8 @@ def expected_jobs(sweep_dir: Path) -> list[list[str]]:
     """Every job's override list, as Hydra's basic sweeper expands the sweep in `sweep_dir`."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
+    if is_search(OmegaConf.load(sweep_dir / "multirun.yaml").hydra):
+        return []  # a search's trials are asked for one by one: none is pending before it runs
     task, _, grid = sweep_overrides(sweep_dir)
     (jobs,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(grid + task), None)
     return jobs
@@ -117,12 +120,18 @@ def _log_root() -> str:
     return hydra_cfg.sweep.dir if in_multirun() else this_run_dir()
 
 
+def job_name(hydra_cfg: DictConfig, overrides: list[str], job_num: int) -> str:
+    """A sweep job's folder and TensorBoard run: `trial-007` in a search, else its swept values (`run_name`)."""
+    if is_search(hydra_cfg):
+        return trial_name(job_num)
+    return run_name(swept_keys(Path(hydra_cfg.sweep.dir)), parse_overrides(overrides), str(job_num))
+
+
 def _run_name() -> str:
     if not in_multirun():
         return ""
     hydra_cfg = HydraConfig.get()
-    overrides = parse_overrides(as_typed(hydra_cfg.overrides.task))
-    return run_name(swept_keys(Path(hydra_cfg.sweep.dir)), overrides, str(hydra_cfg.job.num))
+    return job_name(hydra_cfg, as_typed(hydra_cfg.overrides.task), hydra_cfg.job.num)
 
 
 # For conf/logger/tensorboard.yaml: a single run logs into its run dir; the jobs of a sweep log side by side
@@ -136,8 +145,7 @@ def record_lost_job(hydra_cfg: DictConfig, job_num: int, overrides: list[str], r
     cancelled) gets `metrics.json` with status `failed` and `reason`, so the sweep's table shows it and
     `rerun_failed=true` resumes it. A job that died before claiming its folder stays pending; one that had
     recorded its outcome keeps it."""
-    sweep_dir = Path(hydra_cfg.sweep.dir)
-    job_dir = sweep_dir / run_name(swept_keys(sweep_dir), parse_overrides(overrides), str(job_num))
+    job_dir = Path(hydra_cfg.sweep.dir) / job_name(hydra_cfg, overrides, job_num)
     log.error("job %s: %s", job_dir.name, reason)
     if job_dir.is_dir() and not in_use(job_dir) and not (job_dir / "metrics.json").exists():
         (job_dir / "metrics.json").write_text(json.dumps({"status": "failed", "reason": reason}, indent=2))
@@ -147,12 +155,16 @@ def record_lost_job(hydra_cfg: DictConfig, job_num: int, overrides: list[str], r
 def failure_recorded(run_dir: Path) -> Iterator[None]:
     """In a sweep job: turn any exception into `metrics.json` with status `failed` and the reason, so the
     other jobs run on; the traceback goes to the job's log. A job refused because its folder holds a run
-    it would change leaves that folder as it is, and stops the sweep."""
+    it would change leaves that folder as it is, and stops the sweep. A search's trial stopped by its pruner is
+    recorded as `pruned`."""
     try:
         yield
     except RunRefused as err:  # the sweep stops here: its other jobs would be refused the same way
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except RunPruned as pruned:
+        record = {"status": "pruned", "reason": str(pruned), "pruned_at_epoch": pruned.epoch}
+        (run_dir / "metrics.json").write_text(json.dumps({**record, "metrics": {"val/acc_best": pruned.best}}, indent=2))
     except Exception as err:
         reason = user_message(err) or f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
         log.exception("job failed: %s", reason)
@@ -252,7 +264,7 @@ class SweepReport(Callback):
             rows = write_report(Path(config.hydra.sweep.dir))
         finally:
             os.close(self.sweep_dir_lock)
-        unfinished = [row["job"] for row in rows if row["status"] != "ok"]
+        unfinished = [row["job"] for row in rows if row["status"] not in ("ok", "pruned")]
         if unfinished:
             print(
                 f"error: {len(unfinished)} of {len(rows)} jobs did not finish ({', '.join(unfinished)}); "

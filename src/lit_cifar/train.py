@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from lit_cifar.checkpoints import RECORD, Start, check_resumable, plan_start, resolved_config
 from lit_cifar.errors import RunStopped, exit_on_user_error, run_app
 from lit_cifar.rundir import held, is_empty, removed_on_error
+from lit_cifar.search import trial_callbacks
 from lit_cifar.sweep import (
     as_typed,
     failure_recorded,
@@ -76,7 +77,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
     module.replan_schedule = start.extended
     if start.ckpt_path:
         check_resumable(cfg, module, start.ckpt_path)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + trial_callbacks()
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]  # logger=[]: none
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     save_run_record(run_dir, cfg)
@@ -113,14 +114,20 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
     return metrics
 
 
+def check_and_complete(cfg: DictConfig) -> None:
+    """The start's checks (before anything is written), then what the config leaves to the data:
+    `data.num_classes=null` is counted in it, before the model config reads it."""
+    check_start(cfg, added=[o for o in as_typed(HydraConfig.get().overrides.task) if o.startswith("+")])
+    if cfg.data.get("num_classes", 0) is None:
+        cfg.data.num_classes = instantiate(cfg.data).count_classes()
+
+
 def train(cfg: DictConfig, run_dir: Path, new: bool) -> dict[str, float]:
     """Fit, then test with the best checkpoint; return every final metric. Nothing in `run_dir` changes
     before the start has passed its checks; a finished run is reported, not trained again."""
     if in_multirun():
         refuse_several_devices(cfg)
-    check_start(cfg, added=[o for o in as_typed(HydraConfig.get().overrides.task) if o.startswith("+")])
-    if cfg.data.get("num_classes", 0) is None:  # counted in the data before the model config reads it
-        cfg.data.num_classes = instantiate(cfg.data).count_classes()
+    check_and_complete(cfg)
     if new and in_multirun():
         save_run_record(run_dir, cfg)  # a sweep's table lists a job that fails its checks by its overrides
     start = plan_start(cfg, run_dir, new, sweep_job=in_multirun())

@@ -4,6 +4,7 @@ each ended: complete (its `optimized_metric`), pruned at an epoch (`lit_cifar.se
 failed. Re-running the command into the same sweep dir goes on with the study: finished trials count towards
 `n_trials`, a trial whose sweep was killed is run again in its own folder (which resumes its last epoch)."""
 
+import itertools
 import json
 import logging
 import math
@@ -50,12 +51,16 @@ class OptunaSweeper(Sweeper):
         self._check(space, fixed)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        sampler_cfg = self.sampler
-        if sampler_cfg._target_.endswith("GridSampler"):
-            sampler = instantiate(sampler_cfg, search_space=grid_space(space))
-        else:
-            sampler = instantiate(sampler_cfg)
+        n_trials, grid = self.n_trials, self.sampler._target_ == "optuna.samplers.GridSampler"
+        # Optuna's GridSampler stops the study from inside `tell`, which only works in `study.optimize`: a grid is
+        # enqueued instead, in order, each combination once (a wider grid on a re-run adds the new ones).
+        sampler = optuna.samplers.RandomSampler() if grid else instantiate(self.sampler)
         study = open_study(sweep_dir, self.study_name, self.direction, sampler, instantiate(self.pruner))
+        if grid:
+            combinations = grid_points(space)
+            for params in combinations:
+                study.enqueue_trial(params, skip_if_exists=True)
+            n_trials = min(n_trials, len(combinations))
         launcher = self.config.hydra.launcher
         at_once = self.n_jobs or (
             parallel_jobs(launcher.n_jobs) if "n_jobs" in launcher else launcher.get("array_parallelism", 1)
@@ -68,8 +73,8 @@ class OptunaSweeper(Sweeper):
         stale = [t for t in study.get_trials(deepcopy=False, states=[TrialState.RUNNING])]
         for first in range(0, len(stale), at_once):
             self._launch(study, stale[first : first + at_once], overrides)
-        while len(study.get_trials(deepcopy=False)) < self.n_trials:
-            room = self.n_trials - len(study.get_trials(deepcopy=False))
+        started = [s for s in TrialState if s != TrialState.WAITING]  # enqueued ones are asked for in turn
+        while (room := n_trials - len(study.get_trials(deepcopy=False, states=started))) > 0:
             self._launch(study, [study.ask(space) for _ in range(min(at_once, room))], overrides)
         self._summary(study, sweep_dir)
 
@@ -154,21 +159,21 @@ def _some_value(distribution) -> object:
     return distribution.choices[0] if hasattr(distribution, "choices") else distribution.low
 
 
-def grid_space(space: dict) -> dict[str, list]:
-    """Optuna's GridSampler's search space: every dimension must list its values (choice or range)."""
+def grid_points(space: dict) -> list[dict]:
+    """Every combination of the search space's values, in order: each dimension must list its values."""
     from optuna.distributions import CategoricalDistribution, IntDistribution
 
     from lit_cifar.errors import UserError
 
-    grid = {}
+    values = {}
     for key, d in space.items():
         if isinstance(d, CategoricalDistribution):
-            grid[key] = list(d.choices)
-        elif isinstance(d, IntDistribution):
-            grid[key] = list(range(d.low, d.high + 1, d.step))
+            values[key] = list(d.choices)
+        elif isinstance(d, IntDistribution) and not d.log:
+            values[key] = list(range(d.low, d.high + 1, d.step))
         else:
-            raise UserError(f"hydra/sweeper/sampler=grid needs listed values: {key} is an interval; use choice(...)")
-    return grid
+            raise UserError(f"hydra/sweeper/sampler=grid needs listed values, but {key} is a range; use choice(...)")
+    return [dict(zip(values, combination, strict=True)) for combination in itertools.product(*values.values())]
 
 
 def consecutive_runs(numbers: list[int]) -> list[tuple[int, int]]:

@@ -1,0 +1,100 @@
+"""`python -m lit_cifar.tune [overrides]`: Lightning's learning-rate finder (and, with `tune.batch_size=true`,
+its batch-size finder first) on the training those overrides configure.
+
+Our optimizers are partial configs, so the lr is not a module attribute for Lightning to set: the finder
+only measures (each step at a higher lr), and the suggestion is printed as the override to train with."""
+
+import json
+import logging
+import math
+import shlex
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from lit_cifar.errors import UserError, exit_on_user_error, run_app
+from lit_cifar.rundir import held, is_empty, removed_on_error
+from lit_cifar.sweep import as_typed
+from lit_cifar.train import check_and_complete
+
+log = logging.getLogger(__name__)
+
+
+def check(tune: DictConfig) -> None:
+    if not 0 < tune.min_lr < tune.max_lr:
+        raise UserError(
+            f"tune.min_lr={tune.min_lr}, tune.max_lr={tune.max_lr}: need 0 < min_lr < max_lr, e.g. 1e-6 and 1"
+        )
+    if not isinstance(tune.steps, int) or tune.steps < 20:
+        raise UserError(f"tune.steps={tune.steps} must be an integer of at least 20 (the finder skips its first 10)")
+
+
+def find(cfg: DictConfig, run_dir: Path) -> dict:
+    """Run the finders; return what they found (and the lr curve) as written to `lr_find.json`."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.tuner import Tuner
+    from torch.utils.tensorboard import SummaryWriter
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = instantiate(cfg.data)
+    module = instantiate(cfg.module)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer,
+        max_epochs=max(cfg.trainer.max_epochs, cfg.tune.steps),  # enough epochs for the steps on any data size
+        limit_val_batches=0,  # the finders judge the training loss
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        logger=False,
+    )
+    tuner = Tuner(trainer)
+    found = {}
+    if cfg.tune.batch_size:
+        found["data.batch_size"] = tuner.scale_batch_size(
+            module, datamodule=datamodule, mode="power", init_val=cfg.data.batch_size,
+            max_trials=cfg.tune.max_batch_doublings,
+        )  # fmt: skip
+    finder = tuner.lr_find(
+        module, datamodule=datamodule, min_lr=cfg.tune.min_lr, max_lr=cfg.tune.max_lr,
+        num_training=cfg.tune.steps, update_attr=False,
+    )  # fmt: skip
+    suggestion = finder.suggestion() if finder is not None else None
+    if suggestion is None or not math.isfinite(suggestion):
+        raise UserError(
+            f"the lr finder got too few finite losses to suggest an lr (see {run_dir}/lr_find.png); "
+            "lower tune.max_lr, or give it more tune.steps"
+        )
+    found["optim.lr"] = float(f"{suggestion:.2g}")
+    figure = finder.plot(suggest=True)
+    figure.axes[0].set_title(f"{len(finder.results['lr'])} steps; suggested optim.lr={found['optim.lr']}")
+    figure.savefig(run_dir / "lr_find.png", dpi=110)
+    with SummaryWriter(str(run_dir / "tensorboard")) as writer:
+        writer.add_figure("tune/lr_find", figure)
+        for step, (lr, loss) in enumerate(zip(finder.results["lr"], finder.results["loss"], strict=True)):
+            writer.add_scalar("tune/loss_by_step", loss, step)
+            writer.add_scalar("tune/lr_by_step", lr, step)
+    return {"found": found, "lr": finder.results["lr"], "loss": finder.results["loss"]}
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="tune")
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with exit_on_user_error(), held(run_dir, what="tuning"), removed_on_error(run_dir, new=is_empty(run_dir)):
+        if (run_dir / "lr_find.json").exists():
+            raise UserError(f"{run_dir} already holds a tuning; pick a new hydra.run.dir")
+        check(cfg.tune)
+        check_and_complete(cfg)
+        result = find(cfg, run_dir)
+        given = [o for o in as_typed(HydraConfig.get().overrides.task) if not o.startswith(("tune.", *result["found"]))]
+        command = shlex.join(
+            ["python", "-m", "lit_cifar.train", *given, *(f"{k}={v}" for k, v in result["found"].items())]
+        )
+        (run_dir / "lr_find.json").write_text(json.dumps({**result, "command": command}, indent=2))
+        print(" ".join(f"{k}={v}" for k, v in result["found"].items()), f"(plot: {run_dir / 'lr_find.png'})")
+        print(f"train with: {command}")
+
+
+if __name__ == "__main__":
+    run_app(main)

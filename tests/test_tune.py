@@ -1,0 +1,72 @@
+import json
+from pathlib import Path
+
+import pytest
+from conftest import MODELS, run_cli, tiny_cifar_overrides
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_chars import chars_overrides, chars_root  # noqa: F401 (a fixture)
+
+STEPS = ["tune.steps=20"]
+
+
+def tune(run_dir: Path, *args: str):
+    return run_cli("lit_cifar.tune", *STEPS, *args, f"hydra.run.dir={run_dir}")
+
+
+def test_the_lr_finder_prints_the_override_and_writes_its_plot(tmp_path, cifar_root):
+    run_dir = tmp_path / "tune"
+    result = tune(run_dir, *tiny_cifar_overrides(cifar_root), "model=week11_cnn")
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads((run_dir / "lr_find.json").read_text())
+    lr = found["found"]["optim.lr"]
+    assert 1e-6 <= lr <= 1.0 and len(found["lr"]) == len(found["loss"]) > 10
+    assert f"optim.lr={lr}" in result.stdout
+    train = found["command"]
+    assert train.startswith("python -m lit_cifar.train ") and train.endswith(f"model=week11_cnn optim.lr={lr}")
+    assert "tune.steps" not in train and train in result.stdout
+    assert (run_dir / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert events.Tags()["images"] == ["tune/lr_find"]
+    assert not list(run_dir.glob(".lr_find_*.ckpt"))  # Lightning's scratch checkpoint is gone
+
+
+def test_the_batch_size_finder_runs_first_and_is_printed_with_the_lr(tmp_path, cifar_root):
+    run_dir = tmp_path / "tune"
+    result = tune(run_dir, *tiny_cifar_overrides(cifar_root), "model=week11_cnn", "tune.batch_size=true",
+                  "tune.max_batch_doublings=2")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads((run_dir / "lr_find.json").read_text())["found"]
+    assert found["data.batch_size"] in (16, 32, 64)  # from data.batch_size=16, doubled at most twice
+    assert f"data.batch_size={found['data.batch_size']} optim.lr={found['optim.lr']}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tune.min_lr=1.0", "tune.max_lr=0.1"], "tune.min_lr=1.0, tune.max_lr=0.1: need 0 < min_lr < max_lr"),
+        (["tune.steps=5"], "tune.steps=5 must be an integer of at least 20"),
+    ],
+)
+def test_bad_finder_settings_are_refused_in_one_line_leaving_no_folder(tmp_path, cifar_root, args, message):
+    result = tune(tmp_path / "tune", *tiny_cifar_overrides(cifar_root), *args)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"error: {message}, e.g. 1e-6 and 1" or message in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "tune").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_the_lr_finder_works_for_every_model_on_cifar(tmp_path, cifar_root, model):
+    result = tune(tmp_path / "tune", *tiny_cifar_overrides(cifar_root), f"model={model}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "optim.lr=" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_lr_finder_works_on_characters_with_sgd_and_onecycle(tmp_path, chars_root):  # noqa: F811
+    result = tune(
+        tmp_path / "tune", *chars_overrides(chars_root), "model=resnet_lite", "optim=sgd", "scheduler=onecycle"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "optim.lr=" in result.stdout
