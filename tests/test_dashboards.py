@@ -139,6 +139,8 @@ def get(url: str, body: dict | None = None) -> dict | list:
 def test_tensorboard_serves_every_run_every_hparams_column_metrics_and_images(logs):
     jobs = ["multirun/s/tensorboard/optim.lr=0.001", "multirun/s/tensorboard/optim.lr=0.002"]
     sessions = [*jobs, "outputs/a/tensorboard", "outputs/b/tensorboard"]
+    job_log = (logs / "multirun/s/optim.lr=0.002/train.log").read_text()  # its lines told apart from the other job's
+    assert "optim.lr=0.002: epoch 2/2  train loss" in job_log
     with tensorboard(logs, runs=len(sessions) + 1) as url:  # and the sweep's experiment config
         assert set(sessions) <= set(get(f"{url}/data/runs"))
 
@@ -177,6 +179,10 @@ def test_tensorboard_serves_every_run_every_hparams_column_metrics_and_images(lo
         for run in sessions:
             assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/acc"} <= set(scalars[run])
             assert set(images[run]) == {"train/images", "test/confusion_matrix", "test/mistakes"}, run
+            assert "epoch" not in scalars[run]  # the horizontal axis of epoch-level curves: 0, 1 (not steps 2, 4)
+            for tag in ("val/acc", "train/loss"):
+                points = get(f"{url}/data/plugin/scalars/scalars?run={run}&tag={tag}")
+                assert [step for _, step, _ in points] == [0, 1], (run, tag)
         query = "run=outputs/a/tensorboard&tag=test/confusion_matrix&sample=0"
         (shown,) = get(f"{url}/data/plugin/images/images?{query}")
         with Image.open(BytesIO(urlopen(f"{url}/data/plugin/images/individualImage?{shown['query']}").read())) as png:

@@ -50,8 +50,7 @@ def make_run(folder: Path, overrides: list[str], record: dict | str | None = Non
         in_sweep = (folder.parent / "multirun.yaml").is_file()
         writer = SummaryWriter(folder.parent / "tensorboard" / folder.name if in_sweep else folder / "tensorboard")
         for epoch, acc in enumerate([0.2, 0.4, 0.3][:epochs]):
-            writer.add_scalar("val/acc", acc, 10 * epoch)
-            writer.add_scalar("epoch", epoch, 10 * epoch)
+            writer.add_scalar("val/acc", acc, epoch)  # against the epoch, as EpochTensorBoardLogger writes it
         writer.close()
     if record is not None:
         (folder / "metrics.json").write_text(record if isinstance(record, str) else json.dumps(record))
@@ -225,3 +224,43 @@ def test_a_folder_that_is_no_sweep_or_run_is_a_one_line_error(tmp_path, capsys, 
         f"error: {tmp_path / name} is neither a sweep dir (no multirun.yaml) nor a run dir (no .hydra/overrides.yaml); "
         "pass multirun/DATE/TIME or outputs/DATE/TIME folders, or a glob of them\n"
     )
+
+
+def _rows(values: dict[tuple[str, str], float]) -> list[dict]:
+    return [
+        {"job": f"lr={lr},bs={bs}", "dir": f"s/lr={lr},bs={bs}", "status": "ok", "val/acc_best": acc,
+         "overrides": {"optim.lr": lr, "data.batch_size": bs}}
+        for (lr, bs), acc in values.items()
+    ]  # fmt: skip
+
+
+def test_results_png_of_a_two_key_grid_is_a_heatmap_with_the_best_job_outlined():
+    rows = _rows({("0.001", "64"): 0.45, ("0.003", "64"): 0.46, ("0.001", "128"): 0.44, ("0.003", "128"): 0.47})
+    curves = {row["job"]: [(0, 0.3), (1, row["val/acc_best"])] for row in rows}
+    figure = report.results_figure(["optim.lr", "data.batch_size"], rows, curves, "week11_cnn on cifar10, 2 epochs")
+    heatmap, lines, colour_bar = figure.axes
+    assert heatmap.images[0].get_array().tolist() == [[0.45, 0.46], [0.44, 0.47]]  # batch 64 below 128
+    assert [t.get_text() for t in heatmap.get_xticklabels()] == ["0.001", "0.003"]
+    assert [t.get_text() for t in heatmap.get_yticklabels()] == ["64", "128"]
+    assert sorted(t.get_text() for t in heatmap.texts) == ["0.4400", "0.4500", "0.4600", "0.4700"]
+    (outline,) = heatmap.patches
+    assert outline.get_xy() == (0.5, 0.5)  # the cell of lr 0.003, batch 128
+    assert figure.get_suptitle() == "week11_cnn on cifar10, 2 epochs"
+    assert colour_bar.get_ylabel() == "val/acc_best"
+    thick = [line.get_label() for line in lines.lines if line.get_linewidth() > 2]
+    assert thick == ["lr=0.003,bs=128"]
+    assert lines.get_legend().get_bbox_to_anchor().x0 > lines.get_window_extent().x1 - 1  # outside the axes
+
+
+def test_results_png_of_other_sweeps_colours_other_keys_labels_the_best_and_logs_rates():
+    rows = _rows({("0.001", "64"): 0.45, ("0.01", "64"): 0.40, ("0.001", "128"): 0.44, ("0.01", "128"): 0.47})
+    for row in rows:
+        row["overrides"]["model.dropout"] = "0.2"
+    rows[0]["overrides"]["model.dropout"] = "0.4"  # a third compared key: panels, not a heatmap
+    figure = report.results_figure(["optim.lr", "data.batch_size", "model.dropout"], rows, {}, "title")
+    lr = figure.axes[0]
+    assert lr.get_xscale() == "log" and figure.axes[1].get_xscale() == "linear"
+    assert len(lr.collections) == 3  # one colour per value of the other keys
+    assert "data.batch_size=128, model.dropout=0.2" in [t.get_text() for t in lr.get_legend().get_texts()]
+    (label,) = lr.texts
+    assert label.get_text() == "best 0.4700\nlr=0.01,bs=128"

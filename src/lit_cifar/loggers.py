@@ -1,6 +1,6 @@
-"""Targets of conf/logger/mlflow.yaml and wandb.yaml: Lightning's loggers, built only when their package is
-installed, else one error line naming the extra to install (Lightning's own message names no extra). And
-`quiet_start`: what Lightning prints at a start that is not about the run."""
+"""Targets of conf/logger/*.yaml: TensorBoard with epoch-level curves against the epoch; MLflow and W&B, built
+only when their package is installed, else one error line naming the extra to install (Lightning's own message
+names no extra). And `quiet_start`: what Lightning prints at a start that is not about the run."""
 
 import fcntl
 import importlib
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from types import ModuleType
 
-from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
+from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
 
 from lit_cifar.errors import UserError
 
@@ -67,3 +67,24 @@ def quiet_start() -> None:
     logging.getLogger("lightning").handlers.clear()
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
     warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
+
+
+class EpochTensorBoardLogger(TensorBoardLogger):
+    """TensorBoard with epoch-level metrics (those under train/, val/ and test/, but the per-step `…_step` ones)
+    written against the epoch (0 is the first) instead of the global step, so the curves of runs with different
+    batch sizes line up: Lightning writes everything against the step, where batch size 512 ends an epoch at
+    step 16 of the slice and 128 at step 64. Per-step values (the step loss, the lr) stay against the step; the
+    `epoch` scalar Lightning adds to every call is left out, as it is the horizontal axis of the others."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        epoch = metrics.get("epoch")
+        per_epoch = {
+            name: value
+            for name, value in metrics.items()
+            if name.startswith(("train/", "val/", "test/")) and not name.endswith("_step")
+        }
+        per_step = {name: value for name, value in metrics.items() if name not in per_epoch and name != "epoch"}
+        if per_step:
+            super().log_metrics(per_step, step)
+        if per_epoch:
+            super().log_metrics(per_epoch, int(epoch) if epoch is not None else step)

@@ -23,7 +23,9 @@ import logging
 import statistics
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
@@ -41,6 +43,9 @@ from lit_cifar.sweep import (
     swept_keys,
 )
 
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn
+    from matplotlib.figure import Figure
+
 Curve = list[tuple[int, float]]
 STATUSES = ("ok", "running", "interrupted", "failed", "unreadable", "pending")  # in the table's order
 RESULTS = ["best_epoch", "val/acc_best", "test/acc", "wall_time_s", "status", "reason"]
@@ -48,7 +53,8 @@ RESUME_JOB = "re-run its sweep's command to resume it"
 
 
 def val_curve(log_dir: Path) -> Curve:
-    """(epoch, val/acc) pairs from a TensorBoard run dir; empty when the job logged none."""
+    """(epoch, val/acc) pairs from a TensorBoard run dir (lit_cifar.loggers.EpochTensorBoardLogger); empty when
+    the job logged none."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     if not log_dir.is_dir():
@@ -59,8 +65,7 @@ def val_curve(log_dir: Path) -> Curve:
     tags = events.Tags()["scalars"]
     if "val/acc" not in tags:
         return []
-    epoch_at = {e.step: int(e.value) for e in events.Scalars("epoch")} if "epoch" in tags else {}
-    return [(epoch_at.get(e.step, i), e.value) for i, e in enumerate(events.Scalars("val/acc"))]
+    return [(e.step, e.value) for e in events.Scalars("val/acc")]  # written against the epoch
 
 
 def overrides_of(lines: list[str]) -> dict[str, str]:
@@ -166,14 +171,31 @@ def _code(rows: list[dict]) -> list[str]:
     return [f"code: git commit {', '.join(commits)}"] if commits else []
 
 
-def describe_sweep(sweep_dir: Path, keys: list[str], rows: list[dict]) -> tuple[str, list[str]]:
-    """What a sweep compared and held fixed, the code its jobs ran, how they stand and how to re-run it."""
+def held_fixed(sweep_dir: Path) -> dict:
+    """A sweep's config choices (model, data, …), its trainer.max_epochs and its command line's overrides."""
     config = OmegaConf.load(sweep_dir / "multirun.yaml")
     choices = OmegaConf.select(config, "hydra.runtime.choices") or {}
     fixed = {group: choice for group, choice in choices.items() if choice is not None and not group.startswith("hydra")}
     if (epochs := OmegaConf.select(config, "trainer.max_epochs")) is not None:
         fixed["trainer.max_epochs"] = epochs
     fixed.update(parse_overrides(sweep_overrides(sweep_dir)[0]))
+    return fixed
+
+
+def sweep_title(sweep_dir: Path, keys: list[str]) -> str:
+    """`week11_cnn on cifar10, 6 epochs (multirun/…)`, with `several` for what the sweep varies."""
+    fixed = held_fixed(sweep_dir)
+
+    def what(key: str) -> str:
+        return "several" if key in keys else str(fixed.get(key, "?"))
+
+    epochs = what("trainer.max_epochs")
+    return f"{what('model')} on {what('data')}, {epochs} epochs ({sweep_dir})"
+
+
+def describe_sweep(sweep_dir: Path, keys: list[str], rows: list[dict]) -> tuple[str, list[str]]:
+    """What a sweep compared and held fixed, the code its jobs ran, how they stand and how to re-run it."""
+    fixed = held_fixed(sweep_dir)
     counts = Counter(row["status"] for row in rows)  # rows come in the table's order, and so do statuses
     return f"Sweep {sweep_dir}", [
         f"swept: {', '.join(keys) or 'nothing'}",
@@ -263,6 +285,9 @@ def markdown(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+RATE_KEYS = ("lr", "weight_decay", "eta_min", "max_lr")  # keys compared on a log axis
+
+
 def _numbers(values: list[str]) -> list[float] | None:
     try:
         return [float(v) for v in values]
@@ -270,35 +295,118 @@ def _numbers(values: list[str]) -> list[float] | None:
         return None
 
 
-def plot(keys: list[str], rows: list[dict], curves: dict[str, Curve], path: Path, title: str) -> None:
-    """val/acc_best against each compared key (finished jobs), then the validation curves by name."""
-    import matplotlib
+def _axis_values(values: list[str]) -> tuple[list[float], list[str] | None]:
+    """Numbers as numbers; anything else as positions 0, 1, … with its sorted values as tick labels."""
+    numbers = _numbers(values)
+    if numbers is not None:
+        return numbers, None
+    labels = sorted(set(values))
+    return [float(labels.index(v)) for v in values], labels
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    done = [r for r in rows if r["status"] == "ok"]
-    fig, axes = plt.subplots(1, len(keys) + 1, figsize=(4.5 * (len(keys) + 1), 4), squeeze=False)
-    for ax, key in zip(axes[0], keys, strict=False):
-        values = [_value(r, key) for r in done]
-        numbers = _numbers(values)
-        ax.scatter(numbers or values, [r["val/acc_best"] for r in done])
-        if numbers and min(numbers) > 0 and max(numbers) >= 10 * min(numbers):
-            ax.set_xscale("log")
-        ax.set(xlabel=key, ylabel="val/acc_best")
-        ax.grid(alpha=0.3)
-    ax = axes[0][-1]
+def _is_rate(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] in RATE_KEYS
+
+
+def _heatmap(ax, keys: list[str], done: list[dict], best: dict) -> None:
+    """val/acc_best of a two-key grid: one cell per pair of values, the best one outlined."""
+    from matplotlib.patches import Rectangle
+
+    x_key, y_key = keys
+    x_values = sorted({str(_value(r, x_key)) for r in done}, key=lambda v: (_numbers([v]) or [0.0], v))
+    y_values = sorted({str(_value(r, y_key)) for r in done}, key=lambda v: (_numbers([v]) or [0.0], v))
+    grid = np.full((len(y_values), len(x_values)), np.nan)
+    for r in done:
+        grid[y_values.index(str(_value(r, y_key))), x_values.index(str(_value(r, x_key)))] = r["val/acc_best"]
+    shown = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
+    ax.figure.colorbar(shown, ax=ax, label="val/acc_best")
+    ax.set_xticks(range(len(x_values)), x_values)
+    ax.set_yticks(range(len(y_values)), y_values)
+    ax.set(xlabel=x_key, ylabel=y_key, title="val/acc_best of each job (best outlined)")
+    middle = np.nanmin(grid) + (np.nanmax(grid) - np.nanmin(grid)) / 2
+    for (row, col), value in np.ndenumerate(grid):
+        if not np.isnan(value):
+            colour = "black" if value > middle else "white"  # viridis is light at the top
+            ax.text(col, row, f"{value:.4f}", ha="center", va="center", color=colour, fontsize=9)
+    col, row = x_values.index(str(_value(best, x_key))), y_values.index(str(_value(best, y_key)))
+    ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
+
+
+def _panel(ax, key: str, keys: list[str], done: list[dict], best: dict) -> None:
+    """val/acc_best against one key; the jobs that share a value sit side by side, coloured by the values of
+    the other compared keys; the best job is labelled."""
+    others = [k for k in keys if k != key]
+
+    def group(row: dict) -> str:
+        return ", ".join(f"{k}={_value(row, k)}" for k in others) or "jobs"
+
+    groups = sorted({group(r) for r in done})
+    xs, labels = _axis_values([str(_value(r, key)) for r in done])
+    log = labels is None and _is_rate(key) and min(xs) > 0
+    span = (max(xs) - min(xs)) or 1.0
+    for n, name in enumerate(groups):
+        shift = n - (len(groups) - 1) / 2  # side by side, not on top of each other
+        points = [(x, r) for x, r in zip(xs, done, strict=True) if group(r) == name]
+        at = [x * 1.06**shift if log else x + 0.03 * span * shift for x, _ in points]
+        ax.scatter(at, [r["val/acc_best"] for _, r in points], label=name, s=40, zorder=3)
+    best_x = xs[done.index(best)]
+    ax.annotate(
+        f"best {best['val/acc_best']:.4f}\n{best['job']}",
+        (best_x, best["val/acc_best"]),
+        xytext=(0, -30),
+        textcoords="offset points",
+        ha="center",
+        fontsize=8,
+        arrowprops={"arrowstyle": "->"},
+    )
+    if log:
+        ax.set_xscale("log")
+    if labels is not None:
+        ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 3 else 0)
+    else:
+        ax.set_xticks(sorted(set(xs)), [f"{x:g}" for x in sorted(set(xs))])
+        ax.minorticks_off()
+    ax.set(xlabel=key, ylabel="val/acc_best")
+    ax.grid(alpha=0.3)
+    if others:
+        ax.legend(fontsize="x-small", title=", ".join(others), title_fontsize="x-small")
+
+
+def results_figure(keys: list[str], rows: list[dict], curves: dict[str, Curve], title: str) -> "Figure":
+    """A two-key grid: a heatmap of val/acc_best; otherwise val/acc_best against each compared key. Then every
+    job's validation curve by epoch, the best one thick, the legend outside the plot."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    done = [r for r in rows if r["status"] == "ok" and r["val/acc_best"] is not None]
+    best = max(done, key=lambda r: r["val/acc_best"]) if done else None
+    heatmap = len(keys) == 2 and best is not None
+    panels = 1 if heatmap else len(keys) if best is not None else 0
+    fig = Figure(figsize=(5.5 * panels + 7, 4.8), layout="constrained")
+    axes = fig.subplots(1, panels + 1, squeeze=False)[0]
+    if heatmap:
+        _heatmap(axes[0], keys, done, best)
+    elif best is not None:
+        for ax, key in zip(axes, keys, strict=False):
+            _panel(ax, key, keys, done, best)
+    ax = axes[-1]
     for name, curve in curves.items():
         if curve:
-            ax.plot(*zip(*curve, strict=True), marker=".", label=name)
-    ax.set(xlabel="epoch", ylabel="val/acc")
+            thick = best is not None and name in (best["job"], best["dir"])
+            width, order = (2.5, 3) if thick else (1, 2)
+            ax.plot(*zip(*curve, strict=True), marker=".", label=name, linewidth=width, zorder=order)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch (0 is the first)", ylabel="val/acc", title="validation accuracy by epoch")
     ax.grid(alpha=0.3)
     if any(curves.values()):
-        ax.legend(fontsize="x-small")
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def plot(keys: list[str], rows: list[dict], curves: dict[str, Curve], path: Path, title: str) -> None:
+    """results.png: see `results_figure`."""
+    results_figure(keys, rows, curves, title).savefig(path, dpi=110)
 
 
 def _is_sweep(path: Path) -> bool:
@@ -358,7 +466,7 @@ def report(paths: list[Path], out: Path | None) -> list[dict]:
         with (out / "results.csv").open("w", newline="") as f:
             csv.writer(f).writerows([columns, *([_value(row, c) for c in columns] for row in rows)])
         labels = {folder: Path(folder).name if one_sweep else folder for folder in curves}
-        title = blocks[0][0] if one_sweep else f"{len(rows)} runs"
+        title = sweep_title(paths[0], keys) if one_sweep else f"{len(rows)} runs"
         plot(keys, rows, {labels[f]: curve for f, curve in curves.items()}, out / "results.png", title)
         print(f"\nwritten into {out}: results.md, results.csv, results.png")
     return rows
