@@ -75,10 +75,6 @@ class SlurmCluster:
         """What a client (sbatch, squeue, and the jobs themselves) needs to find this cluster."""
         return {**os.environ, "SLURM_CONF": str(self.conf)}
 
-    @property
-    def cpus(self) -> int:
-        return int(node_hardware().split("CPUs=")[1].split()[0])
-
     def run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(command, env=self.env, capture_output=True, text=True, check=check, timeout=60)
 
@@ -93,7 +89,7 @@ class SlurmCluster:
             dead = [name for name, p in self.daemons if p.poll() is not None]
             if dead or time.monotonic() > deadline:
                 logs = {n: (self.root / "log" / f"{n}.out").read_text()[-800:] for n, _ in self.daemons}
-                raise RuntimeError(f"{what} not ready ({', '.join(dead) or 'timed out'} ) under {self.root}: {logs}")
+                raise RuntimeError(f"{what} not ready ({', '.join(dead) or 'timed out'}) under {self.root}: {logs}")
             time.sleep(0.2)
 
     def start(self) -> None:
