@@ -263,6 +263,11 @@ CASES = [
         ("was trained on the classes ['airplane'", "letter_a", "point data.root"),
     ),
     Case(
+        "`evaluate data.batch_size=0`",
+        lambda tmp, run: ("lit_cifar.evaluate", [ckpt(run), "data.batch_size=0"]),
+        ("data.batch_size=0 must be a positive integer",),
+    ),
+    Case(
         "a checkpoint that does not exist",
         lambda tmp, run: ("lit_cifar.evaluate", [f"ckpt_path={tmp / 'nope.ckpt'}"]),
         ("nope.ckpt does not exist", "pass ckpt_path="),

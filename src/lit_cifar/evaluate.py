@@ -17,6 +17,7 @@ from lit_cifar.checkpoints import load_datamodule, load_net, pick_device, read_c
 from lit_cifar.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.figures import confusion_figure
 from lit_cifar.rundir import held, is_empty, removed_on_error
+from lit_cifar.validate import check_values
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,10 @@ def confusion_matrix(ckpt_path: str, data_overrides: dict, device: torch.device)
 def evaluate(cfg: DictConfig) -> dict:
     if cfg.ckpt_path is None:
         raise UserError("pass the checkpoint to evaluate: ckpt_path=outputs/DATE/TIME/checkpoints/<file>.ckpt")
+    data_overrides = {key: value for key, value in cfg.data.items() if value is not None}  # null: the checkpoint's
+    check_values(OmegaConf.create({"data": data_overrides}))
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    matrix, class_names = confusion_matrix(cfg.ckpt_path, dict(cfg.data), pick_device(cfg.device))
+    matrix, class_names = confusion_matrix(cfg.ckpt_path, data_overrides, pick_device(cfg.device))
     matrix = matrix.double()  # exact ratios of the counts
     per_class = (matrix.diag() / matrix.sum(1).clamp(min=1)).tolist()
     result = {
