@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torchvision.datasets import EMNIST
 
+from lit_cifar import predict
 from lit_cifar.data import chars, make_chars
 from lit_cifar.data.chars import STATS_FILE, CharsDataModule, class_of
 from lit_cifar.data.emnist import EMNISTDataModule
@@ -388,3 +389,10 @@ def test_a_run_counts_the_classes_itself_and_the_model_gets_them(small_root, tmp
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     assert config.data.num_classes == 3 and config.model.num_classes == 3 and config.module.num_classes == 3
+
+
+def test_predict_reads_a_character_image_as_training_does(small_root):
+    ramp = (np.arange(90 * 90).reshape(90, 90) * 8).astype(np.uint16)
+    path = small_root / "train" / "upper_A" / "00000.png"
+    Image.fromarray(ramp).save(path)
+    assert torch.equal(predict.read_image(path, 1, 90)[0], torch.from_numpy(chars.read_image(path, 90)))

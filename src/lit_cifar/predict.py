@@ -10,6 +10,7 @@ from omegaconf import DictConfig, ListConfig
 from PIL import Image, UnidentifiedImageError
 
 from lit_cifar.checkpoints import load_datamodule, load_net, pick_device, read_checkpoint
+from lit_cifar.data.images import grayscale
 from lit_cifar.errors import UserError, exit_on_user_error, run_app
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -39,13 +40,15 @@ def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
     """uint8 channels×size×size, the layout the net was trained on."""
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB" if channels == 3 else "L")
-    except (UnidentifiedImageError, OSError) as err:
+            pixels = (
+                F.pil_to_tensor(image.convert("RGB")) if channels == 3 else torch.from_numpy(grayscale(image))[None]
+            )
+    except (UnidentifiedImageError, OSError, ValueError) as err:
         raise UserError(
             f"{path} is not an image that can be read ({type(err).__name__}); "
             "remove it from images= or convert it to PNG or JPEG"
         ) from None
-    return F.resize(F.pil_to_tensor(image), [size, size], antialias=True)
+    return F.resize(pixels, [size, size], antialias=True)
 
 
 @torch.inference_mode()

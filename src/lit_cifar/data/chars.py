@@ -31,6 +31,7 @@ from PIL import Image
 from torch import Tensor
 
 from lit_cifar.data.base import ImageDataModule
+from lit_cifar.data.images import grayscale
 from lit_cifar.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -97,25 +98,6 @@ def csv_entries(manifest: Path) -> Entries:
     if any(not label for _, label in entries):
         raise UserError(f"{manifest} has rows with an empty label; give every row its class name")
     return entries
-
-
-def grayscale(image: Image.Image) -> np.ndarray:
-    """The image as 8-bit gray. 16-bit pixels are scaled onto 0-255, not clipped. Transparent pixels are
-    black, the background here (glyphs are bright on black), and a glyph drawn only in the alpha channel
-    over one colour throughout is the alpha channel itself."""
-    if image.mode == "F":
-        raise ValueError("its pixels are 32-bit floats; save it with 8- or 16-bit pixels")
-    if image.mode.startswith("I"):  # I;16 (16-bit PNG), I (32-bit)
-        values = np.asarray(image).astype(np.int64)
-        if values.min() < 0 or values.max() > 65535:
-            raise ValueError(f"its pixels span {values.min()}..{values.max()}, beyond 16 bits")
-        return ((values + 128) // 257).astype(np.uint8)
-    if image.has_transparency_data:
-        gray, alpha = np.moveaxis(np.asarray(image.convert("LA")), -1, 0)
-        if gray.min() == gray.max():
-            return alpha.copy()
-        return ((gray.astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
-    return np.asarray(image.convert("L"))
 
 
 def read_image(path: Path, size: int) -> np.ndarray:
