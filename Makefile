@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: install train sweep report test test-fast bench tensorboard lint format clean
+.PHONY: install train sweep report test test-fast bench bench-search tensorboard lint format clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,9 @@ test-fast: install        ## skip the slow end-to-end tests
 
 bench: install            ## speed figures (input pipeline, framework overhead, recipes) into bench/
 	$(PY) -m lit_cifar.bench $(ARGS)
+
+bench-search: install     ## the lr x batch-size grid against the Optuna search with pruning, and the lr finder, on the slice
+	$(PY) -m lit_cifar.bench_search $(ARGS)
 
 tensorboard: install      ## single runs and sweeps side by side
 	$(VENV)/bin/tensorboard --logdir_spec outputs:outputs,multirun:multirun $(ARGS)

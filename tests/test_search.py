@@ -5,7 +5,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import file_hashes, killed_at, run_cli, tiny_cifar_overrides
+from conftest import REPO, file_hashes, killed_at, run_cli, tiny_cifar_overrides
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
@@ -170,3 +172,25 @@ def test_parallel_trials_share_the_study(tmp_path, cifar_root):
     assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in done)  # written by the jobs' processes
     first, second = log_span(sweep_dir / "trial-000"), log_span(sweep_dir / "trial-001")
     assert second[0] < first[1] and first[0] < second[1]
+
+
+@pytest.mark.parametrize(
+    "choice", ["sampler=tpe", "sampler=random", "pruner=asha", "pruner=median", "pruner=hyperband", "pruner=none"]
+)
+def test_every_sampler_and_pruner_config_builds(choice):
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/sweeper=optuna", f"hydra/sweeper/{choice}"], return_hydra_config=True)
+    group = choice.split("=")[0]
+    built = instantiate(cfg.hydra.sweeper[group])
+    assert isinstance(built, optuna.samplers.BaseSampler if group == "sampler" else optuna.pruners.BasePruner)
+
+
+@pytest.mark.slow
+def test_a_failed_trial_is_marked_failed_and_the_search_goes_on(tmp_path, cifar_root):
+    sweep_dir = tmp_path / "sweep"
+    result = search(sweep_dir, cifar_root, "hydra/sweeper/sampler=grid", "optim.lr=choice(1e12,3e-3)",
+                    "trainer.max_epochs=2")  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]  # the sweep says that not every trial finished
+    assert [t.state for t in trials(sweep_dir)] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert json.loads((sweep_dir / "trial-000" / "metrics.json").read_text())["status"] == "failed"
+    assert "best: trial-001" in result.stdout

@@ -49,10 +49,12 @@ def test_the_batch_size_finder_runs_first_and_is_printed_with_the_lr(tmp_path, c
     ],
 )
 def test_bad_finder_settings_are_refused_in_one_line_leaving_no_folder(tmp_path, cifar_root, args, message):
-    result = tune(tmp_path / "tune", *tiny_cifar_overrides(cifar_root), *args)
+    result = run_cli("lit_cifar.tune", *tiny_cifar_overrides(cifar_root), *args, cwd=tmp_path)  # default run dir
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == f"error: {message}, e.g. 1e-6 and 1" or message in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "tune").exists()
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr
+    left = [p.relative_to(tmp_path).as_posix() for p in (tmp_path / "outputs").rglob("*")]
+    assert left == ["outputs/tune"]  # not its own folder, nor one of lit_cifar.train's
 
 
 @pytest.mark.slow

@@ -1,0 +1,160 @@
+"""`python -m lit_cifar.bench_search [options]` (`make bench-search`): a grid sweep against the Optuna search with
+pruning over the same ranges, and the lr finder's suggestion against the grid's best lr, on the CIFAR-10 slice.
+
+For each seed, through the commands a user types: the 3 x 3 grid of lr x batch size (`-m optim.lr=a,b,c
+data.batch_size=…`), the search over the same lr interval (log-uniform) and batch sizes (TPE + ASHA,
+`--trials` trials), and `python -m lit_cifar.tune`. Figures per method: the best val/acc_best, the test accuracy
+of that job, the epochs trained by all jobs together and the wall time; printed, and written as markdown + JSON
+to `<out>/search_<timestamp>.{md,json}`."""
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from lit_cifar.errors import UserError, exit_on_user_error, run_app
+from lit_cifar.report import collect
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m lit_cifar.bench_search",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data-root", default="../shared/data/cifar10-slice", help="holds cifar-10-batches-py/")
+    p.add_argument("--lrs", default="5e-4,1e-3,2e-3", help="the grid's lrs; the search draws from their range")
+    p.add_argument("--batch-sizes", default="128,256,512")
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--trials", type=int, default=9, help="the search's n_trials")
+    p.add_argument("--seeds", default="0,1", help="each seed trains every grid job, search trial and finder")
+    p.add_argument("--overrides", default="model=week11_cnn data.val_size=500 trainer=cpu", help="for every run")
+    p.add_argument("--out", default="bench")
+    args = p.parse_args(argv)
+    args.lr_values = [float(v) for v in args.lrs.split(",")]
+    args.seed_values = [int(s) for s in args.seeds.split(",")]
+    if len(args.lr_values) < 2 or min(args.lr_values) <= 0:
+        raise UserError(f"--lrs={args.lrs} needs at least two positive values, e.g. 5e-4,1e-3,2e-3")
+    return args
+
+
+def run(args: argparse.Namespace, module: str, *overrides: str, multirun: bool = False) -> float:
+    """Run `python -m module [-m]` with the common overrides; return its wall time."""
+    common = [
+        f"data.root={args.data_root}", "data.verify_checksums=false", "data.download=false",
+        "callbacks.progress_bar=null", f"trainer.max_epochs={args.epochs}", *args.overrides.split(),
+    ]  # fmt: skip
+    begin = time.perf_counter()
+    command = [sys.executable, "-m", module, *(["-m"] if multirun else []), *common, *overrides]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"python -m {module} {' '.join(overrides)} failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - begin
+
+
+def outcome(name: str, sweep_dir: Path, wall: float) -> dict:
+    """The best finished job of a sweep dir, and what all its jobs cost."""
+    _, rows, curves = collect(sweep_dir)
+    best = next(row for row in rows if row["status"] == "ok")  # the table's order: best val/acc_best first
+    return {
+        "method": name,
+        "best val/acc": best["val/acc_best"],
+        "its test/acc": best["test/acc"],
+        "best lr": float(best["overrides"]["optim.lr"]),
+        "best batch": int(best["overrides"]["data.batch_size"]),
+        "epochs": sum(len(curve) for curve in curves.values()),
+        "jobs": len(rows),
+        "pruned": sum(row["status"] == "pruned" for row in rows),
+        "wall s": wall,
+    }
+
+
+def one_seed(args: argparse.Namespace, seed: int, folder: Path) -> dict:
+    grid_dir, search_dir, tune_dir = folder / f"grid-{seed}", folder / f"search-{seed}", folder / f"tune-{seed}"
+    wall = run(args, "lit_cifar.train", f"optim.lr={args.lrs}", f"data.batch_size={args.batch_sizes}",
+               f"seed={seed}", f"hydra.sweep.dir={grid_dir}", multirun=True)  # fmt: skip
+    grid = outcome("grid", grid_dir, wall)
+    low, high = min(args.lr_values), max(args.lr_values)
+    wall = run(
+        args, "lit_cifar.train", "hydra/sweeper=optuna", f"optim.lr=tag(log, interval({low}, {high}))",
+        f"data.batch_size=choice({args.batch_sizes})", f"hydra.sweeper.n_trials={args.trials}", f"seed={seed}",
+        f"hydra.sweep.dir={search_dir}", multirun=True,
+    )  # fmt: skip
+    search = outcome("search", search_dir, wall)
+    wall = run(args, "lit_cifar.tune", f"data.batch_size={grid['best batch']}", f"seed={seed}",
+               f"hydra.run.dir={tune_dir}")  # fmt: skip
+    suggested = json.loads((tune_dir / "lr_find.json").read_text())["found"]["optim.lr"]
+    finder = {"suggested lr": suggested, "grid best lr": grid["best lr"], "wall s": wall}
+    finder["factor"] = max(suggested, grid["best lr"]) / min(suggested, grid["best lr"])  # >= 1
+    return {"seed": seed, "grid": grid, "search": search, "finder": finder}
+
+
+def summary(runs: list[dict]) -> dict:
+    def mean(method: str, key: str) -> float:
+        return statistics.fmean(run[method][key] for run in runs)
+
+    return {
+        "val/acc gap (grid - search), points": 100 * (mean("grid", "best val/acc") - mean("search", "best val/acc")),
+        "epochs, search / grid": mean("search", "epochs") / mean("grid", "epochs"),
+        "wall time, search / grid": mean("search", "wall s") / mean("grid", "wall s"),
+        "lr finder's suggestion vs grid's best lr, times apart (geometric mean)": math.exp(
+            statistics.fmean(math.log(run["finder"]["factor"]) for run in runs)
+        ),
+    }
+
+
+def markdown(result: dict) -> str:
+    columns = ["best val/acc", "its test/acc", "best lr", "best batch", "epochs", "jobs", "pruned", "wall s"]
+    lines = [
+        f"# Search against grid ({result['timestamp']})",
+        "",
+        f"{result['settings']}",
+        "",
+        "| seed | method | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 2) + "|",
+    ]
+    for run in result["runs"]:
+        for method in ("grid", "search"):
+            row = run[method]
+            formats = {"best val/acc": ".4f", "its test/acc": ".4f", "best lr": ".2g", "wall s": ".0f"}
+            cells = [format(row[c], formats.get(c, "")) for c in columns]
+            lines.append(f"| {run['seed']} | {method} | " + " | ".join(cells) + " |")
+    lines += ["", "| seed | lr finder suggests | grid's best lr | factor |", "|---|---|---|---|"]
+    for run in result["runs"]:
+        f = run["finder"]
+        lines.append(f"| {run['seed']} | {f['suggested lr']} | {f['grid best lr']} | {f['factor']:.1f} |")
+    lines += ["", *(f"- {key}: {value:.3f}" for key, value in result["summary"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    with exit_on_user_error():
+        args = parse_args(argv)
+        if not (Path(args.data_root) / "cifar-10-batches-py").is_dir():
+            raise UserError(f"--data-root={args.data_root} holds no cifar-10-batches-py/; point it at CIFAR-10")
+        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        out = Path(args.out)
+        folder = out / f"search_{stamp}"
+        folder.mkdir(parents=True)
+        runs = []
+        for seed in args.seed_values:
+            print(f"seed {seed}: grid, search, lr finder", flush=True)
+            runs.append(one_seed(args, seed, folder))
+        settings = (
+            f"{args.epochs} epochs, lrs {args.lrs} x batch sizes {args.batch_sizes}, search of {args.trials} trials "
+            f"(TPE + ASHA), seeds {args.seeds}; {args.overrides}; the runs are in {folder}"
+        )
+        result = {"timestamp": stamp, "settings": settings, "runs": runs, "summary": summary(runs)}
+        text = markdown(result)
+        (out / f"search_{stamp}.md").write_text(text)
+        (out / f"search_{stamp}.json").write_text(json.dumps(result, indent=2))
+        print("\n" + text + f"\nwritten to {out}/search_{stamp}.md and .json")
+
+
+if __name__ == "__main__":
+    run_app(main)
