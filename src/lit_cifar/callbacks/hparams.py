@@ -20,13 +20,17 @@ def _summary(tag: str, data: HParamsPluginData) -> Summary:
     return Summary(value=[Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data))])
 
 
-def experiment_config(numbers: Sequence[str], texts: Sequence[str], metrics: Sequence[str]) -> Summary:
+def experiment_config(
+    numbers: Sequence[str], texts: Sequence[str], metrics: Sequence[str], shown: Sequence[str]
+) -> Summary:
     """TensorBoard's experiment config: every column, its type, and the metrics. Without one, TensorBoard takes
     the columns from the runs it reads (a column whose values differ in type becomes text, a value left out hides
-    its column); with several, it takes the first it finds, so every run writes the same one. It sorts the
-    columns by name."""
-    infos = [api_pb2.HParamInfo(name=n, type=api_pb2.DATA_TYPE_FLOAT64, differs=True) for n in numbers]
-    infos += [api_pb2.HParamInfo(name=n, type=api_pb2.DATA_TYPE_STRING, differs=True) for n in texts]
+    its column); with several, it takes the first it finds, so every run writes the same one.
+
+    TensorBoard orders the columns by their `differs` flag, then by name, and its table shows the first five
+    until more are ticked: the columns in `shown` are flagged, so they are those five."""
+    kinds = [(n, api_pb2.DATA_TYPE_FLOAT64) for n in numbers] + [(n, api_pb2.DATA_TYPE_STRING) for n in texts]
+    infos = [api_pb2.HParamInfo(name=n, type=kind, differs=n in shown) for n, kind in kinds]
     experiment = api_pb2.Experiment(
         hparam_infos=infos, metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m)) for m in metrics]
     )
@@ -36,7 +40,8 @@ def experiment_config(numbers: Sequence[str], texts: Sequence[str], metrics: Seq
 class HParamsSummary(Callback):
     """The same columns in every run: `numbers` (name → a number every run has) and `texts` (name → a name, or a
     value some runs do not have, such as the gamma of a step schedule: written as text, `n/a` where it does not
-    apply). Every logger gets them when fitting starts, so a run still going or failed shows them too.
+    apply). Every logger gets them when fitting starts, so a run still going or failed shows them too. `shown`:
+    the five columns TensorBoard's HParams table shows before others are ticked.
 
     TensorBoard: the run's hyperparameters (HParams' session) when fitting starts, its status (success, or
     failure on an error) when it ends; the metric columns are the last values of the run's scalars `metrics`
@@ -47,9 +52,10 @@ class HParamsSummary(Callback):
         self,
         numbers: dict[str, float],
         texts: dict[str, object],
+        shown: Sequence[str] = (),
         metrics: Sequence[str] = ("val/acc_best", "test/acc", FIT_TIME),
     ) -> None:
-        self.numbers, self.texts, self.metrics = dict(numbers), dict(texts), list(metrics)
+        self.numbers, self.texts, self.metrics, self.shown = dict(numbers), dict(texts), list(metrics), list(shown)
         self.hparams = {
             **self.numbers,
             **{name: NOT_APPLICABLE if value is None else str(value) for name, value in self.texts.items()},
@@ -78,7 +84,9 @@ class HParamsSummary(Callback):
                 from torch.utils.tensorboard import SummaryWriter
 
                 with SummaryWriter(str(root), filename_suffix=CONFIG_SUFFIX) as writer:
-                    writer.file_writer.add_summary(experiment_config(self.numbers, self.texts, self.metrics))
+                    writer.file_writer.add_summary(
+                        experiment_config(self.numbers, self.texts, self.metrics, self.shown)
+                    )
             logger.experiment.file_writer.add_summary(
                 _summary(metadata.SESSION_START_INFO_TAG, HParamsPluginData(session_start_info=start))
             )
