@@ -163,3 +163,24 @@ def test_a_preempted_job_is_requeued_and_resumes_from_its_own_last_ckpt(slurm, t
     uninterrupted = metrics(tmp_path / "reference" / "0")
     assert job["status"] == uninterrupted["status"] == "ok"
     assert job["metrics"] == pytest.approx(uninterrupted["metrics"], abs=1e-6)
+
+
+def test_search_trials_run_as_slurm_jobs_sharing_one_study(slurm, tmp_path, cifar_slice):
+    """hydra/sweeper=optuna through SLURM: the trials run as array tasks (two at a time) on the compute node,
+    and each reports its epochs into the one study file in the sweep dir."""
+    import optuna
+
+    from lit_cifar.search import journal
+
+    sweep_dir = tmp_path / "sweep"
+    search = ["hydra/sweeper=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "hydra/sweeper/pruner=none"]
+    args = ["-m", *ON_SLURM, *quick(cifar_slice), "trainer.max_epochs=2", *search,
+            "optim.lr=tag(log, interval(1e-4, 1e-2))", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+    result = run_cli("lit_cifar.train", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="search", storage=journal(sweep_dir))
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    assert all(sorted(t.intermediate_values) == [1, 2] for t in study.trials)  # reported by the SLURM jobs
+    assert sorted(p.name for p in sweep_dir.glob("trial-*")) == [f"trial-00{n}" for n in range(4)]
+    tasks = [p.name for p in (sweep_dir / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name)]
+    assert len(tasks) == 4 and len({task.split("_")[0] for task in tasks}) == 2  # two arrays of two trials
