@@ -65,7 +65,9 @@ def quiet_start() -> None:
     second time), without its adverts for other services, and without its hint to prepend `srun`, which it
     gives on any machine where that command is installed, whether or not the run is meant for SLURM."""
     logging.getLogger("lightning").handlers.clear()
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoAdverts) for f in rank_zero.filters):  # the jobs of a sweep share a process
+        rank_zero.addFilter(_NoAdverts())
     warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
 
 
