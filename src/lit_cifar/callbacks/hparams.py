@@ -10,6 +10,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo, SessionStartInfo
+from torch.utils.tensorboard import SummaryWriter
 
 NOT_APPLICABLE = "n/a"
 FIT_TIME = "time/fit_s"
@@ -62,7 +63,7 @@ class HParamsSummary(Callback):
         }
         self._fit_started = 0.0
 
-    def _writers(self, trainer: pl.Trainer) -> list[TensorBoardLogger]:
+    def _tensorboards(self, trainer: pl.Trainer) -> list[TensorBoardLogger]:
         return [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -78,11 +79,9 @@ class HParamsSummary(Callback):
                 start.hparams[name].string_value = value
             else:
                 start.hparams[name].number_value = value
-        for logger in self._writers(trainer):
+        for logger in self._tensorboards(trainer):
             root = Path(logger.root_dir)
             if not list(root.glob(f"events.out.tfevents.*{CONFIG_SUFFIX}")):
-                from torch.utils.tensorboard import SummaryWriter
-
                 with SummaryWriter(str(root), filename_suffix=CONFIG_SUFFIX) as writer:
                     writer.file_writer.add_summary(
                         experiment_config(self.numbers, self.texts, self.metrics, self.shown)
@@ -97,7 +96,7 @@ class HParamsSummary(Callback):
 
     def _end(self, trainer: pl.Trainer, status: int) -> None:
         end = HParamsPluginData(session_end_info=SessionEndInfo(status=status, end_time_secs=time.time()))
-        for logger in self._writers(trainer):
+        for logger in self._tensorboards(trainer):
             logger.experiment.file_writer.add_summary(_summary(metadata.SESSION_END_INFO_TAG, end))
             logger.experiment.flush()
 
