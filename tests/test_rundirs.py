@@ -95,3 +95,12 @@ def test_a_start_that_fails_leaves_no_folder(cifar_root, tmp_path, module):
     assert result.returncode == 2 and result.stderr.startswith("error: ")
     left = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "outputs").rglob("*"))
     assert left in ([], ["outputs/evaluate"])  # not even an empty DATE/TIME folder
+
+
+def test_a_start_that_fails_in_a_folder_of_the_users_leaves_that_folder(cifar_root, tmp_path):
+    mine = tmp_path / "experiments"  # empty, and the working directory
+    mine.mkdir()
+    result = run_cli("lit_cifar.train", *tiny_cifar_overrides(cifar_root), "optim.lr=-1", "hydra.run.dir=a",
+                     cwd=mine)  # fmt: skip
+    assert result.returncode == 2 and result.stderr.startswith("error: ")
+    assert mine.is_dir() and not list(mine.iterdir())

@@ -131,7 +131,7 @@ def test_four_job_sweep_writes_job_dirs_table_csv_plot_and_hparams(tmp_path, cif
     assert len(table.splitlines()) == 2 + 4 and table in result.stdout
     assert (sweep_dir / "results.png").read_bytes()[:4] == b"\x89PNG"
 
-    assert sorted(p.name for p in (sweep_dir / "tensorboard").iterdir()) == names
+    assert sorted(p.name for p in (sweep_dir / "tensorboard").iterdir() if p.is_dir()) == names
     job = metrics(sweep_dir / "data.batch_size=16,optim.lr=0.002")["metrics"]
     params, scalars = hparams_and_scalars(sweep_dir / "tensorboard" / "data.batch_size=16,optim.lr=0.002")
     assert params == {

@@ -2,13 +2,15 @@
 
 A DIR is a sweep dir (multirun/DATE/TIME), a run dir (outputs/DATE/TIME) or a glob of them. Every job of a
 sweep's grid gets a row, and so does every job folder the grid no longer holds (an earlier, wider one). A
-row's status is `ok`; `failed` (with the reason); `unreadable` (its metrics.json is corrupt); `running` (a
-live process holds its folder); `interrupted` (no result and no process: after how many epochs it stopped,
-and how to resume it); or `pending` (never started). Finished runs come first, best val/acc_best first.
+row's status is `ok`; `pruned` (a search's trial its pruner stopped, and after which epoch); `failed` (with
+the reason); `unreadable` (its metrics.json is corrupt); `running` (a live process holds its folder);
+`interrupted` (no result and no process: after how many epochs it stopped, and how to resume it); or
+`pending` (never started). Finished runs come first, best val/acc_best first.
 
 `results.md` starts with what each sweep held fixed (model, data, epochs, its other overrides, the commit of
 the code) and the command that re-runs it, then the table; `results.csv` is the table alone; `results.png`
-plots val/acc_best against each compared key, and every validation curve. For one sweep dir they are written
+plots val/acc_best against each compared key, and every validation curve; a search adds `search_history.png`
+(the best val/acc_best so far against trials and against epochs trained). For one sweep dir they are written
 into it (also at the end of every sweep, by `lit_cifar.sweep.SweepReport`). For several dirs, or run dirs,
 the table gets a `dir` column and a column for each override whose value differs between runs, and the files
 are written only into `--out`. Runs whose overrides differ only in `seed` are one setting: a second table
@@ -32,6 +34,7 @@ from omegaconf import OmegaConf
 from lit_cifar.checkpoints import FREE_TO_CHANGE
 from lit_cifar.errors import UserError, exit_on_user_error
 from lit_cifar.rundir import in_use
+from lit_cifar.search import is_search, plot_history
 from lit_cifar.sweep import (
     as_typed,
     expected_jobs,
@@ -47,7 +50,7 @@ if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn
     from matplotlib.figure import Figure
 
 Curve = list[tuple[int, float]]
-STATUSES = ("ok", "running", "interrupted", "failed", "unreadable", "pending")  # in the table's order
+STATUSES = ("ok", "pruned", "running", "interrupted", "failed", "unreadable", "pending")  # in the table's order
 RESULTS = ["best_epoch", "val/acc_best", "test/acc", "wall_time_s", "status", "reason"]
 RESUME_JOB = "re-run its sweep's command to resume it"
 
@@ -468,7 +471,11 @@ def report(paths: list[Path], out: Path | None) -> list[dict]:
         labels = {folder: Path(folder).name if one_sweep else folder for folder in curves}
         title = sweep_title(paths[0], keys) if one_sweep else f"{len(rows)} runs"
         plot(keys, rows, {labels[f]: curve for f, curve in curves.items()}, out / "results.png", title)
-        print(f"\nwritten into {out}: results.md, results.csv, results.png")
+        written = ["results.md", "results.csv", "results.png"]
+        if one_sweep and is_search(OmegaConf.load(paths[0] / "multirun.yaml").hydra):
+            plot_history(rows, curves, out / "search_history.png", title)
+            written.append("search_history.png")
+        print(f"\nwritten into {out}: {', '.join(written)}")
     return rows
 
 

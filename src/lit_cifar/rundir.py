@@ -18,10 +18,17 @@ from omegaconf import OmegaConf
 
 from lit_cifar.errors import UserError
 
+CLAIMED_PARENTS: set[Path] = set()  # folders (outputs/DATE) this process created for its claims
+
 
 def claim_new_dir(path: str) -> str:
     """Create `path`, or `path-2`, `path-3`, … when it exists, and return the name created."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True)
+        CLAIMED_PARENTS.add(parent.resolve())
+    except FileExistsError:
+        pass
     candidate, n = path, 1
     while True:
         try:
@@ -91,12 +98,14 @@ def is_empty(path: Path) -> bool:
 @contextmanager
 def removed_on_error(path: Path, new: bool, unless: str | None = None) -> Iterator[None]:
     """Remove the folder `path`, which this start created (`new`), when an error ends the block before
-    anything worth keeping (`unless`, a name inside it) was written; its date folder too once empty."""
+    anything worth keeping (`unless`, a name inside it) was written; its date folder too, once empty, when
+    this start created it."""
     try:
         yield
     except Exception:
         if new and not (unless and (path / unless).exists()):
             shutil.rmtree(path, ignore_errors=True)
-            with suppress(OSError):
-                path.parent.rmdir()
+            if path.parent.resolve() in CLAIMED_PARENTS:  # never a folder of the user's (hydra.run.dir=…)
+                with suppress(OSError):
+                    path.parent.rmdir()
         raise

@@ -55,7 +55,10 @@ def swept_keys(sweep_dir: Path) -> list[str]:
         raise UserError(f"{sweep_dir} is not a sweep dir (no multirun.yaml); pass a multirun/DATE/TIME folder")
     hydra_cfg = OmegaConf.load(path).hydra
     parsed = OverridesParser.create().parse_overrides(grid_of(hydra_cfg) + as_typed(hydra_cfg.overrides.task))
-    last = {o.key_or_group: o for o in parsed}  # a value on the command line replaces the config's
+    last: dict = {}  # each key's last value (the command line's replaces the config's), in the order they come
+    for override in parsed:
+        last.pop(override.key_or_group, None)
+        last[override.key_or_group] = override
     return [key for key, override in last.items() if override.is_sweep_override()]
 
 
@@ -164,7 +167,8 @@ def failure_recorded(run_dir: Path) -> Iterator[None]:
         raise SystemExit(2) from None
     except RunPruned as pruned:
         record = {"status": "pruned", "reason": str(pruned), "pruned_at_epoch": pruned.epoch}
-        (run_dir / "metrics.json").write_text(json.dumps({**record, "metrics": {"val/acc_best": pruned.best}}, indent=2))
+        record["metrics"] = {"val/acc_best": pruned.best}
+        (run_dir / "metrics.json").write_text(json.dumps(record, indent=2))
     except Exception as err:
         reason = user_message(err) or f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
         log.exception("job failed: %s", reason)

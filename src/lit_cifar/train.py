@@ -3,12 +3,15 @@
 Lightning (and all that needs it) is imported in `fit_and_test`, once a start passed its checks: `--help`, a
 config error or a refused start answer in about the time it takes to import torch."""
 
+import dataclasses
 import json
 import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
@@ -59,6 +62,21 @@ def resume_command(run_dir: Path) -> str:
     return run_command([*as_typed(hydra_cfg.overrides.hydra), *as_typed(hydra_cfg.overrides.task)], run_dir)
 
 
+# Lightning's ddp starts the other ranks as this same command, in rank 0's run dir, while rank 0 holds that
+# folder and has written its record there: they learn from rank 0 how the run starts, and only train.
+RANK_0_START = "LIT_CIFAR_RANK_0_START"
+
+
+@contextmanager
+def ranks_told(start: Start) -> Iterator[None]:
+    """Tell the ranks that Lightning launches in this block how rank 0 starts (they inherit the environment)."""
+    os.environ[RANK_0_START] = json.dumps(dataclasses.asdict(start))
+    try:
+        yield
+    finally:
+        del os.environ[RANK_0_START]
+
+
 def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, float]:
     import lightning.pytorch as pl
     from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -80,13 +98,15 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + trial_callbacks()
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]  # logger=[]: none
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
-    save_run_record(run_dir, cfg)
-    if (run_dir / "metrics.json").exists():  # an extended or retried run: that outcome no longer describes it
-        os.replace(run_dir / "metrics.json", run_dir / "metrics.superseded.json")
+    if trainer.is_global_zero:  # the other ranks of a ddp run share its run dir
+        save_run_record(run_dir, cfg)
+        if (run_dir / "metrics.json").exists():  # an extended or retried run: that outcome no longer describes it
+            os.replace(run_dir / "metrics.json", run_dir / "metrics.superseded.json")
 
     begin = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=start.ckpt_path)
+        with ranks_told(start):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=start.ckpt_path)
         metrics = dict(trainer.callback_metrics)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
@@ -104,7 +124,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
         "wall_time_s": time.perf_counter() - begin,
         **run_record(trainer, cfg.seed),
     }
-    write_atomically(run_dir / "metrics.json", json.dumps(record, indent=2))
+    if trainer.is_global_zero:
+        write_atomically(run_dir / "metrics.json", json.dumps(record, indent=2))
     log.info(
         "val/acc_best=%.4f test/acc=%.4f, run dir %s",
         metrics.get("val/acc_best", float("nan")),
@@ -141,6 +162,9 @@ def train(cfg: DictConfig, run_dir: Path, new: bool) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if RANK_0_START in os.environ:  # another rank of a ddp run, started by Lightning (see ranks_told)
+        with exit_on_user_error():
+            return fit_and_test(cfg, run_dir, Start(**json.loads(os.environ[RANK_0_START]))).get(cfg.optimized_metric)
     new = is_empty(run_dir)
     # In a sweep a failed job is recorded and the others run on; the sweep exits 1 at the end (SweepReport).
     # A stopped run (RunStopped: SIGTERM, Ctrl-C) stops the whole sweep, with the command that goes on.

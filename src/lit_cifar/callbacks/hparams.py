@@ -64,6 +64,9 @@ class HParamsSummary(Callback):
         self._fit_started = 0.0
 
     def _tensorboards(self, trainer: pl.Trainer) -> list[TensorBoardLogger]:
+        """The TensorBoard loggers that write: rank 0's (the other ranks of a ddp run hold stand-ins)."""
+        if not trainer.is_global_zero:
+            return []
         return [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
