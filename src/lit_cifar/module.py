@@ -83,10 +83,11 @@ class LitClassifier(pl.LightningModule):
         self.val_loss.update(loss)
         self.val_acc.update(logits, labels)
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, logits, labels = self._step(batch)
         self.test_loss.update(loss)
         self.test_acc.update(logits, labels)
+        return logits  # for the callbacks that draw the test (callbacks.images)
 
     def _log_epoch(self, stage: str, loss: MeanMetric, acc: MulticlassAccuracy) -> Tensor:
         values = {f"{stage}/loss": loss.compute(), f"{stage}/acc": acc.compute()}
