@@ -148,6 +148,9 @@ def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
     assert [r["name"] for r in result["recipes"]] == ["default", "fast"]
     assert all(r["seconds_to_target"] is not None for r in result["recipes"])
     assert [c["command"] for c in result["cli"]] == list(CLI_COMMANDS)
+    checks = result["checks"]
+    assert checks["start_checks_ms"] > 0 and checks["one_epoch_s"] > 0 and checks["load_ms"] > checks["data_checks_ms"]
+    assert "## 5. Checking the input" in proc.stdout
     assert all(c["median_s"] > 0 for c in result["cli"])
     assert len(list(out.glob("bench_*.md"))) == 1
 

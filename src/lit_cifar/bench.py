@@ -9,10 +9,14 @@ as markdown + JSON to `<out>/bench_<timestamp>.{md,json}`:
    experiment=fast94 on the real CIFAR-10 slice;
 4. start-up of the command line (`--help`, a config error, `predict` without a checkpoint) against importing
    torch and torchvision alone, alternated in one run.
+5. what checking the user's input costs: the start's checks (lit_cifar.validate and the net's input-size probe)
+   against a one-epoch run on the slice, and the data checks of a full-size CIFAR-10 load (60,000 synthetic
+   images in the official layout) against that load.
 Sizes are options so that it runs in a few minutes on a CPU; the same command runs on a GPU."""
 
 import argparse
 import json
+import pickle
 import statistics
 import subprocess
 import sys
@@ -22,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
@@ -45,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
     p.add_argument("--precision", default=None, help="default: bf16-mixed on a GPU, 32-true on the CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the nets (figures 2 and 3)")
-    p.add_argument("--sections", default="1,2,3,4", help="which figures to measure, e.g. 2,3")
+    p.add_argument("--sections", default="1,2,3,4,5", help="which figures to measure, e.g. 2,3")
     p.add_argument("--out", default="bench", help="folder for the markdown and JSON results")
     g = p.add_argument_group("1: input pipeline")
     g.add_argument("--pipeline-batch-size", type=int, default=256)
@@ -76,8 +81,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.sections = {int(s) for s in args.sections.split(",")}
     args.workers = [int(w) for w in args.workers.split(",")]
-    if not args.sections <= {1, 2, 3, 4}:
-        raise UserError(f"--sections={sorted(args.sections)} may only name 1 to 4, e.g. --sections 1,3")
+    if not args.sections <= {1, 2, 3, 4, 5}:
+        raise UserError(f"--sections={sorted(args.sections)} may only name 1 to 5, e.g. --sections 1,3")
     return args
 
 
@@ -314,6 +319,60 @@ def cli_startup(args: argparse.Namespace) -> list[dict]:
     ]
 
 
+def input_checks(args: argparse.Namespace) -> dict:
+    """Figure 5: the start's checks (median of 20) against a one-epoch run of the default recipe through the
+    command line; the data checks of a full-size CIFAR-10 load (batch_contents against a bare reshape, summed
+    over the files) against the whole load (median of 3)."""
+    from lit_cifar.data import cifar10
+    from lit_cifar.validate import check_input_size, check_start
+
+    cfg = config(args, "trainer.max_epochs=1")
+    net = instantiate(cfg.module).net
+    checks = []
+    for _ in range(20):
+        begin = time.perf_counter()
+        check_start(cfg, added=[])
+        check_input_size(net, cfg.data.in_channels, cfg.data.image_size, cfg.data.num_classes)
+        checks.append(time.perf_counter() - begin)
+    data = [f"data.root={args.data_root}", f"data.verify_checksums={args.verify_checksums}", "data.download=false"]
+    command = ["lit_cifar.train", *data, f"data.val_size={args.val_size}", "trainer.max_epochs=1"]
+    begin = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", *command, f"hydra.run.dir={args.tmp}/one_epoch"], check=True, capture_output=True
+    )
+    one_epoch = time.perf_counter() - begin
+
+    folder = Path(args.tmp) / "full" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    files = [[f"data_batch_{i}", ""] for i in range(1, 6)] + [["test_batch", ""]]
+    rng = np.random.default_rng(0)
+    for name, _ in files:
+        batch = {
+            "data": rng.integers(0, 256, (10000, 3072), dtype=np.uint8),
+            "labels": rng.integers(0, 10, 10000).tolist(),
+        }
+        (folder / name).write_bytes(pickle.dumps(batch))
+    loads = []
+    for _ in range(3):
+        begin = time.perf_counter()
+        cifar10.read_batches(folder, files, False, 10)
+        loads.append(time.perf_counter() - begin)
+    checked = bare = 0.0
+    for name, _ in files:
+        entry = cifar10.unpickle(folder / name)
+        begin = time.perf_counter()
+        cifar10.batch_contents(entry, 10)
+        middle = time.perf_counter()
+        np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(entry["labels"])
+        checked, bare = checked + middle - begin, bare + time.perf_counter() - middle
+    return {
+        "start_checks_ms": 1000 * statistics.median(checks),
+        "one_epoch_s": one_epoch,
+        "data_checks_ms": 1000 * max(0.0, checked - bare),
+        "load_ms": 1000 * statistics.median(loads),
+    }
+
+
 def markdown(result: dict) -> str:
     lines = [
         f"# lit_cifar bench {result['timestamp']}",
@@ -372,6 +431,19 @@ def markdown(result: dict) -> str:
         ]
         lines += [f"| `{c['command']}` | {c['median_s']:.2f} | {c['ratio']:.2f} |" for c in result["cli"]]
         lines.append("")
+    if "checks" in result:
+        c = result["checks"]
+        lines += [
+            "## 5. Checking the input",
+            "",
+            "| check | ms | against | s | share |",
+            "|---|---|---|---|---|",
+            f"| start (config values, net input size) | {c['start_checks_ms']:.1f} | a one-epoch run on the slice | "
+            f"{c['one_epoch_s']:.1f} | {c['start_checks_ms'] / 10 / c['one_epoch_s']:.3f}% |",
+            f"| data (dtype, shape, labels) | {c['data_checks_ms']:.1f} | loading full-size CIFAR-10 | "
+            f"{c['load_ms'] / 1000:.2f} | {100 * c['data_checks_ms'] / c['load_ms']:.1f}% |",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -409,6 +481,9 @@ def main(argv: list[str] | None = None) -> None:
             if 4 in args.sections:
                 print("4. command-line start-up", flush=True)
                 result["cli"] = cli_startup(args)
+            if 5 in args.sections:
+                print("5. checking the input", flush=True)
+                result["checks"] = input_checks(args)
         text = markdown(result)
         for suffix, content in ((".md", text), (".json", json.dumps(result, indent=2))):
             path = out / f"bench_{stamp}{suffix}"
