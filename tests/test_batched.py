@@ -143,6 +143,8 @@ def test_batched_draws_depend_on_the_seed_and_step_only(batched_module):
     torch.manual_seed(3)
     assert torch.equal(batched_module.augment(images, step=5), first)
     assert not torch.equal(batched_module.augment(images, step=6), first)
+    torch.manual_seed(4)  # another seed, the same step: other draws (a CPU generator keeps only 32 bits of its seed)
+    assert not torch.equal(batched_module.augment(images, step=5), first)
 
 
 def test_unknown_pipeline_is_a_user_error():

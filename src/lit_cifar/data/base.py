@@ -47,6 +47,15 @@ def augmentation(image_size: int, rotation: float, translate: int, hflip: bool) 
     return T.Compose(steps) if steps else None
 
 
+def mixed(value: int) -> int:
+    """A 64-bit value whose every bit depends on every bit of `value` (splitmix64's finalizer): a CPU generator
+    keeps only the low 32 bits of its seed, which of `seed << 32 | step` would be the step alone."""
+    mask = (1 << 64) - 1
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & mask
+    return value ^ (value >> 31)
+
+
 def seeded_split(n: int, val_size: int | float, seed: int) -> tuple[Tensor, Tensor]:
     """Indices of a train/val split that depends only on `seed`, not on the global RNG; `val_size` is a
     number of images or a fraction of the `n` images."""
@@ -189,7 +198,7 @@ class ImageDataModule(pl.LightningDataModule):
         one would, with no generator state to save."""
         if self._augment_rng is None or self._augment_rng.device != images.device:
             self._augment_rng = torch.Generator(images.device)
-        self._augment_rng.manual_seed((torch.initial_seed() & 0xFFFFFFFF) << 32 | step)
+        self._augment_rng.manual_seed(mixed((torch.initial_seed() & 0xFFFFFFFF) << 32 | step))
         return augment_batch(images, self.rotation, self.translate, self.hflip, self._augment_rng)
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):
