@@ -85,3 +85,12 @@ def test_the_resolved_config_prints_without_a_run(tmp_path):
     assert config["module"]["optimizer"]["lr"] == 0.02 and config["trainer"]["max_epochs"] == 20
     assert config["trainer"]["default_root_dir"] == "<run dir>"  # no folder is claimed for a printout
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.slow
+def test_a_true_half_precision_trains_on_the_cpu(tmp_path, cifar_root):
+    """trainer.precision=bf16-true: the weights are bf16, and so must the normalized images be."""
+    result = run_cli("lit_cifar.train", *tiny_cifar_overrides(cifar_root), "model=week11_cnn", "trainer.max_epochs=1",
+                     "trainer.precision=bf16-true", f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "ok"

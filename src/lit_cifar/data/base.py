@@ -205,7 +205,10 @@ class ImageDataModule(pl.LightningDataModule):
         images, labels = batch
         if self.pipeline == "batched" and self.trainer is not None and self.trainer.training:
             images = self.augment(images, self.trainer.global_step)
-        return self.normalize(images), labels
+        images = self.normalize(images)
+        if self.trainer is not None:  # trainer.precision=…-true: Lightning cast the batch while it was still uint8
+            images = self.trainer.precision_plugin.convert_input(images)
+        return images, labels
 
     def state_dict(self) -> dict:
         return {"class_names": self.class_names, "mean": self.mean, "std": self.std}
