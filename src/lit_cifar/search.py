@@ -178,7 +178,7 @@ def plot_history(rows: list[dict], curves: dict[str, list], path: Path, title: s
     for axes in (by_trial, by_epochs):
         axes.xaxis.get_major_locator().set_params(integer=True)
         axes.grid(alpha=0.3)
-    by_trial.legend(loc="lower right", fontsize="small")
+    by_trial.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize="small")  # off the data
     fig.suptitle(title, fontsize="medium")
     fig.savefig(path, dpi=110)
     plt.close(fig)
