@@ -2,6 +2,7 @@ import hashlib
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -72,11 +73,13 @@ def tiny_cifar_overrides(root: Path) -> list[str]:
 
 
 def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run `python -m <module> args` the way a user does, capturing output."""
+    """Run `python -m <module> args` the way a user does at a terminal, capturing output. Ctrl-C's SIGINT is
+    restored for it: started from a background job (`make test &`), it would inherit SIGINT ignored."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout
-    )
+        [sys.executable, "-m", module, *args], cwd=cwd or REPO, env=env, capture_output=True, text=True,
+        timeout=timeout, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
 
 
 def job_results(sweep_dir: Path, swept: int) -> dict[str, dict | None]:

@@ -97,11 +97,11 @@ def test_last_checkpoint_is_written_in_epochs_that_did_not_improve(cifar_root, t
 @pytest.mark.slow
 def test_a_resume_that_would_change_training_is_refused_and_the_run_left_as_it_was(cifar_root, tmp_path):
     run_dir = tmp_path / "run"
-    assert run_cli("lit_cifar.train", *train_args(cifar_root, run_dir, "trainer.max_epochs=1")).returncode == 0
+    assert run_cli("lit_cifar.train", *train_args(cifar_root, run_dir, "trainer.max_epochs=2")).returncode == 0
     before = file_hashes(run_dir)
 
     def start(*extra: str):
-        return run_cli("lit_cifar.train", *train_args(cifar_root, run_dir, "trainer.max_epochs=1", *extra))
+        return run_cli("lit_cifar.train", *train_args(cifar_root, run_dir, "trainer.max_epochs=2", *extra))
 
     refused = start()
     assert refused.returncode == 2 and "already holds a run; add ckpt_path=last" in refused.stderr
@@ -114,8 +114,8 @@ def test_a_resume_that_would_change_training_is_refused_and_the_run_left_as_it_w
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     for change in ("optim._target_: torch.optim.Adam -> torch.optim.SGD", "module.scheduler_interval: epoch -> step"):
         assert change in refused.stderr
-    refused = start("ckpt_path=last", "trainer.max_epochs=0")
-    assert refused.returncode == 2 and "trainer.max_epochs: 1 -> 0 (it may only be raised)" in refused.stderr
+    refused = start("ckpt_path=last", "trainer.max_epochs=1")
+    assert refused.returncode == 2 and "trainer.max_epochs: 2 -> 1 (it may only be raised)" in refused.stderr
     # What does not change the numbers may change.
     finished = start("ckpt_path=last", "data.num_workers=1", "callbacks.progress_bar=null")
     assert finished.returncode == 0 and f"{run_dir}: ok already, left as it is" in finished.stderr
@@ -123,11 +123,11 @@ def test_a_resume_that_would_change_training_is_refused_and_the_run_left_as_it_w
 
     moved = tmp_path / "moved"  # a run dir moved elsewhere is still the same run
     shutil.copytree(run_dir, moved)
-    again = run_cli("lit_cifar.train", *train_args(cifar_root, moved, "trainer.max_epochs=1", "ckpt_path=last"))
+    again = run_cli("lit_cifar.train", *train_args(cifar_root, moved, "trainer.max_epochs=2", "ckpt_path=last"))
     assert again.returncode == 0 and f"{moved}: ok already, left as it is" in again.stderr
 
     (moved / ".hydra" / "resolved.yaml").write_text("")  # a record cut short
-    again = run_cli("lit_cifar.train", *train_args(cifar_root, moved, "trainer.max_epochs=1", "ckpt_path=last"))
+    again = run_cli("lit_cifar.train", *train_args(cifar_root, moved, "trainer.max_epochs=2", "ckpt_path=last"))
     assert again.returncode == 2
     record = moved / ".hydra" / "resolved.yaml"
     assert again.stderr == f"error: {record} is not a readable run record; restore it, or start a new run\n"

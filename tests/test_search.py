@@ -190,7 +190,42 @@ def test_a_failed_trial_is_marked_failed_and_the_search_goes_on(tmp_path, cifar_
     sweep_dir = tmp_path / "sweep"
     result = search(sweep_dir, cifar_root, "hydra/sweeper/sampler=grid", "optim.lr=choice(1e12,3e-3)",
                     "trainer.max_epochs=2")  # fmt: skip
-    assert result.returncode == 1, result.stderr[-3000:]  # the sweep says that not every trial finished
+    assert result.returncode == 0, result.stderr[-3000:]  # a failed trial is one of a search's results
     assert [t.state for t in trials(sweep_dir)] == [TrialState.FAIL, TrialState.COMPLETE]
     assert json.loads((sweep_dir / "trial-000" / "metrics.json").read_text())["status"] == "failed"
     assert "best: trial-001" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_rerun_search_goes_on_with_new_trials_and_refuses_another_experiment(tmp_path, cifar_root):
+    sweep_dir = tmp_path / "sweep"
+    space = [LR, "model.dropout=choice(0.1,0.3)", "hydra/sweeper/pruner=none", "trainer.max_epochs=1"]
+    assert search(sweep_dir, cifar_root, *space, "hydra.sweeper.n_trials=2").returncode == 0
+    record = file_hashes(sweep_dir)
+
+    for change, message in [
+        (["model.dropout=choice(0.5,0.6)"], "model.dropout drew from choice(0.1,0.3) in this search"),
+        (["trainer.max_epochs=2"], "trainer.max_epochs: 1 -> 2 (a search's trials train alike)"),
+    ]:
+        refused = search(sweep_dir, cifar_root, *space, *change, "hydra.sweeper.n_trials=4")
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+        assert message in refused.stderr.splitlines()[-1]
+        assert file_hashes(sweep_dir) == record and len(trials(sweep_dir)) == 2
+
+    more = search(sweep_dir, cifar_root, *space, "hydra.sweeper.n_trials=4")
+    assert more.returncode == 0, more.stderr[-3000:]
+    first, second = trials(sweep_dir)[:2], trials(sweep_dir)[2:]
+    assert len(second) == 2 and not {t.params["optim.lr"] for t in first} & {t.params["optim.lr"] for t in second}
+
+
+@pytest.mark.slow
+def test_a_trial_whose_values_do_not_compose_fails_and_the_search_goes_on(tmp_path, cifar_root):
+    """model.width exists in resnet_lite's config only: the week11_cnn trial cannot be composed."""
+    sweep_dir = tmp_path / "sweep"
+    result = search(sweep_dir, cifar_root, "hydra/sweeper/sampler=grid", "model=choice(resnet_lite,week11_cnn)",
+                    "model.width=choice(8)", "trainer.max_epochs=1")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [t.state for t in trials(sweep_dir)] == [TrialState.COMPLETE, TrialState.FAIL]
+    reason = json.loads((sweep_dir / "trial-001" / "metrics.json").read_text())["reason"]
+    assert reason.startswith("its values do not fit the config: Could not override 'model.width'")
+    assert "| trial-001 |" in (sweep_dir / "results.md").read_text()

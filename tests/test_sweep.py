@@ -165,7 +165,7 @@ def test_a_failing_job_is_recorded_the_others_finish_and_the_sweep_exits_1(tmp_p
     assert "error: 1 of 3 jobs did not finish (optim.lr=-1); see the status column" in result.stderr
     assert metrics(sweep_dir / "optim.lr=-1") == {
         "status": "failed",
-        "reason": "optim.lr=-1 must be positive, e.g. optim.lr=1e-3",
+        "reason": "optim.lr=-1 must be a positive number, e.g. optim.lr=1e-3",
     }
     assert [metrics(sweep_dir / f"optim.lr={lr}")["status"] for lr in ("0.001", "0.002")] == ["ok", "ok"]
     keys, rows, _ = report.collect(sweep_dir)

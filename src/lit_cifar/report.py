@@ -196,17 +196,26 @@ def sweep_title(sweep_dir: Path, keys: list[str]) -> str:
     return f"{what('model')} on {what('data')}, {epochs} epochs ({sweep_dir})"
 
 
+RERUN_GRID = (
+    "skips finished jobs, resumes interrupted ones and runs pending ones (and failed ones with `rerun_failed=true`)"
+)
+RERUN_SEARCH = (
+    "goes on with the study: finished, pruned and failed trials count, interrupted ones resume; "
+    "a larger hydra.sweeper.n_trials adds trials"
+)
+
+
 def describe_sweep(sweep_dir: Path, keys: list[str], rows: list[dict]) -> tuple[str, list[str]]:
     """What a sweep compared and held fixed, the code its jobs ran, how they stand and how to re-run it."""
     fixed = held_fixed(sweep_dir)
+    search = is_search(OmegaConf.load(sweep_dir / "multirun.yaml").hydra)
     counts = Counter(row["status"] for row in rows)  # rows come in the table's order, and so do statuses
     return f"Sweep {sweep_dir}", [
         f"swept: {', '.join(keys) or 'nothing'}",
         f"fixed: {', '.join(f'{key}={value}' for key, value in fixed.items() if key not in keys)}",
         *_code(rows),
         f"jobs: {len(rows)} ({', '.join(f'{n} {status}' for status, n in counts.items())})",
-        f"command: `{sweep_command(sweep_dir)}`; re-running it skips finished jobs, resumes interrupted ones and "
-        "runs pending ones (and failed ones with `rerun_failed=true`)",
+        f"command: `{sweep_command(sweep_dir)}`; re-running it {RERUN_SEARCH if search else RERUN_GRID}",
     ]
 
 

@@ -122,6 +122,27 @@ def open_study(sweep_dir: Path, name: str, direction: str, sampler, pruner):
     )
 
 
+def check_fits_study(storage, name: str, space: dict) -> None:
+    """Refuse a search space whose list of choices for a key differs from the one the study in `storage` drew
+    from: Optuna cannot change a categorical dimension (ranges may change)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:  # no such study yet
+        return
+    for trial in study.get_trials(deepcopy=False):
+        for key, before in trial.distributions.items():
+            now = space.get(key)
+            if isinstance(before, CategoricalDistribution) and now is not None and now != before:
+                choices = ",".join(map(str, before.choices))
+                raise UserError(
+                    f"{key} drew from choice({choices}) in this search; a list of choices cannot change within "
+                    "one study: search with it again, or pick a new hydra.sweep.dir"
+                )
+
+
 def trial_of(sweeper: DictConfig, sweep_dir: Path, number: int):
     """Trial `number` of the search in `sweep_dir`, to report to, judged by the sweeper's pruner."""
     import optuna

@@ -134,6 +134,8 @@ def _run_name() -> str:
     if not in_multirun():
         return ""
     hydra_cfg = HydraConfig.get()
+    if OmegaConf.is_missing(hydra_cfg.job, "num"):  # a config printed with --cfg job --resolve: no job yet
+        return "<job name>"
     return job_name(hydra_cfg, as_typed(hydra_cfg.overrides.task), hydra_cfg.job.num)
 
 
@@ -237,6 +239,8 @@ def refuse_another_sweep(sweep_dir: Path, config: DictConfig) -> None:
     new_epochs = OmegaConf.select(config, "trainer.max_epochs")
     if isinstance(old_epochs, int) and isinstance(new_epochs, int) and new_epochs < old_epochs:
         changes.append(f"trainer.max_epochs: {old_epochs} -> {new_epochs} (it may only be raised)")
+    elif is_search(config.hydra) and old_epochs != new_epochs:  # a study compares its trials at equal epochs
+        changes.append(f"trainer.max_epochs: {old_epochs} -> {new_epochs} (a search's trials train alike)")
     if changes:
         raise UserError(
             f"{sweep_dir} holds a sweep of other settings: {'; '.join(changes)}; re-run it with its own "
@@ -268,7 +272,8 @@ class SweepReport(Callback):
             rows = write_report(Path(config.hydra.sweep.dir))
         finally:
             os.close(self.sweep_dir_lock)
-        unfinished = [row["job"] for row in rows if row["status"] not in ("ok", "pruned")]
+        finished = ("ok", "pruned", "failed") if is_search(config.hydra) else ("ok",)  # a failed trial: a result
+        unfinished = [row["job"] for row in rows if row["status"] not in finished]
         if unfinished:
             print(
                 f"error: {len(unfinished)} of {len(rows)} jobs did not finish ({', '.join(unfinished)}); "

@@ -163,8 +163,11 @@ def train(cfg: DictConfig, run_dir: Path, new: bool) -> dict[str, float]:
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if RANK_0_START in os.environ:  # another rank of a ddp run, started by Lightning (see ranks_told)
-        with exit_on_user_error():
-            return fit_and_test(cfg, run_dir, Start(**json.loads(os.environ[RANK_0_START]))).get(cfg.optimized_metric)
+        start = Start(**json.loads(os.environ[RANK_0_START]))
+        try:  # rank 0 checked the start, and says how to go on after a stop
+            return fit_and_test(cfg, run_dir, start).get(cfg.optimized_metric)
+        except RunStopped as stop:
+            raise SystemExit(stop.code) from None
     new = is_empty(run_dir)
     # In a sweep a failed job is recorded and the others run on; the sweep exits 1 at the end (SweepReport).
     # A stopped run (RunStopped: SIGTERM, Ctrl-C) stops the whole sweep, with the command that goes on.

@@ -62,9 +62,10 @@ def find(cfg: DictConfig, run_dir: Path) -> dict:
     )  # fmt: skip
     suggestion = finder.suggestion() if finder is not None else None
     if suggestion is None or not math.isfinite(suggestion):
+        finite = sum(math.isfinite(loss) for loss in finder.results["loss"]) if finder is not None else 0
         raise UserError(
-            f"the lr finder got too few finite losses to suggest an lr (see {run_dir}/lr_find.png); "
-            "lower tune.max_lr, or give it more tune.steps"
+            f"the lr finder got {finite} finite losses between tune.min_lr={cfg.tune.min_lr} and "
+            f"tune.max_lr={cfg.tune.max_lr}, too few to suggest an lr; lower both, or give it more tune.steps"
         )
     found["optim.lr"] = float(f"{suggestion:.2g}")
     figure = finder.plot(suggest=True)

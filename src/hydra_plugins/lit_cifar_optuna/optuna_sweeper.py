@@ -35,32 +35,36 @@ class OptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         from lit_cifar.errors import exit_on_user_error
+        from lit_cifar.rundir import is_empty, removed_on_error
 
-        with exit_on_user_error():
-            self._search(arguments)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        with exit_on_user_error(), removed_on_error(sweep_dir, new=is_empty(sweep_dir)):
+            self._search(arguments, sweep_dir)
 
-    def _search(self, arguments: list[str]) -> None:
+    def _search(self, arguments: list[str], sweep_dir: Path) -> None:
         import optuna
         from hydra.utils import instantiate
         from optuna.trial import TrialState
 
-        from lit_cifar.search import as_override, open_study, search_space
+        from lit_cifar.search import as_override, check_fits_study, journal, open_study, search_space
         from lit_cifar.sweep import parallel_jobs
 
         space, fixed = search_space(self.params, arguments)
         self._check(space, fixed)
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         n_trials, grid = self.n_trials, self.sampler._target_ == "optuna.samplers.GridSampler"
-        # Optuna's GridSampler stops the study from inside `tell`, which only works in `study.optimize`: a grid is
-        # enqueued instead, in order, each combination once (a wider grid on a re-run adds the new ones).
-        sampler = optuna.samplers.RandomSampler() if grid else instantiate(self.sampler)
-        study = open_study(sweep_dir, self.study_name, self.direction, sampler, instantiate(self.pruner))
+        if grid:  # Optuna's GridSampler stops the study from inside `tell`, which works only in `study.optimize`
+            combinations = grid_points(space)  # so a grid is enqueued instead: in order, each combination once
+            n_trials = min(n_trials, len(combinations))
+        check_fits_study(journal(sweep_dir), self.study_name, space)  # all checked: from here on, files change
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        study = open_study(sweep_dir, self.study_name, self.direction, None, instantiate(self.pruner))
+        # Seeded by the run's seed and the trials done: a re-run proposes new trials, not the first ones again.
+        seed = self.sampler.get("seed")
+        reseeded = {"seed": seed + len(study.get_trials(deepcopy=False))} if seed is not None else {}
+        study.sampler = optuna.samplers.RandomSampler(**reseeded) if grid else instantiate(self.sampler, **reseeded)
         if grid:
-            combinations = grid_points(space)
             for params in combinations:
                 study.enqueue_trial(params, skip_if_exists=True)
-            n_trials = min(n_trials, len(combinations))
         launcher = self.config.hydra.launcher
         at_once = self.n_jobs or (
             parallel_jobs(launcher.n_jobs) if "n_jobs" in launcher else launcher.get("array_parallelism", 1)
@@ -118,11 +122,11 @@ class OptunaSweeper(Sweeper):
 
         from lit_cifar.search import as_override, trial_name
 
-        numbers = [t.number for t in trials]
-        for start, stop in consecutive_runs(numbers):  # a launch numbers its jobs from initial_job_idx up
-            batch = [overrides(t) for t in trials if start <= t.number < stop]
-            self.launcher.launch(batch, initial_job_idx=start)
         sweep_dir = Path(self.config.hydra.sweep.dir)
+        runnable = [t for t in trials if self._composes(t, overrides(t), sweep_dir / trial_name(t.number))]
+        for start, stop in consecutive_runs([t.number for t in runnable]):  # a launch numbers its jobs from here
+            batch = [overrides(t) for t in runnable if start <= t.number < stop]
+            self.launcher.launch(batch, initial_job_idx=start)
         for trial in trials:
             record = _record(sweep_dir / trial_name(trial.number))
             status, value = record.get("status"), (record.get("metrics") or {}).get(self.config.optimized_metric)
@@ -137,6 +141,20 @@ class OptunaSweeper(Sweeper):
                 outcome = f"failed: {record.get('reason') or f'{self.config.optimized_metric} is {value}'}"
             values = " ".join(as_override(key, value) for key, value in trial.params.items())
             log.info("%s: %s (%s)", trial_name(trial.number), outcome, values)
+
+    def _composes(self, trial, lines: list[str], job_dir: Path) -> bool:
+        """Whether Hydra composes the trial's config (a key of one model only, with another model drawn, does
+        not); if not, the trial is recorded failed in its folder, without a job, and the search goes on."""
+        from hydra.errors import ConfigCompositionException
+
+        try:
+            self.hydra_context.config_loader.load_sweep_config(self.config, lines)
+            return True
+        except ConfigCompositionException as err:
+            job_dir.mkdir(exist_ok=True)
+            reason = f"its values do not fit the config: {str(err).splitlines()[0]}"
+            (job_dir / "metrics.json").write_text(json.dumps({"status": "failed", "reason": reason}, indent=2))
+            return False
 
     def _summary(self, study, sweep_dir: Path) -> None:
         from optuna.trial import TrialState
@@ -168,7 +186,7 @@ def grid_points(space: dict) -> list[dict]:
     values = {}
     for key, d in space.items():
         if isinstance(d, CategoricalDistribution):
-            values[key] = list(d.choices)
+            values[key] = list(dict.fromkeys(d.choices))  # choice(0.1, 0.1): one value
         elif isinstance(d, IntDistribution) and not d.log:
             values[key] = list(range(d.low, d.high + 1, d.step))
         else:
