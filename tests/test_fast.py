@@ -158,3 +158,10 @@ def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
 def test_bench_rejects_a_missing_data_root(tmp_path):
     proc = run_cli("lit_cifar.bench", "--data-root", str(tmp_path / "nowhere"))
     assert proc.returncode == 2 and "error: --data-root" in proc.stderr
+
+
+@pytest.mark.parametrize(("option", "value"), [("--workers", "x"), ("--sections", "2,a"), ("--sections", "9")])
+def test_bench_rejects_bad_options_in_one_line(option, value):
+    proc = run_cli("lit_cifar.bench", option, value)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: {option}=")
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -79,11 +79,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g = p.add_argument_group("4: command-line start-up")
     g.add_argument("--cli-repeats", type=int, default=5, help="alternating runs of each command (median taken)")
     args = p.parse_args(argv)
-    args.sections = {int(s) for s in args.sections.split(",")}
-    args.workers = [int(w) for w in args.workers.split(",")]
+    args.sections = set(whole_numbers("--sections", args.sections))
+    args.workers = whole_numbers("--workers", args.workers)
     if not args.sections <= {1, 2, 3, 4, 5}:
         raise UserError(f"--sections={sorted(args.sections)} may only name 1 to 5, e.g. --sections 1,3")
     return args
+
+
+def whole_numbers(option: str, text: str) -> list[int]:
+    try:
+        return [int(value) for value in text.split(",")]
+    except ValueError:
+        raise UserError(f"{option}={text} must list whole numbers, e.g. {option} 0,2") from None
 
 
 def device_of(args: argparse.Namespace) -> torch.device:
