@@ -4,6 +4,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import write_cifar
+from lightning.pytorch.plugins.precision import Precision
 
 from lit_cifar.data.base import augmentation
 from lit_cifar.data.batched import augment_batch, tta_views
@@ -124,10 +125,11 @@ def test_batched_loader_yields_whole_uint8_batches_in_a_seeded_order(batched_mod
 def test_batched_augmentation_runs_in_training_only_and_is_normalized(batched_module):
     dm = batched_module
     images = dm.train_set.images[:64]
-    dm.trainer = SimpleNamespace(training=False)
+    full = Precision()  # 32-true: the images stay float32
+    dm.trainer = SimpleNamespace(training=False, precision_plugin=full)
     evaluated, _ = dm.on_after_batch_transfer((images, torch.zeros(64)), 0)
     assert torch.equal(evaluated, dm.normalize(images))
-    dm.trainer = SimpleNamespace(training=True, global_step=0)
+    dm.trainer = SimpleNamespace(training=True, global_step=0, precision_plugin=full)
     trained, _ = dm.on_after_batch_transfer((images, torch.zeros(64)), 0)
     assert trained.dtype == torch.float32 and not torch.allclose(trained, evaluated)
     black = -torch.tensor(dm.mean) / torch.tensor(dm.std)  # zero fill, normalized like a black pixel
