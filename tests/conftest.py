@@ -17,6 +17,23 @@ from torchvision.datasets import CIFAR10
 REPO = Path(__file__).resolve().parents[1]
 CIFAR_SLICE = REPO.parent / "shared" / "data" / "cifar10-slice"
 MODELS = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml"))
+# What conf/callbacks/default.yaml's HParamsSummary gives every logger for week11_cnn on the tiny fixture
+# (tiny_cifar_overrides, lr 0.002, 3 epochs; cosine has no gamma or step size: n/a).
+WEEK11_HPARAMS = {
+    "lr": 0.002,
+    "batch_size": 16,
+    "weight_decay": 0.0,
+    "label_smoothing": 0.0,
+    "max_epochs": 3,
+    "seed": 42,
+    "model": "week11_cnn",
+    "dataset": "cifar10",
+    "optimizer": "adam",
+    "scheduler": "cosine",
+    "dropout": "0.0",
+    "gamma": "n/a",
+    "step_size": "n/a",
+}
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 

@@ -10,26 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, run_cli, tiny_cifar_overrides
+from conftest import REPO, WEEK11_HPARAMS, run_cli, tiny_cifar_overrides
 from mlflow import MlflowClient
 
 ALL_LOGGERS = "logger=[tensorboard,csv,mlflow,wandb]"
-# What conf/callbacks/default.yaml's HParamsSummary gives every logger (cosine has no gamma or step size: n/a).
-HPARAMS = {
-    "lr": 0.002,
-    "batch_size": 16,
-    "weight_decay": 0.0,
-    "label_smoothing": 0.0,
-    "max_epochs": 3,
-    "seed": 42,
-    "model": "week11_cnn",
-    "dataset": "cifar10",
-    "optimizer": "adam",
-    "scheduler": "cosine",
-    "dropout": "0.0",
-    "gamma": "n/a",
-    "step_size": "n/a",
-}
 
 
 @pytest.fixture(autouse=True)
@@ -74,11 +58,11 @@ def test_every_logger_gets_the_epochs_hyperparameters_and_final_metrics(cifar_ro
     rows = csv_rows(run_dir / "csv")
     assert [row["epoch"] for row in rows if row["val/acc"]] == ["0", "1", "2"]
     assert [float(row["test/acc"]) for row in rows if row["test/acc"]] == [pytest.approx(final["test/acc"])]
-    assert yaml.safe_load((run_dir / "csv" / "hparams.yaml").read_text()) == HPARAMS
+    assert yaml.safe_load((run_dir / "csv" / "hparams.yaml").read_text()) == WEEK11_HPARAMS
 
     (run,) = mlflow_runs(run_dir / "mlflow.db", run_dir).values()
     assert run.info.status == "FINISHED" and run.data.tags["run_dir"] == str(run_dir)
-    assert run.data.params == {name: str(value) for name, value in HPARAMS.items()}
+    assert run.data.params == {name: str(value) for name, value in WEEK11_HPARAMS.items()}
     for name in ("val/acc_best", "test/acc"):
         assert run.data.metrics[name] == pytest.approx(final[name])
     assert len(MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}").get_metric_history(run.info.run_id, "val/acc")) == 3
@@ -87,7 +71,7 @@ def test_every_logger_gets_the_epochs_hyperparameters_and_final_metrics(cifar_ro
     assert list(offline_run.glob("run-*.wandb"))
     wandb = wandb_run(offline_run)
     assert wandb["state"] == "finished" and wandb["project"] == "lit_cifar"
-    assert wandb["config"] == HPARAMS
+    assert wandb["config"] == WEEK11_HPARAMS
     for name in ("val/acc_best", "test/acc"):
         assert wandb["summary"][name] == pytest.approx(final[name])
 

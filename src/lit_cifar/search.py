@@ -57,7 +57,7 @@ def distribution(key: str, sweep: ChoiceSweep | RangeSweep | IntervalSweep):
         last = sweep.start + sweep.step * (count - 1)
         integer = all(isinstance(v, int) for v in (sweep.start, sweep.stop, sweep.step))
         kind = IntDistribution if integer else FloatDistribution
-        return kind(sweep.start, last, step=sweep.step, log=log) if not log else kind(sweep.start, last, log=True)
+        return kind(sweep.start, last, log=True) if log else kind(sweep.start, last, step=sweep.step)
     low, high = sweep.start, sweep.end
     if not low < high or (log and low <= 0):
         hint = "positive, " if log else ""
@@ -108,17 +108,13 @@ def journal(sweep_dir: Path):
         ) from None
 
 
-def open_study(sweep_dir: Path, name: str, direction: str, sampler, pruner):
+def open_study(sweep_dir: Path, name: str, direction: str, pruner):
     """The study of the search in `sweep_dir`: created on its first start, continued by a re-run."""
     import optuna
 
+    storage = journal(sweep_dir)
     return optuna.create_study(
-        storage=journal(sweep_dir),
-        study_name=name,
-        direction=direction,
-        sampler=sampler,
-        pruner=pruner,
-        load_if_exists=True,
+        storage=storage, study_name=name, direction=direction, pruner=pruner, load_if_exists=True
     )
 
 

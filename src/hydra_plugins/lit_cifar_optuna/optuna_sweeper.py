@@ -57,7 +57,7 @@ class OptunaSweeper(Sweeper):
             n_trials = min(n_trials, len(combinations))
         check_fits_study(journal(sweep_dir), self.study_name, space)  # all checked: from here on, files change
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        study = open_study(sweep_dir, self.study_name, self.direction, None, instantiate(self.pruner))
+        study = open_study(sweep_dir, self.study_name, self.direction, instantiate(self.pruner))
         # Seeded by the run's seed and the trials done: a re-run proposes new trials, not the first ones again.
         seed = self.sampler.get("seed")
         reseeded = {"seed": seed + len(study.get_trials(deepcopy=False))} if seed is not None else {}
