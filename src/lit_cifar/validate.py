@@ -46,8 +46,8 @@ def in_range(low: float, high: float, *, low_open: bool = False, high_open: bool
 
 
 def val_size(value: object) -> bool:
-    """A count of images (1, 2, …) or a fraction of the training images (0 < f < 1)."""
-    return (integer(value) and value >= 1) or (isinstance(value, float) and 0 < value < 1)
+    """0 (no validation split), a count of images (1, 2, …) or a fraction of the training images (0 < f < 1)."""
+    return (integer(value) and value >= 0) or (isinstance(value, float) and 0 < value < 1)
 
 
 INF = math.inf
@@ -82,7 +82,9 @@ RULES: dict[str, Rule] = {
     "data.num_workers": Rule(in_range(0, INF, ints=True), "an integer ≥ 0", "data.num_workers=2"),
     "data.image_size": Rule(in_range(1, INF, ints=True), "a positive number of pixels", "data.image_size=32"),
     "data.in_channels": Rule(lambda v: v in (1, 3), "1 (grayscale) or 3 (RGB)", "data.in_channels=3"),
-    "data.val_size": Rule(val_size, "a number of images (e.g. 5000) or a fraction of them (e.g. 0.1)", "0.1"),
+    "data.val_size": Rule(
+        val_size, "0 (no validation split), a number of images (e.g. 5000) or a fraction of them (e.g. 0.1)", "0.1"
+    ),
     "data.rotation": Rule(in_range(0, 180), "degrees in [0, 180]", "data.rotation=10"),
     "data.translate": Rule(in_range(0, INF, ints=True), "a number of pixels ≥ 0", "data.translate=4"),
 }
@@ -123,6 +125,38 @@ def warn_idle_settings(cfg: DictConfig) -> None:
             "nothing; lower scheduler.step_size below the number of epochs",
             scheduler.step_size,
             epochs,
+        )
+
+
+CHECKPOINT = "lit_cifar.callbacks.checkpoint.ResumableCheckpoint"  # keeps last.ckpt alone without validation
+NO_VALIDATION = "which data.val_size=0 never computes (no validation split)"
+
+
+def check_needs_validation(cfg: DictConfig, search: DictConfig | None) -> None:
+    """With data.val_size=0, refuse what reads validation metrics: a callback that monitors one (early
+    stopping) and, in a search (`search`: its sweeper config), a pruner or a validation metric to optimize."""
+    if OmegaConf.select(cfg, "data.val_size") != 0:
+        return
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        monitor = str(callback.get("monitor")) if isinstance(callback, DictConfig) else ""
+        if monitor.startswith("val/") and callback.get("_target_") != CHECKPOINT:
+            raise UserError(
+                f"callbacks.{name} monitors {monitor}, {NO_VALIDATION}; drop callbacks.{name} (e.g. "
+                "callbacks=default) or keep a validation split, e.g. data.val_size=5000"
+            )
+    if search is None:
+        return
+    pruner = str(search.pruner.get("_target_", "")).rsplit(".", 1)[-1]
+    if pruner != "NopPruner":
+        raise UserError(
+            f"the search's pruner ({pruner}) judges trials by validation accuracy, {NO_VALIDATION}; set "
+            "hydra/sweeper/pruner=none or keep a validation split, e.g. data.val_size=5000"
+        )
+    if str(cfg.get("optimized_metric")).startswith("val/"):
+        raise UserError(
+            f"optimized_metric={cfg.optimized_metric} is a validation metric, {NO_VALIDATION}; keep a validation "
+            "split, e.g. data.val_size=5000, or set optimized_metric=test/acc (the search then selects on the "
+            "test set)"
         )
 
 
