@@ -5,13 +5,14 @@ from types import SimpleNamespace
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import run_cli, tiny_cifar_overrides
+from conftest import run_cli, tiny_cifar_overrides, write_cifar
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_cifar.bench import CLI_COMMANDS
 from lit_cifar.callbacks.ema import EMA
 from lit_cifar.callbacks.finite_loss import FiniteLossCheck
+from lit_cifar.data.cifar10 import CIFAR10DataModule
 from lit_cifar.lr_schedules import warmup_linear
 from lit_cifar.models.fast_cnn import FastCNN
 from lit_cifar.module import LitClassifier
@@ -74,21 +75,63 @@ def test_ema_weights_are_the_ones_tested_from_a_checkpoint(tmp_path):
     assert torch.equal(module.net[1].weight, averaged)
 
 
-def test_a_training_step_reads_no_tensor_on_the_host(monkeypatch):
-    # On a GPU each host read of a device tensor (bool(), .item(), torch.unique, …) waits for the GPU.
-    module = LitClassifier(nn.Sequential(nn.Flatten(), nn.Linear(48, 10)), partial(torch.optim.SGD, lr=0.1))
-    module.log = lambda *args, **kwargs: None  # Lightning's own logging needs a Trainer
-    check, trainer = FiniteLossCheck(), SimpleNamespace(global_step=1, log_every_n_steps=50, current_epoch=0)
-    batch = (torch.randn(8, 3, 4, 4), torch.randint(0, 10, (8,)))
+def plain_sgd(module: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(module.parameters(), lr=0.1)
 
-    def host_read(*args, **kwargs):
-        raise AssertionError("the training step read a tensor on the host")
 
-    for name in ("__bool__", "__int__", "__float__", "item", "tolist"):
-        monkeypatch.setattr(torch.Tensor, name, host_read)
-    monkeypatch.setattr(torch, "unique", host_read)
-    loss = module.training_step(batch, 0)
-    check.on_train_batch_end(trainer, module, {"loss": loss}, batch, 0)
+class HostReadDetector(pl.Callback):
+    """Fails on a host read of a tensor (bool(), .item(), torch.unique, indexing with a Python list, …) while
+    the training batches run, loader included: on a GPU each one waits for the device. It is off during
+    validation and at the epoch's end, where reading the metrics on the host is the point."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch, self.steps = monkeypatch, 0
+
+    def _on(self, *args) -> None:
+        def host_read(*args, **kwargs):
+            raise AssertionError("a training step read a tensor on the host")
+
+        def indexed(tensor, index):
+            if isinstance(index, list):
+                raise AssertionError("a training step indexed a tensor with a Python list (a host→device copy)")
+            return original_getitem(tensor, index)
+
+        original_getitem = torch.Tensor.__getitem__
+        for name in ("__bool__", "__int__", "__float__", "item", "tolist"):
+            self.monkeypatch.setattr(torch.Tensor, name, host_read)
+        self.monkeypatch.setattr(torch, "unique", host_read)
+        self.monkeypatch.setattr(torch.Tensor, "__getitem__", indexed)
+
+    def _off(self, *args) -> None:
+        self.monkeypatch.undo()
+
+    def on_train_batch_end(self, *args) -> None:
+        self.steps += 1
+
+    on_train_epoch_start = on_validation_end = _on
+    on_validation_start = on_train_epoch_end = _off
+
+
+def test_training_reads_no_tensor_on_the_host(monkeypatch, tmp_path):
+    root = write_cifar(tmp_path / "data")
+    data = CIFAR10DataModule(
+        root=str(root), download=False, verify_checksums=False, val_size=20, batch_size=16, pipeline="batched",
+        num_classes=10, in_channels=3, image_size=32,
+    )  # fmt: skip
+    module = LitClassifier(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)), plain_sgd)
+    detector = HostReadDetector(monkeypatch)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        log_every_n_steps=1000,  # Lightning reads the logged values on the host when it writes a log line
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[detector, EMA(decay=0.9), FiniteLossCheck()],
+    )
+    trainer.fit(module, datamodule=data)
+    assert detector.steps == 2 * (80 // 16)
 
 
 @pytest.mark.slow
@@ -137,6 +180,14 @@ def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
         "0.0",
         "--cli-repeats",
         "1",
+        "--airbench-seeds",
+        "0,1",
+        "--airbench-epochs",
+        "1",
+        "--airbench-batch-size",
+        "16",
+        "--airbench-widths",
+        "8,8,8",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "device cpu, precision 32-true, compile False" in proc.stdout
@@ -152,6 +203,12 @@ def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
     assert checks["start_checks_ms"] > 0 and checks["one_epoch_s"] > 0 and checks["load_ms"] > checks["data_checks_ms"]
     assert "## 5. Checking the input" in proc.stdout
     assert all(c["median_s"] > 0 for c in result["cli"])
+    airbench = result["airbench"]
+    assert [run["seed"] for run in airbench["runs"]] == [0, 1]
+    for run in airbench["runs"]:  # each side trained (a clock > 0) and tested with its TTA
+        assert all(run[side]["train_s"] > 0 and 0 <= run[side]["test_acc"] <= 1 for side in ("airbench", "fast94"))
+    assert airbench["time_ratio"] == pytest.approx(airbench["fast94_train_s"] / airbench["airbench_train_s"])
+    assert "## 6. experiment=fast94 against airbench94 (2 seeds, 1 epochs, batch 16" in proc.stdout
     assert len(list(out.glob("bench_*.md"))) == 1
 
 
@@ -160,7 +217,16 @@ def test_bench_rejects_a_missing_data_root(tmp_path):
     assert proc.returncode == 2 and "error: --data-root" in proc.stderr
 
 
-@pytest.mark.parametrize(("option", "value"), [("--workers", "x"), ("--sections", "2,a"), ("--sections", "9")])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--workers", "x"),
+        ("--sections", "2,a"),
+        ("--sections", "9"),
+        ("--airbench-widths", "8,8"),
+        ("--airbench-seeds", "a"),
+    ],
+)
 def test_bench_rejects_bad_options_in_one_line(option, value):
     proc = run_cli("lit_cifar.bench", option, value)
     assert proc.returncode == 2 and proc.stderr.startswith(f"error: {option}=")

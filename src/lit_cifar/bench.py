@@ -1,4 +1,4 @@
-"""`python -m lit_cifar.bench [options]` (`make bench`): four speed figures, printed as tables and written
+"""`python -m lit_cifar.bench [options]` (`make bench`): six figures, printed as tables and written
 as markdown + JSON to `<out>/bench_<timestamp>.{md,json}`:
 
 1. input pipeline images/s (augmentation and normalization included, no model): the per-image DataLoader
@@ -11,10 +11,14 @@ as markdown + JSON to `<out>/bench_<timestamp>.{md,json}`:
    torch and torchvision alone, alternated in one run.
 5. what checking the user's input costs: the start's checks (lit_cifar.validate and the net's input-size probe)
    against a one-epoch run on the slice, and the data checks of a full-size CIFAR-10 load (60,000 synthetic
-   images in the official layout) against that load.
+   images in the official layout) against that load;
+6. experiment=fast94 against airbench94's own code on the same data, epochs, batch size and widths: test accuracy
+   with test-time augmentation and training seconds over several seeds, and their ratios (lit_cifar.bench_airbench;
+   needs the `bench` extra: pip install -e '.[bench]').
 Sizes are options so that it runs in a few minutes on a CPU; the same command runs on a GPU."""
 
 import argparse
+import importlib.util
 import json
 import pickle
 import statistics
@@ -32,6 +36,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, TensorDataset
 
+from lit_cifar.bench_airbench import against_airbench
 from lit_cifar.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.module import LitClassifier
 
@@ -50,7 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
     p.add_argument("--precision", default=None, help="default: bf16-mixed on a GPU, 32-true on the CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the nets (figures 2 and 3)")
-    p.add_argument("--sections", default="1,2,3,4,5", help="which figures to measure, e.g. 2,3")
+    p.add_argument("--sections", default="1,2,3,4,5,6", help="which figures to measure, e.g. 2,3")
     p.add_argument("--out", default="bench", help="folder for the markdown and JSON results")
     g = p.add_argument_group("1: input pipeline")
     g.add_argument("--pipeline-batch-size", type=int, default=256)
@@ -78,11 +83,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--target-acc", type=float, default=0.5, help="validation accuracy to time")
     g = p.add_argument_group("4: command-line start-up")
     g.add_argument("--cli-repeats", type=int, default=5, help="alternating runs of each command (median taken)")
+    g = p.add_argument_group("6: fast94 against airbench94")
+    g.add_argument("--airbench-seeds", default="0,1,2", help="one run of each recipe per seed, in turn")
+    g.add_argument("--airbench-epochs", type=int, default=10)
+    g.add_argument("--airbench-batch-size", type=int, default=None, help="default: 1024 on a GPU, 256 on a CPU")
+    g.add_argument(
+        "--airbench-widths",
+        default=None,
+        help="the three blocks' widths; default: airbench's 64,256,256 on a GPU, 32,64,128 on a CPU",
+    )
     args = p.parse_args(argv)
     args.sections = set(whole_numbers("--sections", args.sections))
     args.workers = whole_numbers("--workers", args.workers)
-    if not args.sections <= {1, 2, 3, 4, 5}:
-        raise UserError(f"--sections={sorted(args.sections)} may only name 1 to 5, e.g. --sections 1,3")
+    args.airbench_seeds = whole_numbers("--airbench-seeds", args.airbench_seeds)
+    if args.airbench_widths is not None:
+        text, args.airbench_widths = args.airbench_widths, whole_numbers("--airbench-widths", args.airbench_widths)
+        if len(args.airbench_widths) != 3:
+            raise UserError(f"--airbench-widths={text} names {len(args.airbench_widths)} widths, not 3, e.g. 32,64,128")
+    if not args.sections <= {1, 2, 3, 4, 5, 6}:
+        raise UserError(f"--sections={sorted(args.sections)} may only name 1 to 6, e.g. --sections 1,3")
+    if 6 in args.sections and importlib.util.find_spec("airbench") is None:
+        raise UserError(
+            "figure 6 runs airbench, which is not installed: pip install -e '.[bench]', or --sections 1,2,3,4,5"
+        )
     return args
 
 
@@ -451,6 +474,34 @@ def markdown(result: dict) -> str:
             f"{c['load_ms'] / 1000:.2f} | {100 * c['data_checks_ms'] / c['load_ms']:.1f}% |",
             "",
         ]
+    if "airbench" in result:
+        a = result["airbench"]
+        lines += [
+            f"## 6. experiment=fast94 against airbench94 ({len(a['runs'])} seeds, {a['epochs']} epochs, batch "
+            f"{a['batch_size']}, widths {a['widths']}; training loop only, test accuracy with TTA)",
+            "",
+            "| recipe | test/acc (mean ± std) | training s (mean ± std) |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {a[f'{key}_test_acc']:.4f} ± {a[f'{key}_test_acc_std']:.4f} | "
+            f"{a[f'{key}_train_s']:.2f} ± {a[f'{key}_train_s_std']:.2f} |"
+            for name, key in (("airbench94 (its own train94)", "airbench"), ("experiment=fast94 (CLI)", "fast94"))
+        ]
+        lines += [
+            "",
+            f"fast94 − airbench: {a['acc_diff_points']:+.2f} accuracy points; fast94 / airbench training time: "
+            f"{a['time_ratio']:.2f}×",
+            "",
+            "| seed | airbench test/acc | s | fast94 test/acc | s |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['seed']} | {r['airbench']['test_acc']:.4f} | {r['airbench']['train_s']:.2f} | "
+            f"{r['fast94']['test_acc']:.4f} | {r['fast94']['train_s']:.2f} |"
+            for r in a["runs"]
+        ]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -458,7 +509,10 @@ def main(argv: list[str] | None = None) -> None:
     with exit_on_user_error():
         args = parse_args(argv)
         args.device = device_of(args)
-        args.precision = args.precision or ("bf16-mixed" if args.device.type == "cuda" else "32-true")
+        on_gpu = args.device.type == "cuda"
+        args.precision = args.precision or ("bf16-mixed" if on_gpu else "32-true")
+        args.airbench_batch_size = args.airbench_batch_size or (1024 if on_gpu else 256)
+        args.airbench_widths = args.airbench_widths or ([64, 256, 256] if on_gpu else [32, 64, 128])
         if not (Path(args.data_root) / "cifar-10-batches-py").is_dir():
             raise UserError(f"--data-root={args.data_root} holds no cifar-10-batches-py/; point it at CIFAR-10")
         out = Path(args.out)
@@ -491,6 +545,9 @@ def main(argv: list[str] | None = None) -> None:
             if 5 in args.sections:
                 print("5. checking the input", flush=True)
                 result["checks"] = input_checks(args)
+            if 6 in args.sections:
+                print("6. fast94 against airbench94", flush=True)
+                result["airbench"] = against_airbench(args)
         text = markdown(result)
         for suffix, content in ((".md", text), (".json", json.dumps(result, indent=2))):
             path = out / f"bench_{stamp}{suffix}"
