@@ -122,7 +122,7 @@ class LitClassifier(pl.LightningModule):
         return self.scheduler(optimizer=optimizer)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer(params=self.parameters())
+        optimizer = self.optimizer(self)  # lit_cifar.optim.build_optimizer: it groups the parameters by layer type
         if self.scheduler is None:
             return optimizer
         scheduler = {"scheduler": self._make_scheduler(optimizer), "interval": self.hparams.scheduler_interval}

@@ -1,0 +1,103 @@
+"""airbench94's recipe pieces: the net's init and numerics, parameter groups and decoupled units, the whitening
+bias's freeze, the Lookahead callback."""
+
+import copy
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+
+from lit_cifar.errors import UserError
+from lit_cifar.models.fast_cnn import FastCNN
+from lit_cifar.optim import build_optimizer
+
+AIRBENCH = {"lr": 11.5, "weight_decay": 0.0153, "momentum": 0.85, "norm_lr_scale": 64.0, "batch_size": 1024}
+
+
+def airbench_torch_values(lr, weight_decay, momentum, norm_lr_scale, batch_size):
+    """What airbench's `train()` hands torch's SGD for its loss summed over the batch (lr, wd of the two groups)."""
+    kilostep_scale = 1024 * (1 + 1 / (1 - momentum))
+    lr_sum = lr / kilostep_scale
+    wd = weight_decay * batch_size / kilostep_scale
+    lr_biases = lr_sum * norm_lr_scale
+    return {"main": (lr_sum, wd / lr_sum), "norm": (lr_biases, wd / lr_biases)}
+
+
+def sgd(net: nn.Module, **kwargs) -> torch.optim.Optimizer:
+    return build_optimizer(net, algorithm="torch.optim.SGD", nesterov=True, **kwargs)
+
+
+def test_per_1024_units_give_airbench_steps_for_a_mean_loss():
+    optimizer = sgd(FastCNN(3, 10, 32, widths=(8, 16, 16)), units="per_1024", **AIRBENCH)
+    groups = {group["name"]: group for group in optimizer.param_groups}
+    airbench = airbench_torch_values(**AIRBENCH)
+    batch = AIRBENCH["batch_size"]
+    assert groups["main"]["lr"] == pytest.approx(1.4999, abs=1e-3)
+    for name, (lr_sum, wd_sum) in airbench.items():
+        # our gradient is the mean, `batch` times smaller: the same step needs `batch` times the lr
+        assert groups[name]["lr"] == pytest.approx(lr_sum * batch)
+        # the same decay per step (lr × weight_decay) as airbench's
+        assert groups[name]["lr"] * groups[name]["weight_decay"] == pytest.approx(lr_sum * wd_sum)
+    assert groups["norm"]["lr"] == pytest.approx(64 * groups["main"]["lr"])
+
+
+def test_a_mean_loss_step_in_per_1024_units_is_airbenchs_summed_loss_step():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 4 * 4, 10))
+    ours, theirs = net, copy.deepcopy(net)
+    values = {**AIRBENCH, "batch_size": 8}
+    ours_opt = sgd(ours, units="per_1024", **values)
+    airbench = airbench_torch_values(**values)
+    norm = list(theirs[1].parameters())
+    theirs_opt = torch.optim.SGD(
+        [
+            {"params": [p for p in theirs.parameters() if all(p is not q for q in norm)], "lr": airbench["main"][0],
+             "weight_decay": airbench["main"][1]},
+            {"params": norm, "lr": airbench["norm"][0], "weight_decay": airbench["norm"][1]},
+        ],
+        momentum=values["momentum"], nesterov=True,
+    )  # fmt: skip
+    images, labels = torch.randn(8, 3, 6, 6), torch.randint(0, 10, (8,))
+    for _ in range(3):
+        for model, optimizer, reduction in ((ours, ours_opt, "mean"), (theirs, theirs_opt, "sum")):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(images), labels, reduction=reduction).backward()
+            optimizer.step()
+    for mine, airbenchs in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(mine, airbenchs, rtol=1e-4, atol=1e-6)
+
+
+def test_norm_parameters_get_their_lr_scale_at_the_same_decay_per_step():
+    net = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2), nn.GroupNorm(1, 2))
+    optimizer = sgd(net, lr=0.1, momentum=0.9, weight_decay=1e-3, norm_lr_scale=4.0)
+    main, norm = optimizer.param_groups
+    assert (main["name"], norm["name"]) == ("main", "norm")
+    assert [p.shape for p in norm["params"]] == [(4,), (4,), (2,), (2,)]
+    assert len(main["params"]) == 4
+    assert (main["lr"], norm["lr"]) == pytest.approx((0.1, 0.4))
+    assert norm["lr"] * norm["weight_decay"] == pytest.approx(main["lr"] * main["weight_decay"])
+
+
+def test_one_group_of_trainable_parameters_without_a_norm_lr_scale():
+    net = FastCNN(3, 10, 32, widths=(8, 16, 16))
+    (group,) = build_optimizer(net, algorithm="torch.optim.AdamW", lr=1e-3, weight_decay=0.05).param_groups
+    assert (group["lr"], group["weight_decay"]) == (1e-3, 0.05)
+    assert len(group["params"]) == len([p for p in net.parameters() if p.requires_grad])
+    assert all(p is not net.whiten.weight for p in group["params"])  # frozen parameters stay out
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"algorithm": "torch.optim.Nope"}, "optim.algorithm=torch.optim.Nope is not a torch optimizer class"),
+        ({"algorithm": "torch.nn.Linear"}, "optim.algorithm=torch.nn.Linear is not a torch optimizer class"),
+        ({"units": "per_example"}, "optim.units=per_example must be one of torch, per_1024"),
+        ({"algorithm": "torch.optim.Adam", "units": "per_1024"}, "optim.units=per_1024 is defined for SGD"),
+        ({"units": "per_1024", "momentum": 0.9}, "optim.units=per_1024 needs the batch size"),
+    ],
+)
+def test_bad_optimizer_settings_are_one_line_naming_the_key(options, message):
+    build = partial(build_optimizer, nn.Linear(2, 2), lr=0.1)
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        build(**{"algorithm": "torch.optim.SGD", **options})
