@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from lit_cifar.checkpoints import RECORD, Start, check_resumable, plan_start, resolved_config
 from lit_cifar.errors import RunStopped, exit_on_user_error, run_app
 from lit_cifar.rundir import held, is_empty, removed_on_error
-from lit_cifar.search import trial_callbacks
+from lit_cifar.search import is_search, trial_callbacks
 from lit_cifar.sweep import (
     as_typed,
     failure_recorded,
@@ -32,7 +32,7 @@ from lit_cifar.sweep import (
     share_machine,
     sweep_command,
 )
-from lit_cifar.validate import check_input_size, check_start
+from lit_cifar.validate import check_input_size, check_needs_validation, check_start
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
         check_resumable(cfg, module, start.ckpt_path)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + trial_callbacks()
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]  # logger=[]: none
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    no_validation = {"limit_val_batches": 0} if cfg.data.val_size == 0 else {}
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, **no_validation)
     if trainer.is_global_zero:  # the other ranks of a ddp run share its run dir
         save_run_record(run_dir, cfg)
         if (run_dir / "metrics.json").exists():  # an extended or retried run: that outcome no longer describes it
@@ -108,8 +109,10 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
         with ranks_told(start):
             trainer.fit(module, datamodule=datamodule, ckpt_path=start.ckpt_path)
         metrics = dict(trainer.callback_metrics)
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        checkpoints = trainer.checkpoint_callback
+        best = checkpoints.best_model_path if checkpoints else ""
+        tested = best or (checkpoints.last_model_path if checkpoints else "")  # without validation: the last
+        trainer.test(module, datamodule=datamodule, ckpt_path=tested or None)
     except SystemExit as stop:  # how Lightning ends a run after SIGTERM, and (with status 1) after Ctrl-C
         signum = signal.SIGTERM if isinstance(stop, SIGTERMException) else signal.SIGINT
         raise RunStopped(signum, resume_command(run_dir)) from None
@@ -120,17 +123,16 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
     record = {
         "status": "ok",
         "metrics": metrics,
-        "best_checkpoint": best,
+        "best_checkpoint": best,  # by val/acc; empty without validation
+        "tested_checkpoint": tested,
         "wall_time_s": time.perf_counter() - begin,
         **run_record(trainer, cfg.seed),
     }
     if trainer.is_global_zero:
         write_atomically(run_dir / "metrics.json", json.dumps(record, indent=2))
+    results = [f"{name}={metrics[name]:.4f}" for name in ("val/acc_best", "test/acc") if name in metrics]
     log.info(
-        "val/acc_best=%.4f test/acc=%.4f, run dir %s",
-        metrics.get("val/acc_best", float("nan")),
-        metrics.get("test/acc", float("nan")),
-        run_dir,
+        "%s (tested %s), run dir %s", " ".join(results), Path(tested).name if tested else "the last weights", run_dir
     )
     return metrics
 
@@ -139,6 +141,9 @@ def check_and_complete(cfg: DictConfig) -> None:
     """The start's checks (before anything is written), then what the config leaves to the data:
     `data.num_classes=null` is counted in it, before the model config reads it."""
     check_start(cfg, added=[o for o in as_typed(HydraConfig.get().overrides.task) if o.startswith("+")])
+    check_needs_validation(
+        cfg, search=HydraConfig.get().sweeper if in_multirun() and is_search(HydraConfig.get()) else None
+    )
     if cfg.data.get("num_classes", 0) is None:
         cfg.data.num_classes = instantiate(cfg.data).count_classes()
 

@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class ResumableCheckpoint(ModelCheckpoint):
-    """Three additions to ModelCheckpoint:
+    """Four additions to ModelCheckpoint:
 
     - `last.ckpt` at the end of every epoch, whatever the monitored metric did (ModelCheckpoint writes it
       only in epochs that saved a top-k file), and never mid-epoch: a run stopped by a signal or a kill goes
@@ -19,8 +19,16 @@ class ResumableCheckpoint(ModelCheckpoint):
       own save stages the file in the system temp dir and `shutil.move`s it, which is a plain copy when
       that dir is on another filesystem, so a kill during the copy would leave a truncated `last.ckpt`;
     - the random generators' states travel in the checkpoint, so a resumed run draws the same data
-      order, augmentation and dropout as an uninterrupted one.
+      order, augmentation and dropout as an uninterrupted one;
+    - a fit without validation (`trainer.limit_val_batches=0`, which `data.val_size=0` sets) monitors
+      nothing and keeps `last.ckpt` alone, rather than warning every epoch that the monitored metric is missing.
     """
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Before a resume restores this callback's state, which is filed under a key that names the monitor.
+        if trainer.limit_val_batches == 0:
+            self.monitor, self.save_top_k = None, 0
+        super().setup(trainer, pl_module, stage)
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         partial = f"{filepath}.partial"
