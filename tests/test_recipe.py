@@ -101,3 +101,41 @@ def test_bad_optimizer_settings_are_one_line_naming_the_key(options, message):
     build = partial(build_optimizer, nn.Linear(2, 2), lr=0.1)
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(".", r"\.")):
         build(**{"algorithm": "torch.optim.SGD", **options})
+
+
+def test_fast_cnn_starts_as_airbench_does():
+    net = FastCNN(3, 10, 32, widths=(32, 16, 16))
+    first, second = net.features[1][0], net.features[1][4]  # the first group's two convs, 24 → 32 → 32 channels
+    assert torch.equal(first.weight[:24], nn.init.dirac_(torch.empty(24, 24, 3, 3)))  # its inputs passed through
+    assert first.weight[24:].abs().sum() > 0  # the other filters: torch's default init
+    assert torch.equal(second.weight, nn.init.dirac_(torch.empty(32, 32, 3, 3)))
+    assert torch.equal(net.whiten.bias, torch.zeros(24))
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 6
+    assert all((m.eps, m.momentum, m.weight.requires_grad, m.bias.requires_grad) == (1e-12, 0.4, False, True) for m in norms)
+    assert all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in norms)
+
+
+def test_fast_cnn_backward_is_deterministic():
+    net = FastCNN(3, 10, 32, widths=(8, 16, 16))
+    torch.use_deterministic_algorithms(True)
+    try:
+        net(torch.randn(2, 3, 32, 32)).sum().backward()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert not any(isinstance(m, nn.AdaptiveMaxPool2d) for m in net.modules())  # no deterministic CUDA backward
+
+
+def test_fast_cnn_whitens_in_float32_under_bf16_autocast():
+    torch.manual_seed(0)
+    net = FastCNN(3, 10, 32, widths=(8, 16, 16))
+    images = torch.randn(16, 3, 32, 32)
+    net.whiten_(images)
+    seen = []
+    net.whiten.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    net(images)
+    with torch.autocast("cpu", torch.bfloat16):
+        net(images)
+    exact, autocast = seen
+    assert autocast.dtype == torch.float32
+    torch.testing.assert_close(autocast, exact)
