@@ -24,3 +24,11 @@ def output_of(module: nn.Module, in_channels: int, image_size: int) -> torch.Ten
 def flat_size(features: nn.Module, in_channels: int, image_size: int) -> int:
     """Number of features `features` produces for one image, so no model hard-codes a flatten size."""
     return output_of(features, in_channels, image_size).flatten(1).shape[1]
+
+
+class GlobalAvgPool(nn.Module):
+    """N×C×H×W → N×C×1×1, the mean over each map: AdaptiveAvgPool2d(1)'s numbers, with a backward that has a
+    deterministic CUDA kernel (the adaptive one has none, so `trainer.deterministic=true` failed on a GPU)."""
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return maps.mean(dim=(2, 3), keepdim=True)

@@ -3,7 +3,7 @@
 import torchvision
 from torch import Tensor, nn
 
-from lit_cifar.models.common import flat_size
+from lit_cifar.models.common import GlobalAvgPool, flat_size
 
 
 def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int) -> nn.Sequential:
@@ -62,7 +62,8 @@ class ResNetLite(nn.Module):
 
 class ResNet18(nn.Module):
     """Report 003: torchvision's ResNet-18 with a 3×3 stride-1 stem and no max-pool for small images,
-    dropout before the classifier, and optionally ImageNet weights (downloaded; needs network)."""
+    dropout before the classifier, and optionally ImageNet weights (downloaded; needs network). Its global
+    average pool is a plain mean (GlobalAvgPool), so it trains with `trainer.deterministic=true` on a GPU."""
 
     def __init__(
         self, in_channels: int, num_classes: int, image_size: int = 32, dropout: float = 0.0, pretrained: bool = False
@@ -75,6 +76,7 @@ class ResNet18(nn.Module):
             net.maxpool = nn.Identity()
         elif in_channels != 3:
             net.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        net.avgpool = GlobalAvgPool()
         net.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(net.fc.in_features, num_classes))
         self.net = net
 
