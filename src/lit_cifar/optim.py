@@ -46,18 +46,20 @@ def build_optimizer(
     the decay per 1024 examples, decoupled from the lr; converted here with `batch_size` to torch's units."""
     optimizer_class = locate(algorithm)
     if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, Optimizer)):
-        raise UserError(f"optim.algorithm={algorithm} is not a torch optimizer class; e.g. optim.algorithm=torch.optim.SGD")
+        raise UserError(f"optim.algorithm={algorithm} is not a torch optimizer class, e.g. torch.optim.SGD")
     if units not in UNITS:
         raise UserError(f"optim.units={units} must be one of {', '.join(UNITS)}; e.g. optim.units=torch")
     if units == "per_1024":
         if not issubclass(optimizer_class, SGD):
             raise UserError(
-                f"optim.units=per_1024 is defined for SGD, not optim.algorithm={algorithm}; use optim=sgd or optim.units=torch"
+                f"optim.units=per_1024 is defined for SGD, not optim.algorithm={algorithm}; "
+                "use optim=sgd or optim.units=torch"
             )
         if batch_size is None:
             raise UserError("optim.units=per_1024 needs the batch size: optim.batch_size=${data.batch_size}")
         # airbench sums the loss over the batch and steps with lr_1024 / kilostep; our loss is the mean, whose
-        # gradient is batch_size times smaller. Its decay per step, lr × weight_decay, is wd_1024 × batch_size / kilostep.
+        # gradient is batch_size times smaller. The decay per step, lr × weight_decay, is airbench's:
+        # wd_1024 × batch_size / kilostep.
         lr_1024, wd_1024 = lr, weight_decay
         lr = lr_1024 / examples_per_kilostep(options.get("momentum", 0.0)) * batch_size
         weight_decay = wd_1024 / lr_1024
