@@ -46,6 +46,17 @@ def test_warmup_linear_rises_then_decays():
     assert all(a > b for a, b in zip(lrs[2:], lrs[3:], strict=False))
 
 
+def test_warmup_linear_from_an_initial_factor_is_airbenchs_triangle():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = warmup_linear(optimizer, total_steps=101, warmup_fraction=0.2, initial_factor=0.2, final_factor=0.07)
+    lrs = []
+    for _ in range(101):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert (lrs[0], lrs[10], lrs[20], lrs[100]) == pytest.approx((0.2, 0.6, 1.0, 0.07))
+
+
 def test_warmup_linear_without_warmup_starts_at_the_full_lr():
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=2.0)
     warmup_linear(optimizer, total_steps=5, warmup_fraction=0.0)
