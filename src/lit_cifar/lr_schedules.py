@@ -7,17 +7,21 @@ from lit_cifar.errors import UserError
 
 
 def warmup_linear(
-    optimizer: Optimizer, total_steps: int, warmup_fraction: float = 0.2, final_factor: float = 0.05
+    optimizer: Optimizer,
+    total_steps: int,
+    warmup_fraction: float = 0.2,
+    final_factor: float = 0.05,
+    initial_factor: float = 0.0,
 ) -> LambdaLR:
-    """Linear warm-up from 0 to the optimizer's lr over `warmup_fraction` of the run, then linear decay
-    to `final_factor`× that lr at the last step."""
+    """Linear warm-up from `initial_factor`× the optimizer's lr to that lr over `warmup_fraction` of the run,
+    then linear decay to `final_factor`× that lr at the last step (airbench94's triangle: 0.2, 0.23, 0.07)."""
     if not 0 <= warmup_fraction < 1:
         raise UserError(f"scheduler.warmup_fraction={warmup_fraction} must be in [0, 1), e.g. 0.2")
     warmup = round(warmup_fraction * total_steps)
 
     def factor(step: int) -> float:  # step 0 … total_steps - 1
         if step < warmup:
-            return step / warmup
+            return initial_factor + (1 - initial_factor) * step / warmup
         return 1 - (1 - final_factor) * (step - warmup) / max(1, total_steps - 1 - warmup)
 
     return LambdaLR(optimizer, factor)

@@ -62,6 +62,8 @@ RULES: dict[str, Rule] = {
     "optim.lr": Rule(in_range(0, INF, low_open=True), "a positive number", "optim.lr=1e-3"),
     "optim.weight_decay": Rule(in_range(0, INF), "a number ≥ 0", "optim.weight_decay=5e-4"),
     "optim.momentum": Rule(in_range(0, 1, high_open=True), "a number in [0, 1)", "optim.momentum=0.9"),
+    "optim.norm_lr_scale": Rule(in_range(0, INF, low_open=True), "a positive factor", "optim.norm_lr_scale=64"),
+    "optim.units": Rule(lambda v: v in ("torch", "per_1024"), "'torch' or 'per_1024'", "optim.units=torch"),
     "scheduler.gamma": Rule(
         in_range(0, 1, low_open=True), "a factor in (0, 1]: the lr is multiplied by it", "scheduler.gamma=0.5"
     ),
@@ -72,6 +74,7 @@ RULES: dict[str, Rule] = {
     "scheduler.pct_start": Rule(in_range(0, 1, low_open=True, high_open=True), "a fraction in (0, 1)", "0.25"),
     "scheduler.warmup_fraction": Rule(in_range(0, 1, high_open=True), "a fraction in [0, 1)", "0.2"),
     "scheduler.final_factor": Rule(in_range(0, 1), "a factor in [0, 1]", "scheduler.final_factor=0.05"),
+    "scheduler.initial_factor": Rule(in_range(0, 1), "a factor in [0, 1]", "scheduler.initial_factor=0.2"),
     "module.label_smoothing": Rule(in_range(0, 1, high_open=True), "a number in [0, 1)", "module.label_smoothing=0.1"),
     "module.scheduler_interval": Rule(lambda v: v in ("epoch", "step"), "'epoch' or 'step'", "scheduler=onecycle"),
     "model.dropout": Rule(in_range(0, 1, high_open=True), "a probability in [0, 1)", "model.dropout=0.2"),
