@@ -3,13 +3,18 @@ bias's freeze, the Lookahead callback."""
 
 import copy
 from functools import partial
+from types import SimpleNamespace
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
+from lit_cifar.callbacks.whitening import PatchWhitening
 from lit_cifar.errors import UserError
 from lit_cifar.models.fast_cnn import FastCNN
+from lit_cifar.module import LitClassifier
 from lit_cifar.optim import build_optimizer
 
 AIRBENCH = {"lr": 11.5, "weight_decay": 0.0153, "momentum": 0.85, "norm_lr_scale": 64.0, "batch_size": 1024}
@@ -140,3 +145,54 @@ def test_fast_cnn_whitens_in_float32_under_bf16_autocast():
     exact, autocast = seen
     assert autocast.dtype == torch.float32
     torch.testing.assert_close(autocast, exact)
+
+
+class TinyImages(pl.LightningDataModule):
+    """32 random 16×16 images, already normalized, for a net that needs `train_set.images` to whiten."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.train_set = SimpleNamespace(images=torch.randn(32, 3, 16, 16, generator=generator))
+        self.labels = torch.randint(0, 10, (32,), generator=generator)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(self.train_set.images, self.labels), batch_size=8)
+
+
+class EpochEnds(pl.Callback):
+    """The whitening bias at the start and at each epoch's end."""
+
+    def __init__(self) -> None:
+        self.biases = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.biases.append(pl_module.net.whiten.bias.detach().clone())
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.biases.append(pl_module.net.whiten.bias.detach().clone())
+
+
+def tiny_trainer(tmp_path, callbacks: list[pl.Callback], max_epochs: int, **kwargs) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="cpu", max_epochs=max_epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=callbacks, default_root_dir=tmp_path, **kwargs,
+    )  # fmt: skip
+
+
+def tiny_fast_cnn_module() -> LitClassifier:
+    torch.manual_seed(0)
+    optimizer = partial(sgd, lr=0.5, momentum=0.9, weight_decay=0.1)
+    return LitClassifier(FastCNN(3, 10, 16, widths=(8, 8, 8)), optimizer, num_classes=10)
+
+
+def test_the_whitening_bias_stops_moving_after_its_epochs(tmp_path):
+    ends = EpochEnds()
+    trainer = tiny_trainer(tmp_path, [PatchWhitening(num_images=32, bias_epochs=1), ends], max_epochs=3)
+    trainer.fit(tiny_fast_cnn_module(), datamodule=TinyImages())
+    start, *epochs = ends.biases
+    assert not torch.equal(epochs[0], start)  # trained in epoch 0
+    assert torch.equal(epochs[1], epochs[0]) and torch.equal(epochs[2], epochs[0])  # no step, momentum or decay after
