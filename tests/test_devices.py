@@ -1,12 +1,18 @@
 """What breaks only on GPU hosts, checked on the CPU: nets whose backward has no deterministic CUDA kernel,
 checkpoints written on another GPU, and parallel sweep jobs sharing the GPUs."""
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
+from omegaconf import OmegaConf
 from test_models import MODEL_CONFIGS, build
 from torch import nn
 
 from lit_cifar.models.common import GlobalAvgPool
+from lit_cifar.sweep import job_gpus, parallel_jobs, parallel_share, take_free_gpu
 
 # Their CUDA backward has no deterministic implementation: `trainer.deterministic=true` raises on a GPU.
 NONDETERMINISTIC_ON_CUDA = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d)
@@ -34,3 +40,42 @@ def test_every_model_trains_under_deterministic_algorithms(config):
         net(torch.randn(2, 3, 32, 32)).sum().backward()
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+def test_jobs_at_once_fit_the_gpus_the_jobs_train_on(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert job_gpus(OmegaConf.create({"accelerator": "auto", "devices": 1})) == 3
+    assert job_gpus(OmegaConf.create({"accelerator": "gpu", "devices": 1})) == 3
+    assert job_gpus(OmegaConf.create({"accelerator": "cpu", "devices": 1})) == 0
+    assert job_gpus(OmegaConf.create({"accelerator": "gpu", "devices": [2]})) == 0  # the user placed it
+    assert parallel_jobs(-1, n_gpus=3) == 3  # one job per GPU, whatever the cores
+    assert parallel_jobs(-2, n_gpus=3) == 2  # all GPUs but one
+    assert parallel_jobs(8, n_gpus=3) == 3  # never two jobs on one GPU
+    assert parallel_jobs(2, n_gpus=3) == 2
+    assert parallel_jobs(2, n_gpus=0) == 2  # on the CPU: as asked
+    assert parallel_jobs(-1, n_gpus=0) == (os.cpu_count() or 1)  # one per core
+    assert parallel_share(n_jobs=4, n_cpus=16) == 4
+    assert parallel_share(n_jobs=3, n_cpus=2) == 1  # never below one thread
+
+
+def test_concurrent_jobs_each_take_a_free_gpu_and_a_freed_one_is_taken_again(tmp_path):
+    n_gpus = 3
+    all_started = threading.Barrier(n_gpus)
+
+    def job(_: int) -> tuple[int, int | None]:
+        taken = take_free_gpu(tmp_path, n_gpus, job_num=0)
+        all_started.wait()  # every job holds its GPU while the others take theirs
+        return taken
+
+    with ThreadPoolExecutor(n_gpus) as jobs:
+        locks = dict(jobs.map(job, range(n_gpus)))  # {gpu: fd}
+    assert sorted(locks) == [0, 1, 2]  # job 0 three times, yet three GPUs
+    assert None not in locks.values()
+
+    os.close(locks.pop(1))  # the job on GPU 1 ends
+    gpu, locks[1] = take_free_gpu(tmp_path, n_gpus, job_num=0)
+    assert gpu == 1 and locks[1] is not None
+
+    assert take_free_gpu(tmp_path, n_gpus, job_num=4) == (1, None)  # all held: job number modulo count, shared
+    for fd in locks.values():
+        os.close(fd)

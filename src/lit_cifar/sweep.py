@@ -1,6 +1,7 @@
 """What a multirun adds to a training: jobs that fail without stopping the sweep, TensorBoard runs named by
 their swept overrides, parallel jobs sharing the machine, and the results table when the sweep ends."""
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -21,6 +22,7 @@ from lit_cifar.checkpoints import FREE_TO_CHANGE, RunRefused
 from lit_cifar.errors import UserError, exit_on_user_error, user_message
 from lit_cifar.rundir import in_use, lock, this_run_dir
 from lit_cifar.search import RunPruned, is_search, trial_name
+from lit_cifar.validate import check_needs_validation
 
 log = logging.getLogger(__name__)
 
@@ -185,28 +187,74 @@ def refuse_several_devices(cfg: DictConfig) -> None:
         )
 
 
-def parallel_share(job_num: int, n_jobs: int, n_cpus: int, n_gpus: int) -> tuple[int, int | None]:
-    """Threads and GPU index (None without GPUs) for job `job_num` when `n_jobs` jobs run at once:
-    the cores are split evenly, the GPUs dealt round-robin (several jobs may share one)."""
-    return max(1, n_cpus // n_jobs), (job_num % n_gpus if n_gpus else None)
+def parallel_share(n_jobs: int, n_cpus: int) -> int:
+    """Threads for each of `n_jobs` jobs running at once: the cores split evenly, never below one."""
+    return max(1, n_cpus // n_jobs)
 
 
-def parallel_jobs(n_jobs: int) -> int:
-    """How many jobs run at once for joblib's `n_jobs` (-1: one per core, -2: all cores but one, …)."""
-    return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+def job_gpus(trainer: DictConfig) -> int:
+    """How many GPUs a sweep's jobs are spread over: every visible one when a job asks for the default single
+    device and may train on a GPU (accelerator auto, gpu or cuda); none otherwise."""
+    if trainer.get("accelerator") not in ("auto", "gpu", "cuda") or trainer.get("devices") != 1:
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def parallel_jobs(n_jobs: int, n_gpus: int = 0) -> int:
+    """How many jobs run at once for joblib's `n_jobs` (-1: one per core, -2: all cores but one, …). Jobs that
+    train on `n_gpus` GPUs count GPUs instead of cores (-1: one job per GPU), never more jobs than GPUs."""
+    units = n_gpus or os.cpu_count() or 1
+    at_once = n_jobs if n_jobs > 0 else max(1, units + 1 + n_jobs)
+    return min(at_once, n_gpus) if n_gpus else at_once
+
+
+def take_free_gpu(sweep_dir: Path, n_gpus: int, job_num: int) -> tuple[int, int | None]:
+    """The first of `n_gpus` GPUs that no other job of the sweep holds, and the fd whose lock (`flock` on
+    `.gpus/<index>` in the sweep dir) holds it until closed; the kernel lets go of a killed job's lock. When all
+    are held (more jobs at once than GPUs, as the joblib launcher may run), GPU job_num modulo count, shared,
+    and no fd."""
+    folder = sweep_dir / ".gpus"
+    folder.mkdir(exist_ok=True)
+    for index in range(n_gpus):
+        fd = os.open(folder / str(index), os.O_CREAT | os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return index, fd
+    log.warning(
+        "all %d GPUs are held by other jobs of this sweep: this one shares GPU %d; run at most one job per GPU "
+        "(hydra/launcher=parallel does)",
+        n_gpus,
+        job_num % n_gpus,
+    )
+    return job_num % n_gpus, None
+
+
+# The lock on this process's GPU (take_free_gpu). A job of the parallel launcher holds it for its whole process;
+# a joblib worker that runs several jobs lets it go when its next job takes a GPU.
+_held_gpu: int | None = None
 
 
 def share_machine(cfg: DictConfig) -> None:
-    """Under the parallel (or joblib) launcher, keep parallel jobs from oversubscribing the cores and spread them
-    over the GPUs (only when the job asks for the default single device)."""
-    if not in_multirun() or "n_jobs" not in HydraConfig.get().launcher:
+    """Under the parallel (or joblib) launcher, keep parallel jobs from oversubscribing the cores, and give a job
+    that asks for the default single device a GPU that no other job of the sweep holds."""
+    global _held_gpu
+    hydra_cfg = HydraConfig.get()
+    if not in_multirun() or "n_jobs" not in hydra_cfg.launcher:
         return
     import torch
 
-    n_jobs = parallel_jobs(HydraConfig.get().launcher.n_jobs)
-    threads, gpu = parallel_share(HydraConfig.get().job.num, n_jobs, os.cpu_count() or 1, torch.cuda.device_count())
+    n_gpus = job_gpus(cfg.trainer)
+    threads = parallel_share(parallel_jobs(hydra_cfg.launcher.n_jobs, n_gpus), os.cpu_count() or 1)
     torch.set_num_threads(threads)
-    if gpu is not None and cfg.trainer.accelerator in ("auto", "gpu", "cuda") and cfg.trainer.devices == 1:
+    if n_gpus:
+        if _held_gpu is not None:
+            os.close(_held_gpu)
+        gpu, _held_gpu = take_free_gpu(Path(hydra_cfg.sweep.dir), n_gpus, hydra_cfg.job.num)
         cfg.trainer.devices = [gpu]
     log.info("parallel job: %d threads, devices=%s", threads, cfg.trainer.devices)
 
@@ -250,7 +298,8 @@ def refuse_another_sweep(sweep_dir: Path, config: DictConfig) -> None:
 
 class SweepReport(Callback):
     """Before a sweep: hold its sweep dir (one sweep at a time), refuse a re-run that would change what the
-    folder holds, and refuse several devices per job (each job checks its own swept values again).
+    folder holds, several devices per job and, without a validation split, what needs one (each job checks its
+    own swept values again).
     At its end: write and print its results table; exit with status 1 unless every job finished."""
 
     def __init__(self) -> None:
@@ -260,6 +309,7 @@ class SweepReport(Callback):
         # Hydra turns a callback's exceptions into warnings, but lets SystemExit through.
         with exit_on_user_error():
             refuse_several_devices(config)
+            check_needs_validation(config, search=config.hydra.sweeper if is_search(config.hydra) else None)
             sweep_dir = Path(config.hydra.sweep.dir)
             sweep_dir.mkdir(parents=True, exist_ok=True)
             self.sweep_dir_lock = lock(sweep_dir, what="sweep")

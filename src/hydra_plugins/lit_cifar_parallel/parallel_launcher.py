@@ -23,12 +23,13 @@ log = logging.getLogger(__name__)
 
 
 class ParallelLauncher(JoblibLauncher):
-    """The joblib launcher's settings (`n_jobs`), with one loky worker per job."""
+    """The joblib launcher's settings (`n_jobs`), with one loky worker per job, and no more jobs at once than
+    GPUs when the jobs train on GPUs (each takes a GPU no other job holds: lit_cifar.sweep.share_machine)."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from lit_cifar.sweep import parallel_jobs
+        from lit_cifar.sweep import job_gpus, parallel_jobs
 
-        n_jobs = parallel_jobs(self.joblib["n_jobs"])
+        n_jobs = parallel_jobs(self.joblib["n_jobs"], job_gpus(self.config.trainer))
         log.info("Launching %d jobs, %d at a time, into %s", len(job_overrides), n_jobs, self.config.hydra.sweep.dir)
         state = Singleton.get_state()
         with ThreadPoolExecutor(n_jobs) as threads:
