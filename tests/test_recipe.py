@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lit_cifar.callbacks.lookahead import Lookahead
 from lit_cifar.callbacks.whitening import PatchWhitening
 from lit_cifar.errors import UserError
 from lit_cifar.models.fast_cnn import FastCNN
@@ -196,3 +197,63 @@ def test_the_whitening_bias_stops_moving_after_its_epochs(tmp_path):
     start, *epochs = ends.biases
     assert not torch.equal(epochs[0], start)  # trained in epoch 0
     assert torch.equal(epochs[1], epochs[0]) and torch.equal(epochs[2], epochs[0])  # no step, momentum or decay after
+
+
+def lookahead_at(lookahead: Lookahead, net: nn.Module, step: int, total_steps: int) -> None:
+    """The callback's hook as the Trainer calls it after optimizer step `step` of `total_steps`."""
+    trainer = SimpleNamespace(global_step=step, estimated_stepping_batches=total_steps)
+    lookahead.on_train_batch_end(trainer, SimpleNamespace(net=net))
+
+
+def test_lookahead_pulls_the_weights_back_on_airbenchs_schedule():
+    net = nn.BatchNorm1d(1)  # a parameter and running statistics (buffers), all pulled back
+    lookahead = Lookahead(every_n_steps=5, base=0.95, power=3)
+    lookahead.on_train_start(SimpleNamespace(global_step=0), SimpleNamespace(net=net))
+    slow = 1.0  # BatchNorm's initial weight
+    for step in range(1, 13):
+        with torch.no_grad():
+            net.weight += 1.0  # a training step
+            net.running_mean += 1.0
+        fast = net.weight.item()
+        lookahead_at(lookahead, net, step, total_steps=12)
+        if step in (5, 10):
+            decay = 0.95**5 * (step / 12) ** 3
+            slow += (1 - decay) * (fast - slow)
+        expected = slow if step in (5, 10, 12) else fast  # after the last step: the slow copy
+        assert net.weight.item() == pytest.approx(expected)
+        assert net.running_mean.item() == pytest.approx(expected - 1.0)  # it started at 0, the weight at 1
+    assert net.num_batches_tracked.item() == 0  # not floating point: left alone
+
+
+def test_lookahead_reads_nothing_on_the_host(monkeypatch):
+    net = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    lookahead = Lookahead()
+    lookahead.on_train_start(SimpleNamespace(global_step=0), SimpleNamespace(net=net))
+
+    def host_read(*args, **kwargs):
+        raise AssertionError("Lookahead read a tensor on the host")
+
+    for name in ("__bool__", "__int__", "__float__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, host_read)
+    for step in range(1, 11):
+        lookahead_at(lookahead, net, step, total_steps=10)
+
+
+def test_lookahead_resumed_from_a_checkpoint_goes_on_exactly(tmp_path):
+    class StopAfterFirstEpoch(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            trainer.should_stop = True
+
+    def fit(callbacks, ckpt_path=None) -> tuple[LitClassifier, pl.Trainer]:
+        module = tiny_fast_cnn_module()
+        trainer = tiny_trainer(tmp_path, [PatchWhitening(num_images=32), Lookahead(every_n_steps=3), *callbacks], 2)
+        trainer.fit(module, datamodule=TinyImages(), ckpt_path=ckpt_path)
+        return module, trainer
+
+    straight, _ = fit([])
+    _, stopped = fit([StopAfterFirstEpoch()])
+    stopped.save_checkpoint(tmp_path / "epoch0.ckpt")
+    assert torch.load(tmp_path / "epoch0.ckpt", weights_only=False)["callbacks"]["Lookahead"]["slow"]
+    resumed, _ = fit([], ckpt_path=tmp_path / "epoch0.ckpt")
+    for name, value in straight.net.state_dict().items():
+        torch.testing.assert_close(resumed.net.state_dict()[name], value, msg=name)
