@@ -80,6 +80,12 @@ def train_on(root: Path, *args: str) -> tuple[str, list[str]]:
     return "lit_cifar.train", [*flags, *tiny_cifar_overrides(root), "trainer.max_epochs=1", *args[len(flags) :]]
 
 
+def search_on(root: Path, tmp: Path, *args: str) -> tuple[str, list[str]]:
+    """An Optuna search of two trials over optim.lr on the tiny CIFAR-10 at `root`, into tmp/run."""
+    search = ["hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "optim.lr=interval(1e-4,1e-2)"]
+    return train_on(root, "-m", *search, *args, f"hydra.sweep.dir={tmp / 'run'}")
+
+
 def train_chars_on(root: Path, *args: str) -> tuple[str, list[str]]:
     """One epoch on the character set at `root`, at 32 pixels."""
     data = ["data=chars", f"data.root={root}", "data.image_size=32", "data.batch_size=16", "data.num_workers=0"]
@@ -154,6 +160,22 @@ CASES = [
         "`-m +trainer.strategy=ddp`",
         lambda tmp, run: train_on(run.parent / "data", "-m", "+trainer.strategy=ddp", f"hydra.sweep.dir={tmp / 'run'}"),
         ("a multirun cannot train on several devices", "trainer.devices=1"),
+    ),
+    # what needs a validation split, without one
+    config(
+        "data.val_size=0",
+        "callbacks=early_stopping",
+        fragments=("callbacks.early_stopping monitors val/acc, which data.val_size=0 never computes",),
+    ),
+    Case(
+        "`-m hydra/sweeper=optuna data.val_size=0`",
+        lambda tmp, run: search_on(run.parent / "data", tmp, "data.val_size=0"),
+        ("the search's pruner (SuccessiveHalvingPruner) judges trials by validation", "hydra/sweeper/pruner=none"),
+    ),
+    Case(
+        "`-m hydra/sweeper=optuna hydra/sweeper/pruner=none data.val_size=0`",
+        lambda tmp, run: search_on(run.parent / "data", tmp, "hydra/sweeper/pruner=none", "data.val_size=0"),
+        ("optimized_metric=val/acc_best is a validation metric", "optimized_metric=test/acc"),
     ),
     # where the run goes
     Case(

@@ -5,17 +5,18 @@ sweep's grid gets a row, and so does every job folder the grid no longer holds (
 row's status is `ok`; `pruned` (a search's trial its pruner stopped, and after which epoch); `failed` (with
 the reason); `unreadable` (its metrics.json is corrupt); `running` (a live process holds its folder);
 `interrupted` (no result and no process: after how many epochs it stopped, and how to resume it); or
-`pending` (never started). Finished runs come first, best val/acc_best first.
+`pending` (never started). Finished runs come first, best val/acc_best first (best test/acc first when some ran
+without a validation split, `data.val_size=0`: the table then says that this selects on the test set).
 
 `results.md` starts with what each sweep held fixed (model, data, epochs, its other overrides, the commit of
 the code) and the command that re-runs it, then the table; `results.csv` is the table alone; `results.png`
-plots val/acc_best against each compared key, and every validation curve; a search adds `search_history.png`
-(the best val/acc_best so far against trials and against epochs trained). For one sweep dir they are written
-into it (also at the end of every sweep, by `lit_cifar.sweep.SweepReport`). For several dirs, or run dirs,
-the table gets a `dir` column and a column for each override whose value differs between runs, and the files
-are written only into `--out`. Runs whose overrides differ only in `seed` are one setting: a second table
-gives each setting's number n of ok runs and the mean ± sample std of their val/acc_best and test/acc.
-The table is printed in every case."""
+plots val/acc_best (or test/acc, as ranked) against each compared key, and every validation curve; a search
+adds `search_history.png` (the best val/acc_best so far against trials and against epochs trained). For one
+sweep dir they are written into it (also at the end of every sweep, by `lit_cifar.sweep.SweepReport`). For
+several dirs, or run dirs, the table gets a `dir` column and a column for each override whose value differs
+between runs, and the files are written only into `--out`. Runs whose overrides differ only in `seed` are one
+setting: a second table gives each setting's number n of ok runs and the mean ± sample std of their
+val/acc_best and test/acc. The table is printed in every case."""
 
 import argparse
 import csv
@@ -53,6 +54,10 @@ Curve = list[tuple[int, float]]
 STATUSES = ("ok", "pruned", "running", "interrupted", "failed", "unreadable", "pending")  # in the table's order
 RESULTS = ["best_epoch", "val/acc_best", "test/acc", "wall_time_s", "status", "reason"]
 RESUME_JOB = "re-run its sweep's command to resume it"
+RANKED_BY_TEST = (
+    "ranked by test/acc: some runs have no validation split (data.val_size=0), so no val/acc_best; choosing a "
+    "run by its test accuracy selects on the test set, which then no longer measures accuracy on new data"
+)
 
 
 def val_curve(log_dir: Path) -> Curve:
@@ -131,10 +136,22 @@ def job_row(folder: Path, overrides: dict[str, str] | None, curve: Curve, resume
     }
 
 
-def _rank(row: dict) -> tuple:
-    rank = STATUSES.index(row["status"]) if row["status"] in STATUSES else len(STATUSES)
-    best = row["val/acc_best"]
-    return rank, -(best if isinstance(best, int | float) else 0.0), row["dir"]
+def ranked_by(rows: list[dict]) -> str:
+    """The metric that ranks `rows`: val/acc_best, unless a finished run has none (it had no validation split)."""
+    no_val = any(row["status"] == "ok" and row["val/acc_best"] is None for row in rows)
+    return "test/acc" if no_val else "val/acc_best"
+
+
+def ranked(rows: list[dict]) -> list[dict]:
+    """`rows` in the table's order: by status, then best first by `ranked_by`, then by folder."""
+    metric = ranked_by(rows)
+
+    def rank(row: dict) -> tuple:
+        status = STATUSES.index(row["status"]) if row["status"] in STATUSES else len(STATUSES)
+        value = row[metric]
+        return status, -(value if isinstance(value, int | float) else 0.0), row["dir"]
+
+    return sorted(rows, key=rank)
 
 
 def collect(sweep_dir: Path) -> tuple[list[str], list[dict], dict[str, Curve]]:
@@ -154,7 +171,7 @@ def collect(sweep_dir: Path) -> tuple[list[str], list[dict], dict[str, Curve]]:
             overrides = overrides_of(grid[name])
         curves[str(folder)] = curve = val_curve(sweep_dir / "tensorboard" / name)
         rows.append(job_row(folder, overrides, curve, RESUME_JOB))
-    return keys, sorted(rows, key=_rank), curves
+    return keys, ranked(rows), curves
 
 
 def collect_run(run_dir: Path) -> tuple[dict, Curve]:
@@ -254,7 +271,7 @@ def _setting_id(row: dict) -> tuple:
 
 
 def by_setting(keys: list[str], rows: list[dict]) -> list[dict]:
-    """One row per setting (runs whose overrides differ only in `seed`), best mean val/acc_best first: the
+    """One row per setting (runs whose overrides differ only in `seed`), best mean first (of `ranked_by`): the
     number n of its ok runs, the mean ± sample std of their val/acc_best and test/acc, and the runs that are
     not ok. Empty when no setting has two runs."""
     groups: dict[tuple, list[dict]] = {}
@@ -262,19 +279,18 @@ def by_setting(keys: list[str], rows: list[dict]) -> list[dict]:
         groups.setdefault(_setting_id(row), []).append(row)
     if all(len(runs) == 1 for runs in groups.values()):
         return []
-    table = []
+    table, metric = [], ranked_by(rows)
     for runs in groups.values():
         ok = [run for run in runs if run["status"] == "ok"]
-        best = [run["val/acc_best"] for run in ok if run["val/acc_best"] is not None]
+        values = {name: [run[name] for run in ok if run[name] is not None] for name in ("val/acc_best", "test/acc")}
         others = [run for run in runs if run["status"] != "ok"]
         row = {key: _value(runs[0], key) for key in keys if key != "seed"}
         row |= {
             "n": len(ok),
-            "val/acc_best": _mean_std(best),
-            "test/acc": _mean_std([run["test/acc"] for run in ok if run["test/acc"] is not None]),
+            **{name: _mean_std(found) for name, found in values.items()},
             "not ok": ", ".join(f"{_who(run)} {run['status']}" for run in others),
         }
-        table.append((-statistics.mean(best) if best else 0.0, row))
+        table.append((-statistics.mean(values[metric]) if values[metric] else 0.0, row))
     return [row for _, row in sorted(table, key=lambda item: item[0])]
 
 
@@ -320,8 +336,8 @@ def _is_rate(key: str) -> bool:
     return key.rsplit(".", 1)[-1] in RATE_KEYS
 
 
-def _heatmap(ax, keys: list[str], done: list[dict], best: dict) -> None:
-    """val/acc_best of a two-key grid: one cell per pair of values, the best one outlined."""
+def _heatmap(ax, keys: list[str], done: list[dict], best: dict, metric: str) -> None:
+    """`metric` of a two-key grid: one cell per pair of values, the best one outlined."""
     from matplotlib.patches import Rectangle
 
     x_key, y_key = keys
@@ -329,12 +345,12 @@ def _heatmap(ax, keys: list[str], done: list[dict], best: dict) -> None:
     y_values = sorted({str(_value(r, y_key)) for r in done}, key=lambda v: (_numbers([v]) or [0.0], v))
     grid = np.full((len(y_values), len(x_values)), np.nan)
     for r in done:
-        grid[y_values.index(str(_value(r, y_key))), x_values.index(str(_value(r, x_key)))] = r["val/acc_best"]
+        grid[y_values.index(str(_value(r, y_key))), x_values.index(str(_value(r, x_key)))] = r[metric]
     shown = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
-    ax.figure.colorbar(shown, ax=ax, label="val/acc_best")
+    ax.figure.colorbar(shown, ax=ax, label=metric)
     ax.set_xticks(range(len(x_values)), x_values)
     ax.set_yticks(range(len(y_values)), y_values)
-    ax.set(xlabel=x_key, ylabel=y_key, title="val/acc_best of each job (best outlined)")
+    ax.set(xlabel=x_key, ylabel=y_key, title=f"{metric} of each job (best outlined)")
     middle = np.nanmin(grid) + (np.nanmax(grid) - np.nanmin(grid)) / 2
     for (row, col), value in np.ndenumerate(grid):
         if not np.isnan(value):
@@ -344,8 +360,8 @@ def _heatmap(ax, keys: list[str], done: list[dict], best: dict) -> None:
     ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
 
 
-def _panel(ax, key: str, keys: list[str], done: list[dict], best: dict) -> None:
-    """val/acc_best against one key; the jobs that share a value sit side by side, coloured by the values of
+def _panel(ax, key: str, keys: list[str], done: list[dict], best: dict, metric: str) -> None:
+    """`metric` against one key; the jobs that share a value sit side by side, coloured by the values of
     the other compared keys; the best job is labelled."""
     others = [k for k in keys if k != key]
 
@@ -360,11 +376,11 @@ def _panel(ax, key: str, keys: list[str], done: list[dict], best: dict) -> None:
         shift = n - (len(groups) - 1) / 2  # side by side, not on top of each other
         points = [(x, r) for x, r in zip(xs, done, strict=True) if group(r) == name]
         at = [x * 1.06**shift if log else x + 0.03 * span * shift for x, _ in points]
-        ax.scatter(at, [r["val/acc_best"] for _, r in points], label=name, s=40, zorder=3)
+        ax.scatter(at, [r[metric] for _, r in points], label=name, s=40, zorder=3)
     best_x = xs[done.index(best)]
     ax.annotate(
-        f"best {best['val/acc_best']:.4f}\n{best['job']}",
-        (best_x, best["val/acc_best"]),
+        f"best {best[metric]:.4f}\n{best['job']}",
+        (best_x, best[metric]),
         xytext=(0, -30),
         textcoords="offset points",
         ha="center",
@@ -378,29 +394,31 @@ def _panel(ax, key: str, keys: list[str], done: list[dict], best: dict) -> None:
     else:
         ax.set_xticks(sorted(set(xs)), [f"{x:g}" for x in sorted(set(xs))])
         ax.minorticks_off()
-    ax.set(xlabel=key, ylabel="val/acc_best")
+    ax.set(xlabel=key, ylabel=metric)
     ax.grid(alpha=0.3)
     if others:
         ax.legend(fontsize="x-small", title=", ".join(others), title_fontsize="x-small")
 
 
 def results_figure(keys: list[str], rows: list[dict], curves: dict[str, Curve], title: str) -> "Figure":
-    """A two-key grid: a heatmap of val/acc_best; otherwise val/acc_best against each compared key. Then every
+    """A two-key grid: a heatmap of the ranking metric (`ranked_by`); otherwise that metric against each compared
+    key. Then every
     job's validation curve by epoch, the best one thick, the legend outside the plot."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    done = [r for r in rows if r["status"] == "ok" and r["val/acc_best"] is not None]
-    best = max(done, key=lambda r: r["val/acc_best"]) if done else None
+    metric = ranked_by(rows)
+    done = [r for r in rows if r["status"] == "ok" and r[metric] is not None]
+    best = max(done, key=lambda r: r[metric]) if done else None
     heatmap = len(keys) == 2 and best is not None
     panels = 1 if heatmap else len(keys) if best is not None else 0
     fig = Figure(figsize=(5.5 * panels + 7, 4.8), layout="constrained")
     axes = fig.subplots(1, panels + 1, squeeze=False)[0]
     if heatmap:
-        _heatmap(axes[0], keys, done, best)
+        _heatmap(axes[0], keys, done, best, metric)
     elif best is not None:
         for ax, key in zip(axes, keys, strict=False):
-            _panel(ax, key, keys, done, best)
+            _panel(ax, key, keys, done, best, metric)
     ax = axes[-1]
     for name, curve in curves.items():
         if curve:
@@ -446,7 +464,7 @@ def gather(paths: list[Path]) -> tuple[list[str], list[dict], dict[str, Curve], 
             row, curves[str(path)] = collect_run(path)
             rows.append(row)
             blocks.append(describe_run(row))
-    return swept, sorted(rows, key=_rank), curves, blocks
+    return swept, ranked(rows), curves, blocks
 
 
 def render(blocks: list[tuple[str, list[str]]], keys: list[str], rows: list[dict], columns: list[str]) -> str:
@@ -459,7 +477,8 @@ def render(blocks: list[tuple[str, list[str]]], keys: list[str], rows: list[dict
             "## By setting\n\nRuns whose overrides differ only in `seed` are one setting; n of them are ok, "
             "and their accuracies are given as mean ± sample std.\n\n" + markdown(settings, list(settings[0]))
         )
-    parts.append("## Runs\n\n" + markdown(rows, columns))
+    ranking = f"{RANKED_BY_TEST}.\n\n" if ranked_by(rows) == "test/acc" else ""
+    parts.append("## Runs\n\n" + ranking + markdown(rows, columns))
     return "\n".join(parts)
 
 

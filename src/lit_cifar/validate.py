@@ -86,7 +86,7 @@ RULES: dict[str, Rule] = {
     "data.image_size": Rule(in_range(1, INF, ints=True), "a positive number of pixels", "data.image_size=32"),
     "data.in_channels": Rule(lambda v: v in (1, 3), "1 (grayscale) or 3 (RGB)", "data.in_channels=3"),
     "data.val_size": Rule(
-        val_size, "0 (no validation split), a number of images (e.g. 5000) or a fraction of them (e.g. 0.1)", "0.1"
+        val_size, "a number of images (e.g. 5000) or a fraction of them (e.g. 0.1), or 0: no validation split", "0.1"
     ),
     "data.rotation": Rule(in_range(0, 180), "degrees in [0, 180]", "data.rotation=10"),
     "data.translate": Rule(in_range(0, INF, ints=True), "a number of pixels ≥ 0", "data.translate=4"),
