@@ -7,7 +7,7 @@ from conftest import write_cifar
 from lightning.pytorch.plugins.precision import Precision
 
 from lit_cifar.data.base import augmentation
-from lit_cifar.data.batched import augment_batch, tta_views
+from lit_cifar.data.batched import augment_batch, tta_logits
 from lit_cifar.data.cifar10 import CIFAR10DataModule
 from lit_cifar.errors import UserError
 
@@ -83,20 +83,43 @@ def test_same_distribution_as_the_per_image_path(rotation, translate, hflip):
     assert (batched - other).abs().mean() > 3 * gap
 
 
-def test_tta_views_are_the_image_its_one_pixel_shift_and_their_flips():
-    images = torch.randn(2, 3, 8, 8)
-    views = tta_views(images, flip=True)
-    assert [v.shape for v in views] == [images.shape] * 4
-    assert torch.equal(views[0], images)
-    assert torch.equal(views[1][..., 1:, 1:], images[..., :-1, :-1])
-    assert torch.equal(views[2], images.flip(-1))
-    assert torch.equal(views[3], views[1].flip(-1))
+def test_shifts_can_fill_the_border_with_the_reflected_image():
+    image = torch.randint(1, 256, (3, 32, 32), dtype=torch.uint8)
+    out = batched_draws(image, 50, rotation=0, translate=2, hflip=False, padding="reflect")
+    padded = torch.nn.functional.pad(image[None].float(), (2, 2, 2, 2), mode="reflect")[0]
+    crops = {(dy, dx): padded[:, dy : dy + 32, dx : dx + 32] for dy in range(5) for dx in range(5)}
+    found = [next((s for s, crop in crops.items() if torch.equal(o, crop)), None) for o in out]
+    assert None not in found and len(set(found)) > 10
+    assert (out > 0).all()  # no black border
 
 
-def test_tta_views_never_mirror_when_flips_change_the_label():
-    images = torch.randn(2, 1, 8, 8)
-    views = tta_views(images, flip=False)
-    assert len(views) == 2 and not any(torch.equal(v, images.flip(-1)) for v in views)
+def recording_net(seen: list) -> callable:
+    """A stand-in net whose logit for each image is a distinct number per view it was shown."""
+
+    def net(view: torch.Tensor) -> torch.Tensor:
+        seen.append(view)
+        return torch.full((len(view), 1), float(len(seen)))
+
+    return net
+
+
+def test_tta_weighs_the_image_half_and_each_shift_a_quarter_averaged_with_their_mirrors():
+    images, seen = torch.randn(2, 3, 8, 8), []
+    logits = tta_logits(recording_net(seen), images, flip=True)
+    padded = torch.nn.functional.pad(images, (1, 1, 1, 1), mode="reflect")
+    up_left, down_right = padded[..., 2:, 2:], padded[..., :8, :8]
+    expected = [images, images.flip(-1), up_left, up_left.flip(-1), down_right, down_right.flip(-1)]
+    assert len(seen) == 6 and all(torch.equal(a, b) for a, b in zip(seen, expected, strict=True))
+    # views 1..6 answered 1..6: weights 1/4, 1/4 and 1/8 for each of the four shifted views
+    assert torch.allclose(logits, torch.full((2, 1), (1 + 2) / 4 + (3 + 4 + 5 + 6) / 8))
+    assert all(view.is_contiguous() for view in seen)  # one stride pattern for a compiled net
+
+
+def test_tta_never_mirrors_when_flips_change_the_label():
+    images, seen = torch.randn(2, 1, 8, 8), []
+    logits = tta_logits(recording_net(seen), images, flip=False)
+    assert len(seen) == 3 and not any(torch.equal(v, images.flip(-1)) for v in seen)
+    assert torch.allclose(logits, torch.full((2, 1), 1 / 2 + (2 + 3) / 4))
 
 
 @pytest.fixture
@@ -113,13 +136,21 @@ def test_batched_loader_yields_whole_uint8_batches_in_a_seeded_order(batched_mod
     dm = batched_module
     torch.manual_seed(0)
     loader = dm.train_dataloader()
-    first, second = [torch.cat([labels for _, labels in loader]) for _ in range(2)]
+
+    def epoch(loader, number: int) -> torch.Tensor:
+        loader.sampler.set_epoch(number)  # as Lightning does at each epoch's start
+        return torch.cat([labels for _, labels in loader])
+
+    first, second = epoch(loader, 0), epoch(loader, 1)
     images, labels = next(iter(loader))
     assert images.shape == (16, 3, 32, 32) and images.dtype == torch.uint8 and labels.shape == (16,)
     assert len(loader) == len(dm.train_set) // 16 == len(first) // 16
     assert not torch.equal(first, second)  # a new permutation per epoch
-    torch.manual_seed(0)
-    assert torch.equal(first, torch.cat([labels for _, labels in dm.train_dataloader()]))
+    torch.manual_seed(0)  # a resumed run: a new loader, the same seed, epoch 1 drawn first
+    again = dm.train_dataloader()
+    assert torch.equal(epoch(again, 1), second) and torch.equal(epoch(again, 0), first)
+    torch.manual_seed(1)
+    assert not torch.equal(epoch(dm.train_dataloader(), 0), first)
 
 
 def test_batched_augmentation_runs_in_training_only_and_is_normalized(batched_module):

@@ -1,6 +1,4 @@
 import json
-from functools import partial
-from types import SimpleNamespace
 
 import lightning.pytorch as pl
 import pytest
@@ -63,11 +61,15 @@ def test_warmup_linear_without_warmup_starts_at_the_full_lr():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(2.0)
 
 
+def plain_sgd(module: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(module.parameters(), lr=0.1)
+
+
 def test_ema_weights_are_the_ones_tested_from_a_checkpoint(tmp_path):
     torch.manual_seed(0)
     data = DataLoader(TensorDataset(torch.randn(64, 3, 4, 4), torch.randint(0, 10, (64,))), batch_size=16)
     net = nn.Sequential(nn.Flatten(), nn.Linear(48, 10))
-    module = LitClassifier(net, partial(torch.optim.SGD, lr=0.5))
+    module = LitClassifier(net, plain_sgd)
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path)
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -86,10 +88,6 @@ def test_ema_weights_are_the_ones_tested_from_a_checkpoint(tmp_path):
     assert torch.equal(module.net[1].weight, averaged)
 
 
-def plain_sgd(module: nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.SGD(module.parameters(), lr=0.1)
-
-
 class HostReadDetector(pl.Callback):
     """Fails on a host read of a tensor (bool(), .item(), torch.unique, indexing with a Python list, …) while
     the training batches run, loader included: on a GPU each one waits for the device. It is off during
@@ -98,29 +96,36 @@ class HostReadDetector(pl.Callback):
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.monkeypatch, self.steps = monkeypatch, 0
 
-    def _on(self, *args) -> None:
+    def _on(self) -> None:
         def host_read(*args, **kwargs):
             raise AssertionError("a training step read a tensor on the host")
 
         def indexed(tensor, index):
             if isinstance(index, list):
                 raise AssertionError("a training step indexed a tensor with a Python list (a host→device copy)")
-            return original_getitem(tensor, index)
+            return getitem(tensor, index)
 
-        original_getitem = torch.Tensor.__getitem__
+        getitem = torch.Tensor.__getitem__
         for name in ("__bool__", "__int__", "__float__", "item", "tolist"):
             self.monkeypatch.setattr(torch.Tensor, name, host_read)
         self.monkeypatch.setattr(torch, "unique", host_read)
         self.monkeypatch.setattr(torch.Tensor, "__getitem__", indexed)
 
-    def _off(self, *args) -> None:
-        self.monkeypatch.undo()
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._on()
 
     def on_train_batch_end(self, *args) -> None:
         self.steps += 1
 
-    on_train_epoch_start = on_validation_end = _on
-    on_validation_start = on_train_epoch_end = _off
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.monkeypatch.undo()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:  # back to the training steps
+            self._on()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.monkeypatch.undo()
 
 
 def test_training_reads_no_tensor_on_the_host(monkeypatch, tmp_path):

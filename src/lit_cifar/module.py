@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from lit_cifar.data.batched import tta_views
+from lit_cifar.data.batched import tta_logits
 
 
 class LitClassifier(pl.LightningModule):
@@ -53,6 +53,11 @@ class LitClassifier(pl.LightningModule):
         if self.hparams.compile and not getattr(self, "_compiled", False):
             self.net.compile()  # in place: state_dict keys stay the same as the uncompiled net's
             self._compiled = True
+        if self.hparams.compile:
+            # Lightning validates in fit under no_grad but tests under inference_mode, whose tensors the compiled
+            # net would build a second evaluation graph for: evaluate under no_grad throughout.
+            for loop in (self.trainer.validate_loop, self.trainer.test_loop, self.trainer.predict_loop):
+                loop.inference_mode = False
 
     def forward(self, images: Tensor) -> Tensor:
         if self.channels_last:
@@ -61,11 +66,11 @@ class LitClassifier(pl.LightningModule):
 
     def _step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         images, labels = batch
-        if self.hparams.tta and not self.training:  # validation and test: average over flipped/shifted views
-            views = tta_views(images, flip=self.hparams.tta_flip)
-            logits = torch.stack([self(view) for view in views]).mean(0)
+        if self.hparams.tta and not self.training:  # validation and test: weighted flipped/shifted views
+            logits = tta_logits(self, images, flip=self.hparams.tta_flip)
         else:
             logits = self(images)
+        logits = logits[: len(labels)]  # the batched pipeline pads the last evaluation batch's images
         return self.criterion(logits, labels), logits, labels
 
     # The steps only update the metrics, on the device; the epoch hooks compute and log them once. Logging a
@@ -80,12 +85,12 @@ class LitClassifier(pl.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, logits, labels = self._step(batch)
-        self.val_loss.update(loss)
+        self.val_loss.update(loss.expand(len(labels)))  # one value per image: the last batch may hold fewer
         self.val_acc.update(logits, labels)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, logits, labels = self._step(batch)
-        self.test_loss.update(loss)
+        self.test_loss.update(loss.expand(len(labels)))
         self.test_acc.update(logits, labels)
         return logits  # for the callbacks that draw the test (callbacks.images)
 

@@ -1,5 +1,6 @@
-"""What every dataset here shares: uint8 images held in memory, a seeded train/val split,
-DataLoaders from config, and normalization on the device after the batch is transferred."""
+"""What every dataset here shares: uint8 images held in memory, a seeded train/val split (or none),
+DataLoaders from config or batches cut on the device, and normalization on the device after the batch is
+transferred."""
 
 import logging
 from collections.abc import Sequence
@@ -8,9 +9,9 @@ import lightning.pytorch as pl
 import torch
 import torchvision.transforms.v2 as T
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
-from lit_cifar.data.batched import augment_batch
+from lit_cifar.data.batched import PADDINGS, OrderedBatches, ShuffledBatches, augment_batch
 from lit_cifar.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -56,14 +57,24 @@ def mixed(value: int) -> int:
     return value ^ (value >> 31)
 
 
+# The independent streams of draws of the batched pipeline, each seeded per step or epoch by `stream_seed`.
+AUGMENTATION, ORDER, FLIPS = range(3)
+
+
+def stream_seed(seed: int, stream: int, counter: int) -> int:
+    """The generator seed of draw `counter` (a step, an epoch) of one `stream` of a run seeded with `seed`: it
+    depends on the three alone, so a resumed run draws what the uninterrupted one did, with no state saved."""
+    return mixed(mixed((seed & 0xFFFFFFFF) << 32 | counter) ^ stream)
+
+
 def seeded_split(n: int, val_size: int | float, seed: int) -> tuple[Tensor, Tensor]:
     """Indices of a train/val split that depends only on `seed`, not on the global RNG; `val_size` is a
-    number of images or a fraction of the `n` images."""
+    number of images or a fraction of the `n` images; 0 holds out none (an empty val split)."""
     count = round(val_size * n) if isinstance(val_size, float) else val_size
-    if not 0 < count < n:
+    if not (val_size == 0 or 0 < count < n):
         raise UserError(
             f"data.val_size={val_size} holds out {count} of the {n} training images; it must leave at least one "
-            "on each side, e.g. data.val_size=0.1"
+            "on each side, e.g. data.val_size=0.1 (or 0 for no validation)"
         )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[count:], order[:count]
@@ -108,6 +119,8 @@ class ImageDataModule(pl.LightningDataModule):
         rotation: float = 10.0,
         translate: int = 4,
         hflip: bool = True,
+        alternate_flips: bool = False,
+        shift_padding: str = "zeros",
         pipeline: str = "loader",
     ) -> None:
         super().__init__()
@@ -116,11 +129,21 @@ class ImageDataModule(pl.LightningDataModule):
                 f"data.pipeline={pipeline!r} must be 'loader' (per-image augmentation in DataLoader "
                 "workers) or 'batched' (whole batches augmented on the device)"
             )
+        if shift_padding not in PADDINGS:
+            raise UserError(f"data.shift_padding={shift_padding!r} must be one of {', '.join(PADDINGS)}")
+        if alternate_flips and not hflip:
+            raise UserError("data.alternate_flips=true flips images, which data.hflip=false forbids; set one of them")
+        if pipeline == "loader" and (alternate_flips or shift_padding != "zeros"):
+            raise UserError(
+                "data.alternate_flips and data.shift_padding=reflect exist in the batched pipeline only; "
+                "set data.pipeline=batched or leave them at false and zeros"
+            )
         self.num_classes, self.in_channels, self.image_size = num_classes, in_channels, image_size
         self.mean, self.std = list(mean), list(std)
         self.batch_size, self.val_size, self.split_seed = batch_size, val_size, split_seed
         self.num_workers, self.pin_memory, self.persistent_workers = num_workers, pin_memory, persistent_workers
         self.rotation, self.translate, self.hflip = rotation, translate, hflip
+        self.alternate_flips, self.shift_padding = alternate_flips, shift_padding
         self.pipeline = pipeline
         self._augment_rng: torch.Generator | None = None
         self.class_names: list[str] = []
@@ -141,22 +164,28 @@ class ImageDataModule(pl.LightningDataModule):
             return
         splits = self.load()
         images, labels = splits["train"]
-        if "val" in splits:
-            val_images, val_labels = splits["val"]
-        else:
+        val = None if self.val_size == 0 else splits.get("val")  # val_size=0: every training image is trained on
+        if val is None and self.val_size != 0:
             train_idx, val_idx = seeded_split(len(labels), self.val_size, self.split_seed)
-            val_images, val_labels = images[val_idx], labels[val_idx]
+            val = images[val_idx], labels[val_idx]
             images, labels = images[train_idx], labels[train_idx]
-            for split, split_labels in (("train", labels), ("validation", val_labels)):
+            for split, split_labels in (("train", labels), ("validation", val[1])):
                 warn_thin_classes(split_labels, self.num_classes, split, self.class_names)
-        if self.pipeline == "batched":  # the whole train set on the training device, augmented there per batch
-            device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        test = splits.get("test", val)
+        if test is None:
+            raise UserError(
+                "data.val_size=0 leaves nothing to test: this dataset has no test split, so the held-out "
+                "images are its test set; hold some out, e.g. data.val_size=0.1"
+            )
+        device = torch.device("cpu")  # the per-image loader's workers read the images on the host
+        if self.pipeline == "batched":  # every split on the training device, cut into batches there
+            device = self.trainer.strategy.root_device if self.trainer is not None else device
             self.train_set = TensorImageDataset(images.to(device), labels.to(device))
         else:
             train_transform = augmentation(self.image_size, self.rotation, self.translate, self.hflip)
             self.train_set = TensorImageDataset(images, labels, train_transform)
-        self.val_set = TensorImageDataset(val_images, val_labels)
-        self.test_set = TensorImageDataset(*splits["test"]) if "test" in splits else self.val_set
+        self.val_set = None if val is None else TensorImageDataset(*(t.to(device) for t in val))
+        self.test_set = self.val_set if test is val else TensorImageDataset(*(t.to(device) for t in test))
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         return DataLoader(
@@ -169,20 +198,38 @@ class ImageDataModule(pl.LightningDataModule):
             persistent_workers=self.persistent_workers and self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def _evaluation_loader(self, dataset: TensorImageDataset) -> DataLoader | OrderedBatches:
+        if self.pipeline == "loader":
+            return self._loader(dataset, shuffle=False)
+        return OrderedBatches(dataset.images, dataset.labels, self.batch_size)
+
+    def train_dataloader(self) -> DataLoader | ShuffledBatches:
         if self.pipeline == "loader":
             return self._loader(self.train_set, shuffle=True)
-        # The sampler yields a list of indices and the dataset returns that whole batch with one gather.
-        # RandomSampler draws each epoch's permutation from the global RNG, so seed_everything fixes it.
-        n = len(self.train_set)
-        batches = BatchSampler(RandomSampler(self.train_set), self.batch_size, drop_last=n > self.batch_size)
-        return DataLoader(self.train_set, sampler=batches, batch_size=None)
+        seed = torch.initial_seed()  # seed_everything's; the draws of an epoch depend on it and the epoch only
+        images = self.train_set.images
+        flips = None
+        if self.alternate_flips:  # each image's orientation in even epochs, drawn once
+            generator = torch.Generator(images.device).manual_seed(stream_seed(seed, FLIPS, 0))
+            flips = torch.rand(len(images), generator=generator, device=images.device) < 0.5
+        strategy = self.trainer.strategy if self.trainer is not None else None
+        return ShuffledBatches(
+            images,
+            self.train_set.labels,
+            self.batch_size,
+            seed_of=lambda epoch: stream_seed(seed, ORDER, epoch),
+            flips=flips,
+            rank=strategy.global_rank if strategy is not None else 0,
+            world_size=strategy.world_size if strategy is not None else 1,
+        )
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+    def val_dataloader(self) -> DataLoader | OrderedBatches | list:
+        if self.val_set is None:
+            return []  # data.val_size=0: Lightning skips validation
+        return self._evaluation_loader(self.val_set)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+    def test_dataloader(self) -> DataLoader | OrderedBatches:
+        return self._evaluation_loader(self.test_set)
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 N×C×H×W → float32 normalized with the dataset's mean and std, on images' device."""
@@ -198,8 +245,11 @@ class ImageDataModule(pl.LightningDataModule):
         one would, with no generator state to save."""
         if self._augment_rng is None or self._augment_rng.device != images.device:
             self._augment_rng = torch.Generator(images.device)
-        self._augment_rng.manual_seed(mixed((torch.initial_seed() & 0xFFFFFFFF) << 32 | step))
-        return augment_batch(images, self.rotation, self.translate, self.hflip, self._augment_rng)
+        self._augment_rng.manual_seed(stream_seed(torch.initial_seed(), AUGMENTATION, step))
+        random_flips = self.hflip and not self.alternate_flips  # alternating flips come with the batch
+        return augment_batch(
+            images, self.rotation, self.translate, random_flips, self._augment_rng, padding=self.shift_padding
+        )
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):
         images, labels = batch
