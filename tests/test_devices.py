@@ -2,11 +2,15 @@
 checkpoints written on another GPU, and parallel sweep jobs sharing the GPUs."""
 
 import os
+import shutil
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 import torch
+from conftest import run_cli, tiny_cifar_overrides
 from omegaconf import OmegaConf
 from test_models import MODEL_CONFIGS, build
 from torch import nn
@@ -79,3 +83,33 @@ def test_concurrent_jobs_each_take_a_free_gpu_and_a_freed_one_is_taken_again(tmp
     assert take_free_gpu(tmp_path, n_gpus, job_num=4) == (1, None)  # all held: job number modulo count, shared
     for fd in locks.values():
         os.close(fd)
+
+
+@contextmanager
+def saved_as_on(location: str) -> Iterator[None]:
+    """`torch.save` files every storage under `location` (e.g. cuda:1), as a job training on that GPU does."""
+    entry = (0, lambda _: location, lambda storage, saved_location: None)
+    torch.serialization.register_package(*entry)
+    try:
+        yield
+    finally:
+        torch.serialization._package_registry.remove(entry)  # register_package has no undo
+
+
+@pytest.mark.slow
+def test_a_checkpoint_saved_on_another_gpu_resumes_here(trained_run, tmp_path):
+    """A sweep job trained on cuda:1 goes on where that GPU is not (here: no GPU at all)."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)  # left as it is for the other tests
+    last = run_dir / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=False)
+    with saved_as_on("cuda:1"):
+        torch.save(checkpoint, last)
+    with pytest.raises(RuntimeError, match="CUDA"):  # what a load that keeps the saved locations meets
+        torch.load(last, weights_only=True)
+
+    args = [*tiny_cifar_overrides(trained_run.parent / "data"), "model=week11_cnn", f"hydra.run.dir={run_dir}"]
+    resumed = run_cli("lit_cifar.train", *args, "trainer.max_epochs=2", "ckpt_path=last")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    second = torch.load(run_dir / "checkpoints" / "epoch_001.ckpt", weights_only=True)
+    assert second["global_step"] == 2 * torch.load(run_dir / "checkpoints" / "epoch_000.ckpt")["global_step"]
