@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import lightning.pytorch as pl
 import pytest
 import torch
+from conftest import run_cli, tiny_cifar_overrides
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -257,3 +258,12 @@ def test_lookahead_resumed_from_a_checkpoint_goes_on_exactly(tmp_path):
     resumed, _ = fit([], ckpt_path=tmp_path / "epoch0.ckpt")
     for name, value in straight.net.state_dict().items():
         torch.testing.assert_close(resumed.net.state_dict()[name], value, msg=name)
+
+
+@pytest.mark.slow
+def test_tune_refuses_an_optimizer_the_lr_finder_cannot_measure(cifar_root, tmp_path):
+    proc = run_cli(
+        "lit_cifar.tune", "experiment=fast94", *tiny_cifar_overrides(cifar_root), f"hydra.run.dir={tmp_path}"
+    )
+    assert proc.returncode != 0
+    assert "not optim.units=per_1024 with optim.norm_lr_scale=64; tune with optim.units=torch" in proc.stderr

@@ -32,6 +32,16 @@ def check(tune: DictConfig) -> None:
         raise UserError(f"tune.steps={tune.steps} must be an integer of at least 20 (the finder skips its first 10)")
 
 
+def check_optim(optim: DictConfig) -> None:
+    """Lightning's finder sets one lr, in torch's units, on every parameter group."""
+    units, norm_lr_scale = optim.get("units", "torch"), optim.get("norm_lr_scale", 1)
+    if units != "torch" or norm_lr_scale != 1:
+        raise UserError(
+            f"the lr finder tries one lr in torch's units on all parameters, not optim.units={units} with "
+            f"optim.norm_lr_scale={norm_lr_scale}; tune with optim.units=torch optim.norm_lr_scale=1"
+        )
+
+
 def find(cfg: DictConfig, run_dir: Path) -> dict:
     """Run the finders; return what they found (and the lr curve) as written to `lr_find.json`."""
     import lightning.pytorch as pl
@@ -40,6 +50,7 @@ def find(cfg: DictConfig, run_dir: Path) -> dict:
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
+    check_optim(cfg.optim)
     module = instantiate(cfg.module)
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
