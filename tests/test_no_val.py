@@ -154,3 +154,36 @@ def test_a_grid_without_validation_ranks_by_test_accuracy_and_says_so(cifar_root
     rows = report.collect(sweep_dir)[1]
     assert [row["status"] for row in rows] == ["ok", "ok"]
     assert rows[0]["test/acc"] >= rows[1]["test/acc"]
+
+
+def test_runs_without_validation_rank_by_test_accuracy_and_the_table_says_so():
+    rows = [
+        {"status": "ok", "val/acc_best": 0.9, "test/acc": 0.2, "dir": "a"},
+        {"status": "ok", "val/acc_best": None, "test/acc": 0.5, "dir": "b"},
+        {"status": "failed", "val/acc_best": None, "test/acc": None, "dir": "c"},
+    ]
+    assert [row["dir"] for row in report.ranked(rows)] == ["b", "a", "c"]
+    assert [row["dir"] for row in report.ranked([rows[0], rows[2]])] == ["a", "c"]  # all validated: by val/acc_best
+    for row in rows:
+        row["overrides"] = {}
+    assert report.RANKED_BY_TEST in report.render([("Runs", [])], [], rows, ["dir", "test/acc"])
+
+
+@pytest.mark.slow
+def test_a_search_without_validation_or_pruner_optimizes_test_accuracy(cifar_root, tmp_path):
+    sweep_dir = tmp_path / "search"
+    search = ["hydra/sweeper=optuna", "hydra/sweeper/pruner=none", "hydra.sweeper.n_trials=2"]
+    result = run_cli(
+        "lit_cifar.train",
+        "-m",
+        *tiny_cifar_overrides(cifar_root),
+        *NO_VAL,
+        "trainer.max_epochs=1",
+        *search,
+        "optimized_metric=test/acc",
+        "optim.lr=interval(1e-4,1e-2)",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ranked by test/acc" in (sweep_dir / "results.md").read_text()
+    assert (sweep_dir / "search_history.png").is_file()

@@ -501,7 +501,7 @@ def report(paths: list[Path], out: Path | None) -> list[dict]:
         plot(keys, rows, {labels[f]: curve for f, curve in curves.items()}, out / "results.png", title)
         written = ["results.md", "results.csv", "results.png"]
         if one_sweep and is_search(OmegaConf.load(paths[0] / "multirun.yaml").hydra):
-            plot_history(rows, curves, out / "search_history.png", title)
+            plot_history(rows, curves, out / "search_history.png", title, ranked_by(rows))
             written.append("search_history.png")
         print(f"\nwritten into {out}: {', '.join(written)}")
     return rows

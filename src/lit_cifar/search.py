@@ -161,10 +161,10 @@ def trial_callbacks() -> list:
     return [TrialReport(trial, hydra_cfg.sweeper.monitor)]
 
 
-def plot_history(rows: list[dict], curves: dict[str, list], path: Path, title: str) -> None:
-    """The search's history, from its results table (`rows`) and validation curves: each trial's val/acc_best
-    by state and the best of the completed ones so far, against the trial number and against the epochs
-    trained so far (what the pruner saves shows on the right)."""
+def plot_history(rows: list[dict], curves: dict[str, list], path: Path, title: str, metric: str) -> None:
+    """The search's history, from its results table (`rows`) and validation curves: each trial's `metric`
+    (val/acc_best; test/acc without a validation split) by state and the best of the completed ones so far,
+    against the trial number and against the epochs trained so far (what the pruner saves shows on the right)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -175,13 +175,13 @@ def plot_history(rows: list[dict], curves: dict[str, list], path: Path, title: s
     spent, best, steps = 0, None, []
     for number, row in trials:
         spent += len(curves.get(row["dir"], []))
-        value = row["val/acc_best"]
+        value = row[metric]
         if row["status"] == "ok" and isinstance(value, int | float):
             best = value if best is None else max(best, value)
         steps.append((number, spent, best))
     styles = {"ok": ("o", "tab:blue", "complete"), "pruned": ("x", "tab:orange", "pruned")}
     for status, (marker, colour, label) in styles.items():
-        points = [(n, r["val/acc_best"]) for n, r in trials if r["status"] == status and r["val/acc_best"] is not None]
+        points = [(n, r[metric]) for n, r in trials if r["status"] == status and r[metric] is not None]
         if points:
             by_trial.scatter(*zip(*points, strict=True), marker=marker, color=colour, label=label, zorder=3)
     reached = [(n, s, b) for n, s, b in steps if b is not None]
@@ -190,7 +190,7 @@ def plot_history(rows: list[dict], curves: dict[str, list], path: Path, title: s
         by_trial.step(numbers, bests, where="post", color="black", label="best so far")
         by_epochs.step(epochs, bests, where="post", color="black")
         by_epochs.plot(epochs, bests, "o", color="black", markersize=3)
-    by_trial.set(xlabel="trial", ylabel="val/acc_best", title="each trial")
+    by_trial.set(xlabel="trial", ylabel=metric, title="each trial")
     by_epochs.set(xlabel="epochs trained, all trials together", title="best so far against the work done")
     for axes in (by_trial, by_epochs):
         axes.xaxis.get_major_locator().set_params(integer=True)
