@@ -33,7 +33,9 @@ def train(tmp_path: Path, *overrides: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra", [[], ["module.compile=true"], ["trainer.precision=bf16-true"]], ids=["eager", "compiled", "bf16-true"])
+@pytest.mark.parametrize(
+    "extra", [[], ["module.compile=true"], ["trainer.precision=bf16-true"]], ids=["eager", "compiled", "bf16-true"]
+)
 def test_fast94_trains_an_epoch_of_the_slice(cifar_slice, tmp_path, extra):
     data = [f"data.root={cifar_slice}", "data.download=false", "data.verify_checksums=false"]
     train(tmp_path, "experiment=fast94", "trainer=gpu", *data, "callbacks.progress_bar=null", *extra)
