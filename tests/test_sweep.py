@@ -44,11 +44,9 @@ def hparams_and_scalars(log_dir: Path) -> tuple[dict, dict[str, float]]:
     return params, {tag: events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"]}
 
 
-def test_parallel_jobs_split_the_cores_and_take_gpus_round_robin():
-    assert parallel_share(job_num=0, n_jobs=4, n_cpus=16, n_gpus=0) == (4, None)
-    assert parallel_share(job_num=5, n_jobs=3, n_cpus=2, n_gpus=0) == (1, None)  # never below one thread
-    assert [parallel_share(n, 4, 16, 2)[1] for n in range(5)] == [0, 1, 0, 1, 0]  # two jobs per GPU
-    assert parallel_share(job_num=7, n_jobs=8, n_cpus=64, n_gpus=8) == (8, 7)
+def test_parallel_jobs_split_the_cores():  # which GPU a job takes: tests/test_devices.py
+    assert parallel_share(n_jobs=4, n_cpus=16) == 4
+    assert parallel_share(n_jobs=3, n_cpus=2) == 1  # never below one thread
 
 
 def test_run_names_hold_the_swept_values_sorted_by_key():
