@@ -155,3 +155,21 @@ def test_compile_builds_one_graph_per_stage(cifar_root, monkeypatch):
     run.test(module, datamodule=dm, verbose=False)
     assert after_fit == 2  # one training graph, one evaluation graph
     assert backend.graphs == after_fit  # test reuses the evaluation graph
+
+
+def test_a_resumed_batched_run_trains_what_the_uninterrupted_run_did(cifar_root, tmp_path):
+    """Order, alternating flips and per-step shifts depend on (seed, epoch or step) alone: resuming from the
+    first epoch's checkpoint ends with the weights of a run that was never stopped."""
+
+    def run(max_epochs: int, ckpt_path=None) -> tuple[LitClassifier, pl.Trainer]:
+        torch.manual_seed(5)
+        module = LitClassifier(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)), plain_sgd)
+        dm = cifar(cifar_root, pipeline="batched", alternate_flips=True, shift_padding="reflect", translate=2)
+        saved = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_top_k=-1, filename="{epoch}")
+        fit = trainer(max_epochs=max_epochs, callbacks=[saved], enable_checkpointing=True, num_sanity_val_steps=0)
+        fit.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        return module
+
+    whole = run(max_epochs=3)
+    resumed = run(max_epochs=3, ckpt_path=tmp_path / "epoch=0.ckpt")
+    assert torch.equal(resumed.net[1].weight, whole.net[1].weight)
