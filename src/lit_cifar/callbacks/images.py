@@ -60,7 +60,8 @@ class ImageSummary(Callback):
         counts = torch.bincount(labels * n + predicted, minlength=n * n).view(n, n)
         self._counts = counts if self._counts is None else self._counts + counts
         wrong = predicted != labels
-        batch_worst = (confidence[wrong], batch[0][wrong], labels[wrong], predicted[wrong])
+        images = batch[0][: len(labels)]  # the batched pipeline pads the last batch's images, not its labels
+        batch_worst = (confidence[wrong], images[wrong], labels[wrong], predicted[wrong])
         if self._worst is not None:
             batch_worst = tuple(torch.cat(pair) for pair in zip(self._worst, batch_worst, strict=True))
         keep = batch_worst[0].topk(min(self.mistakes, len(batch_worst[0]))).indices
