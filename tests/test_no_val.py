@@ -3,14 +3,19 @@ tests those last weights and reports test accuracy; what needs validation is ref
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 from conftest import WEEK11_HPARAMS, run_cli, tiny_cifar_overrides
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from lit_cifar import report
+from lit_cifar.callbacks.hparams import HParamsSummary
+from lit_cifar.callbacks.images import ImageSummary
 from lit_cifar.data.make_chars import generate
 from lit_cifar.errors import UserError
 from lit_cifar.validate import check_needs_validation, check_values
@@ -187,3 +192,26 @@ def test_a_search_without_validation_or_pruner_optimizes_test_accuracy(cifar_roo
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ranked by test/acc" in (sweep_dir / "results.md").read_text()
     assert (sweep_dir / "search_history.png").is_file()
+
+
+def test_test_images_drawn_from_a_padded_last_batch(tmp_path):
+    """The batched pipeline pads the last test batch's images (not its labels); test_step returns a logit per label."""
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(class_names=["a", "b"]))
+    summary = ImageSummary(mistakes=4)
+    summary.on_test_epoch_start(trainer, None)
+    logits = torch.tensor([[0.0, 2.0], [2.0, 0.0], [0.0, 1.0]])
+    summary.on_test_batch_end(trainer, None, logits, (torch.zeros(8, 3, 4, 4), torch.tensor([0, 0, 1])), 0)
+    assert summary._counts.tolist() == [[1, 1], [0, 1]] and len(summary._worst[1]) == 1
+
+
+def test_a_run_failing_in_its_test_ends_its_hparams_session(tmp_path):
+    """Lightning closes the TensorBoard writer when fitting ends; an error in the test before any scalar is
+    logged must still mark the HParams session failed, not raise from the error handler."""
+    logger = TensorBoardLogger(str(tmp_path))
+    logger.experiment.add_scalar("x", 1.0)
+    logger.finalize("success")
+    trainer = SimpleNamespace(is_global_zero=True, loggers=[logger])
+    HParamsSummary(numbers={}, texts={}).on_exception(trainer, None, RuntimeError("in the test"))
+    accumulator = EventAccumulator(logger.log_dir)  # its event files in turn: the session's end is in the last
+    accumulator.Reload()
+    assert "_hparams_/session_end_info" in accumulator.PluginTagToContent("hparams")

@@ -100,7 +100,9 @@ class HParamsSummary(Callback):
     def _end(self, trainer: pl.Trainer, status: int) -> None:
         end = HParamsPluginData(session_end_info=SessionEndInfo(status=status, end_time_secs=time.time()))
         for logger in self._tensorboards(trainer):
-            logger.experiment.file_writer.add_summary(_summary(metadata.SESSION_END_INFO_TAG, end))
+            # The writer Lightning closed when fitting ended is reopened by the next scalar logged; an error
+            # in the test before any leaves it closed (file_writer None), and _get_file_writer reopens it.
+            logger.experiment._get_file_writer().add_summary(_summary(metadata.SESSION_END_INFO_TAG, end))
             logger.experiment.flush()
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

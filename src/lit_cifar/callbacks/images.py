@@ -54,13 +54,13 @@ class ImageSummary(Callback):
         self._counts, self._worst = None, None
 
     def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, *args) -> None:
-        logits, labels = outputs, batch[1]  # test_step's logits
+        logits, labels = outputs, batch[1]  # test_step's logits, one per label
+        images = batch[0][: len(labels)]  # the batched pipeline pads the last batch's images
         n = len(trainer.datamodule.class_names)
         confidence, predicted = logits.softmax(1).max(1)
         counts = torch.bincount(labels * n + predicted, minlength=n * n).view(n, n)
         self._counts = counts if self._counts is None else self._counts + counts
         wrong = predicted != labels
-        images = batch[0][: len(labels)]  # the batched pipeline pads the last batch's images, not its labels
         batch_worst = (confidence[wrong], images[wrong], labels[wrong], predicted[wrong])
         if self._worst is not None:
             batch_worst = tuple(torch.cat(pair) for pair in zip(self._worst, batch_worst, strict=True))
