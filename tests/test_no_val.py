@@ -215,3 +215,13 @@ def test_a_run_failing_in_its_test_ends_its_hparams_session(tmp_path):
     accumulator = EventAccumulator(logger.log_dir)  # its event files in turn: the session's end is in the last
     accumulator.Reload()
     assert "_hparams_/session_end_info" in accumulator.PluginTagToContent("hparams")
+
+
+@pytest.mark.slow
+def test_a_grid_with_early_stopping_and_no_validation_is_refused_before_its_sweep_dir_exists(cifar_root, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = [*tiny_cifar_overrides(cifar_root), "data.val_size=0", "callbacks=early_stopping", "optim.lr=1e-3,2e-3"]
+    result = run_cli("lit_cifar.train", "-m", *args, f"hydra.sweep.dir={sweep_dir}")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2 and len(errors) == 1 and "callbacks.early_stopping monitors val/acc" in errors[0]
+    assert not sweep_dir.exists()
