@@ -200,23 +200,29 @@ def test_the_whitening_bias_stops_moving_after_its_epochs(tmp_path):
     assert torch.equal(epochs[1], epochs[0]) and torch.equal(epochs[2], epochs[0])  # no step, momentum or decay after
 
 
-def lookahead_at(lookahead: Lookahead, net: nn.Module, step: int, total_steps: int) -> None:
-    """The callback's hook as the Trainer calls it after optimizer step `step` of `total_steps`."""
-    trainer = SimpleNamespace(global_step=step, estimated_stepping_batches=total_steps)
-    lookahead.on_train_batch_end(trainer, SimpleNamespace(net=net))
+def lookahead_started(net: nn.Module, total_steps: int, **options) -> Lookahead:
+    lookahead = Lookahead(**options)
+    lookahead.on_train_start(
+        SimpleNamespace(global_step=0, estimated_stepping_batches=total_steps), SimpleNamespace(net=net)
+    )
+    return lookahead
+
+
+def lookahead_at(lookahead: Lookahead, net: nn.Module, step: int) -> None:
+    """The callback's hook as the Trainer calls it after optimizer step `step`."""
+    lookahead.on_train_batch_end(SimpleNamespace(global_step=step), SimpleNamespace(net=net))
 
 
 def test_lookahead_pulls_the_weights_back_on_airbenchs_schedule():
     net = nn.BatchNorm1d(1)  # a parameter and running statistics (buffers), all pulled back
-    lookahead = Lookahead(every_n_steps=5, base=0.95, power=3)
-    lookahead.on_train_start(SimpleNamespace(global_step=0), SimpleNamespace(net=net))
+    lookahead = lookahead_started(net, total_steps=12, every_n_steps=5, base=0.95, power=3)
     slow = 1.0  # BatchNorm's initial weight
     for step in range(1, 13):
         with torch.no_grad():
             net.weight += 1.0  # a training step
             net.running_mean += 1.0
         fast = net.weight.item()
-        lookahead_at(lookahead, net, step, total_steps=12)
+        lookahead_at(lookahead, net, step)
         if step in (5, 10):
             decay = 0.95**5 * (step / 12) ** 3
             slow += (1 - decay) * (fast - slow)
@@ -228,8 +234,7 @@ def test_lookahead_pulls_the_weights_back_on_airbenchs_schedule():
 
 def test_lookahead_reads_nothing_on_the_host(monkeypatch):
     net = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
-    lookahead = Lookahead()
-    lookahead.on_train_start(SimpleNamespace(global_step=0), SimpleNamespace(net=net))
+    lookahead = lookahead_started(net, total_steps=10)
 
     def host_read(*args, **kwargs):
         raise AssertionError("Lookahead read a tensor on the host")
@@ -237,7 +242,7 @@ def test_lookahead_reads_nothing_on_the_host(monkeypatch):
     for name in ("__bool__", "__int__", "__float__", "item", "tolist"):
         monkeypatch.setattr(torch.Tensor, name, host_read)
     for step in range(1, 11):
-        lookahead_at(lookahead, net, step, total_steps=10)
+        lookahead_at(lookahead, net, step)
 
 
 def test_lookahead_resumed_from_a_checkpoint_goes_on_exactly(tmp_path):

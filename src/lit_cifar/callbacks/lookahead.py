@@ -25,7 +25,7 @@ class Lookahead(pl.Callback):
         self.every_n_steps, self.base, self.power = every_n_steps, base, power
         self.slow: dict[str, torch.Tensor] = {}
         self._live: dict[str, torch.Tensor] = {}
-        self._last_update = 0
+        self._last_update, self._total_steps = 0, 1
 
     def decay(self, step: int, total_steps: int) -> float:
         return self.base**self.every_n_steps * (step / total_steps) ** self.power
@@ -37,18 +37,18 @@ class Lookahead(pl.Callback):
             self.slow = {name: self.slow[name].to(live.device) for name, live in self._live.items()}
         else:
             self.slow = {name: live.clone() for name, live in self._live.items()}
-        self._last_update = trainer.global_step
+        self._last_update, self._total_steps = trainer.global_step, trainer.estimated_stepping_batches
 
     @torch.no_grad()
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        step, total_steps = trainer.global_step, trainer.estimated_stepping_batches
+        step = trainer.global_step
         if step == self._last_update:  # a batch that accumulated its gradient without a step
             return
         self._last_update = step
         slow, live = list(self.slow.values()), list(self._live.values())
         if step % self.every_n_steps == 0:
-            torch._foreach_lerp_(slow, live, 1 - self.decay(step, total_steps))
-        if step % self.every_n_steps == 0 or step >= total_steps:
+            torch._foreach_lerp_(slow, live, 1 - self.decay(step, self._total_steps))
+        if step % self.every_n_steps == 0 or step >= self._total_steps:
             torch._foreach_copy_(live, slow)
 
     def state_dict(self) -> dict[str, Any]:
