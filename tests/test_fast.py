@@ -11,7 +11,7 @@ from lit_cifar.bench import CLI_COMMANDS
 from lit_cifar.callbacks.ema import EMA
 from lit_cifar.callbacks.finite_loss import FiniteLossCheck
 from lit_cifar.data.cifar10 import CIFAR10DataModule
-from lit_cifar.lr_schedules import warmup_linear
+from lit_cifar.lr_schedules import one_cycle, warmup_linear
 from lit_cifar.models.fast_cnn import FastCNN
 from lit_cifar.module import LitClassifier
 
@@ -53,6 +53,24 @@ def test_warmup_linear_from_an_initial_factor_is_airbenchs_triangle():
         optimizer.step()
         scheduler.step()
     assert (lrs[0], lrs[10], lrs[20], lrs[100]) == pytest.approx((0.2, 0.6, 1.0, 0.07))
+
+
+def test_one_cycle_peaks_at_each_groups_own_lr_also_when_replanned():
+    # A norm group at 64x the lr, or lr in per-1024 units, must keep its peak: one max_lr for all would undo both.
+    optimizer = torch.optim.SGD([{"params": [nn.Parameter(torch.zeros(1))], "lr": lr} for lr in (0.5, 32.0)])
+
+    def peaks(scheduler) -> list[float]:
+        seen = []
+        for _ in range(scheduler.total_steps):
+            seen.append([group["lr"] for group in optimizer.param_groups])
+            optimizer.step()
+            scheduler.step()
+        return [max(column) for column in zip(*seen, strict=True)]
+
+    assert peaks(one_cycle(optimizer, total_steps=20)) == pytest.approx([0.5, 32.0])
+    for group in optimizer.param_groups:  # what LitClassifier.on_train_start does before replanning a longer run
+        group["lr"] = group["initial_lr"]
+    assert peaks(one_cycle(optimizer, total_steps=40)) == pytest.approx([0.5, 32.0])
 
 
 def test_warmup_linear_without_warmup_starts_at_the_full_lr():

@@ -236,7 +236,7 @@ def framework_overhead(args: argparse.Namespace, model_overrides: str) -> dict:
         net = instantiate(cfg.model).to(args.device)
         if args.compile:
             net.compile()
-        opt, criterion = optimizer(net.parameters()), torch.nn.CrossEntropyLoss()
+        opt, criterion = optimizer(net), torch.nn.CrossEntropyLoss()
         net.train()
         for step, (x, y) in enumerate(loader):
             if step == warmup:

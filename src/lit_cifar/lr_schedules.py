@@ -1,7 +1,7 @@
 """Learning-rate schedules that torch does not ship, as LambdaLR factories stepped once per batch."""
 
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
 
 from lit_cifar.errors import UserError
 
@@ -25,3 +25,11 @@ def warmup_linear(
         return 1 - (1 - final_factor) * (step - warmup) / max(1, total_steps - 1 - warmup)
 
     return LambdaLR(optimizer, factor)
+
+
+def one_cycle(optimizer: Optimizer, total_steps: int, pct_start: float = 0.25) -> OneCycleLR:
+    """OneCycleLR peaking at each parameter group's own lr: the optimizer's, in its units and with the norm group's
+    scale (one `max_lr` for all groups would undo both). A schedule replanned on resume finds the peak OneCycleLR
+    stored in the group, as the group's lr has moved since."""
+    peaks = [group.get("max_lr", group["lr"]) for group in optimizer.param_groups]
+    return OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps, pct_start=pct_start)
