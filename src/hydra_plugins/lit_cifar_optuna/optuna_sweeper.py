@@ -47,7 +47,7 @@ class OptunaSweeper(Sweeper):
         from optuna.trial import TrialState
 
         from lit_cifar.search import as_override, check_fits_study, journal, open_study, search_space
-        from lit_cifar.sweep import parallel_jobs
+        from lit_cifar.sweep import job_gpus, parallel_jobs
 
         space, fixed = search_space(self.params, arguments)
         self._check(space, fixed)
@@ -67,7 +67,9 @@ class OptunaSweeper(Sweeper):
                 study.enqueue_trial(params, skip_if_exists=True)
         launcher = self.config.hydra.launcher
         at_once = self.n_jobs or (
-            parallel_jobs(launcher.n_jobs) if "n_jobs" in launcher else launcher.get("array_parallelism", 1)
+            parallel_jobs(launcher.n_jobs, job_gpus(self.config.trainer))
+            if "n_jobs" in launcher
+            else launcher.get("array_parallelism", 1)
         )
 
         def overrides(trial: optuna.trial.FrozenTrial | optuna.Trial) -> list[str]:
