@@ -148,6 +148,13 @@ CASES = [
     config("data.val_size=1.5", fragments=("data.val_size=1.5 must be a number of images", "or a fraction")),
     config("data.val_size=100", fragments=("data.val_size=100 holds out 100 of the 100 training images",)),
     config("data.batch_size=abc", fragments=("data.batch_size=abc must be a positive integer",)),
+    config("data.translate=32", fragments=("data.translate=32 shifts images by as much as their whole size",)),
+    config(
+        "scheduler=cosine",
+        "+scheduler.warmup_fraction=0.2",
+        fragments=("scheduler.warmup_fraction is not an option of CosineAnnealingLR", "~scheduler.warmup_fraction"),
+    ),
+    config("+optim.betas=[0.9,0.99]", "optim=sgd", fragments=("optim.betas is not an option of SGD",)),
     config("+trainer.bogus=1", fragments=("cannot build trainer", "bogus")),
     config("+modle=week11_cnn", fragments=("+modle=week11_cnn adds a top-level key", "did you mean model=week11_cnn")),
     config("modle=week11_cnn", fragments=("Could not override 'modle'", "did you mean model=week11_cnn")),

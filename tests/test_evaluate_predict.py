@@ -6,7 +6,8 @@ import re
 import shutil
 
 import numpy as np
-from conftest import CLASSES, run_cli
+import pytest
+from conftest import CLASSES, run_cli, tiny_cifar_overrides
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchvision.datasets import CIFAR10
@@ -69,3 +70,26 @@ def test_predict_prints_top_k_classes_of_image_files_as_evaluate_scores_them(tra
     trained = json.loads((trained_run / "metrics.json").read_text())["metrics"]
     assert abs(np.mean(np.array(top1) == np.array(test_batch["labels"])) - trained["test/acc"]) < 1e-6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]  # predict writes nothing
+
+
+@pytest.mark.slow
+def test_evaluate_scores_a_batched_tta_run_as_its_own_test_did(cifar_root, tmp_path):
+    # fast94: test batches cut from device tensors, the last one padded (40 images, batch 16), and six-view TTA
+    run = tmp_path / "run"
+    trained = run_cli(
+        "lit_cifar.train",
+        "experiment=fast94",
+        *tiny_cifar_overrides(cifar_root),
+        "data.val_size=0",
+        "trainer.max_epochs=2",
+        "model.widths=[8,16,16]",
+        f"hydra.run.dir={run}",
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    result = run_cli("lit_cifar.evaluate", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (evaluated,) = (run / "evaluate").iterdir()
+    evaluation = json.loads((evaluated / "evaluation.json").read_text())
+    assert evaluation["test_images"] == 40
+    test_acc = json.loads((run / "metrics.json").read_text())["metrics"]["test/acc"]
+    assert evaluation["accuracy"] == pytest.approx(test_acc, abs=1e-6)

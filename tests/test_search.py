@@ -81,6 +81,16 @@ LR = "optim.lr=tag(log, interval(1e-4, 1e-2))"
         (["optim.lr=0.01"], "the search has nothing to search"),
         ([LR, "+trainer.check_val_every_n_epoch=2"], "check_val_every_n_epoch=2"),
         ([LR, "scheduler=step", "scheduler.gamma=interval(0.1, 0.9)", "scheduler.step_size=3"], "never apply"),
+        (
+            [
+                LR,
+                "scheduler=step",
+                "scheduler.gamma=interval(0.1, 0.9)",
+                "scheduler.step_size=1",
+                "trainer.max_epochs=1",
+            ],
+            "train for 2 epochs or more",  # no step_size would do: the advice is not another step_size
+        ),
     ],
 )
 def test_a_bad_search_is_refused_in_one_line_before_any_trial(tmp_path, cifar_root, args, message):

@@ -233,7 +233,7 @@ def framework_overhead(args: argparse.Namespace, model_overrides: str) -> dict:
 
     def plain() -> float:
         torch.manual_seed(0)
-        net = instantiate(cfg.model).to(args.device)
+        net = instantiate(cfg.model).to(args.device, memory_format=torch.channels_last)  # as LitClassifier does
         if args.compile:
             net.compile()
         opt, criterion = optimizer(net), torch.nn.CrossEntropyLoss()
@@ -243,6 +243,7 @@ def framework_overhead(args: argparse.Namespace, model_overrides: str) -> dict:
                 sync(args.device)
                 start = time.perf_counter()
             x, y = x.to(args.device, non_blocking=True), y.to(args.device, non_blocking=True)
+            x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(args.device.type, torch.bfloat16, enabled=autocast):
                 loss = criterion(net(x), y)
             opt.zero_grad(set_to_none=True)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -253,6 +255,14 @@ def load_net(ckpt: dict, path: str | Path) -> nn.Module:
         {name.removeprefix("net."): value for name, value in ckpt["state_dict"].items() if name.startswith("net.")}
     )
     return net.eval()
+
+
+def run_logits(ckpt: dict, net: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Logits as the run's own test computed them: through its test-time augmentation when `module.tta` was on."""
+    from lit_cifar.data.batched import tta_logits
+
+    module = ckpt["run_config"].get("module", {})
+    return partial(tta_logits, net, flip=module["tta_flip"]) if module.get("tta") else net
 
 
 def load_datamodule(ckpt: dict, **overrides) -> ImageDataModule:

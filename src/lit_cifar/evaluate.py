@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from lit_cifar.checkpoints import load_datamodule, load_net, pick_device, read_checkpoint
+from lit_cifar.checkpoints import load_datamodule, load_net, pick_device, read_checkpoint, run_logits
 from lit_cifar.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.figures import confusion_figure
 from lit_cifar.rundir import held, is_empty, removed_on_error
@@ -37,7 +37,7 @@ OmegaConf.register_new_resolver("lit_cifar.evaluations_dir", evaluations_dir, re
 def confusion_matrix(ckpt_path: str, data_overrides: dict, device: torch.device) -> tuple[torch.Tensor, list[str]]:
     """Rows: true class, columns: predicted class, over the test split; and the class names."""
     ckpt = read_checkpoint(ckpt_path)
-    net = load_net(ckpt, ckpt_path).to(device)
+    logits_of = run_logits(ckpt, load_net(ckpt, ckpt_path).to(device))
     datamodule = load_datamodule(ckpt, **data_overrides)
     trained_classes, trained_stats = datamodule.class_names, (datamodule.mean, datamodule.std)
     datamodule.setup("test")
@@ -50,7 +50,8 @@ def confusion_matrix(ckpt_path: str, data_overrides: dict, device: torch.device)
     matrix = MulticlassConfusionMatrix(len(datamodule.class_names)).to(device)
     for images, labels in datamodule.test_dataloader():
         images, labels = images.to(device), labels.to(device)
-        matrix.update(net(datamodule.normalize(images)), labels)
+        # [: len(labels)]: the batched pipeline pads the last batch's images, not its labels
+        matrix.update(logits_of(datamodule.normalize(images))[: len(labels)], labels)
     return matrix.compute().cpu(), datamodule.class_names
 
 

@@ -9,7 +9,7 @@ import torchvision.transforms.v2.functional as F
 from omegaconf import DictConfig, ListConfig
 from PIL import Image, UnidentifiedImageError
 
-from lit_cifar.checkpoints import load_datamodule, load_net, pick_device, read_checkpoint
+from lit_cifar.checkpoints import load_datamodule, load_net, pick_device, read_checkpoint, run_logits
 from lit_cifar.data.images import grayscale
 from lit_cifar.errors import UserError, exit_on_user_error, run_app
 
@@ -58,13 +58,13 @@ def predict(cfg: DictConfig) -> list[tuple[Path, list[tuple[str, float]]]]:
     files = image_files(list(cfg.images) if isinstance(cfg.images, ListConfig) else cfg.images)
     ckpt = read_checkpoint(cfg.ckpt_path)
     device = pick_device(cfg.device)
-    net = load_net(ckpt, cfg.ckpt_path).to(device)
+    logits_of = run_logits(ckpt, load_net(ckpt, cfg.ckpt_path).to(device))
     datamodule = load_datamodule(ckpt)
     k = min(cfg.top_k, len(datamodule.class_names))
     if k < 1:
         raise UserError(f"top_k={cfg.top_k} must be 1 or more")
     images = torch.stack([read_image(f, datamodule.in_channels, datamodule.image_size) for f in files])
-    probabilities = net(datamodule.normalize(images.to(device))).softmax(dim=1)
+    probabilities = logits_of(datamodule.normalize(images.to(device))).softmax(dim=1)
     top = probabilities.topk(k, dim=1)
     return [
         (file, [(datamodule.class_names[c], p) for c, p in zip(classes, probs, strict=True)])

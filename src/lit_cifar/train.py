@@ -32,7 +32,7 @@ from lit_cifar.sweep import (
     share_machine,
     sweep_command,
 )
-from lit_cifar.validate import check_input_size, check_needs_validation, check_start
+from lit_cifar.validate import check_input_size, check_later_options, check_needs_validation, check_start
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,7 @@ def check_and_complete(cfg: DictConfig) -> None:
     )
     if cfg.data.get("num_classes", 0) is None:
         cfg.data.num_classes = instantiate(cfg.data).count_classes()
+    check_later_options(cfg)
 
 
 def train(cfg: DictConfig, run_dir: Path, new: bool) -> dict[str, float]:

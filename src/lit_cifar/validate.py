@@ -70,7 +70,6 @@ RULES: dict[str, Rule] = {
     "scheduler.step_size": Rule(in_range(1, INF, ints=True), "a positive number of epochs", "scheduler.step_size=10"),
     "scheduler.T_max": Rule(in_range(1, INF, ints=True), "a positive number of epochs", "scheduler.T_max=20"),
     "scheduler.eta_min": Rule(in_range(0, INF), "a learning rate ≥ 0", "scheduler.eta_min=0"),
-    "scheduler.max_lr": Rule(in_range(0, INF, low_open=True), "a positive number", "scheduler.max_lr=0.01"),
     "scheduler.pct_start": Rule(in_range(0, 1, low_open=True, high_open=True), "a fraction in (0, 1)", "0.25"),
     "scheduler.warmup_fraction": Rule(in_range(0, 1, high_open=True), "a fraction in [0, 1)", "0.2"),
     "scheduler.final_factor": Rule(in_range(0, 1), "a factor in [0, 1]", "scheduler.final_factor=0.05"),
@@ -161,6 +160,36 @@ def check_needs_validation(cfg: DictConfig, search: DictConfig | None) -> None:
             "split, e.g. data.val_size=5000, or set optimized_metric=test/acc (the search then selects on the "
             "test set)"
         )
+
+
+def check_later_options(cfg: DictConfig) -> None:
+    """Refuse a key that the optimizer or the scheduler does not take. Both are partials, completed only once
+    training starts (with the parameters, with the step count), where such a key would end the run with a
+    traceback: one that an experiment set for its own scheduler, say, kept after `scheduler=` chose another.
+    This imports their classes (and torch with them), so it comes after the checks that need only the config."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    for group in ("optim", "scheduler"):
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue
+        targets = [get_object(node._target_)]
+        if "algorithm" in node:  # lit_cifar.optim.build_optimizer passes its other keys to the optimizer class
+            targets.append(get_object(node.algorithm))
+        taken, open_ended = set(), True
+        for target in targets:
+            parameters = inspect.signature(target).parameters.values()
+            taken |= {p.name for p in parameters}
+            open_ended = open_ended and any(p.kind is p.VAR_KEYWORD for p in parameters)
+        unknown = [key for key in node if not key.startswith("_") and key not in taken]
+        if unknown and not open_ended:
+            name = targets[-1].__name__
+            raise UserError(
+                f"{group}.{unknown[0]} is not an option of {name}; remove it with ~{group}.{unknown[0]} "
+                f"(an experiment may have set it for another {group})"
+            )
 
 
 def check_start(cfg: DictConfig, added: list[str]) -> None:

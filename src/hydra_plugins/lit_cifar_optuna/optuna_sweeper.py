@@ -115,7 +115,11 @@ class OptunaSweeper(Sweeper):
             raise UserError(
                 f"scheduler.gamma is searched, but StepLR steps every scheduler.step_size={job.scheduler.step_size} "
                 f"epochs and trainer.max_epochs={job.trainer.max_epochs}: gamma would never apply; "
-                f"set scheduler.step_size={max(1, job.trainer.max_epochs // 3)}"
+                + (
+                    f"set scheduler.step_size={job.trainer.max_epochs // 3 or 1}"
+                    if job.trainer.max_epochs > 1
+                    else "train for 2 epochs or more (trainer.max_epochs), or do not search scheduler.gamma"
+                )
             )
 
     def _launch(self, study, trials: Sequence, overrides) -> None:

@@ -130,7 +130,15 @@ class ImageDataModule(pl.LightningDataModule):
                 "workers) or 'batched' (whole batches augmented on the device)"
             )
         if shift_padding not in PADDINGS:
-            raise UserError(f"data.shift_padding={shift_padding!r} must be one of {', '.join(PADDINGS)}")
+            raise UserError(
+                f"data.shift_padding={shift_padding!r} must be one of {', '.join(PADDINGS)}, "
+                "e.g. data.shift_padding=zeros"
+            )
+        if translate >= image_size:
+            raise UserError(
+                f"data.translate={translate} shifts images by as much as their whole size (data.image_size="
+                f"{image_size}); shift by fewer pixels, e.g. data.translate=4"
+            )
         if alternate_flips and not hflip:
             raise UserError("data.alternate_flips=true flips images, which data.hflip=false forbids; set one of them")
         if pipeline == "loader" and (alternate_flips or shift_padding != "zeros"):
