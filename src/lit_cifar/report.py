@@ -55,7 +55,7 @@ STATUSES = ("ok", "pruned", "running", "interrupted", "failed", "unreadable", "p
 RESULTS = ["best_epoch", "val/acc_best", "test/acc", "wall_time_s", "status", "reason"]
 RESUME_JOB = "re-run its sweep's command to resume it"
 RANKED_BY_TEST = (
-    "ranked by test/acc: some runs have no validation split (data.val_size=0), so no val/acc_best; choosing a "
+    "ranked by test/acc: runs without a validation split (data.val_size=0) have no val/acc_best; choosing a "
     "run by its test accuracy selects on the test set, which then no longer measures accuracy on new data"
 )
 
