@@ -72,7 +72,7 @@ def test_a_three_epoch_run_leaves_one_line_per_epoch_in_train_log_and_on_the_con
     assert [m.group(0) for m in map(EPOCH_LINE.search, console.splitlines()) if m] == [m.group(0) for m in lines]
     # The start names the run dir and the resolved config; none of Lightning's noise, each line once.
     assert log.index(f"run dir {run_dir}") < log.index("epoch 1/3")
-    assert re.search(r"optim \(adam\) +lr=0.004 ", log)
+    assert re.search(r"optim \(adam\) +algorithm=torch.optim.Adam lr=0.004 ", log)
     for noise in ("srun", "Tip", "litlogger", "MeanMetric", "MulticlassAccuracy", "Epoch 2/2"):
         assert noise not in console, noise
     assert console.count("GPU available") == 1
