@@ -112,7 +112,7 @@ def test_a_resume_that_would_change_training_is_refused_and_the_run_left_as_it_w
     )
     refused = start("ckpt_path=last", "optim=sgd", "scheduler=onecycle")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    for change in ("optim._target_: torch.optim.Adam -> torch.optim.SGD", "module.scheduler_interval: epoch -> step"):
+    for change in ("optim.algorithm: torch.optim.Adam -> torch.optim.SGD", "module.scheduler_interval: epoch -> step"):
         assert change in refused.stderr
     refused = start("ckpt_path=last", "trainer.max_epochs=1")
     assert refused.returncode == 2 and "trainer.max_epochs: 2 -> 1 (it may only be raised)" in refused.stderr
