@@ -31,10 +31,10 @@ test-fast: install        ## skip the slow end-to-end tests
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
 bench: install            ## speed figures (input pipeline, framework overhead, recipes) into bench/
-	$(PY) -m lit_cifar.bench $(ARGS)
+	$(PY) -m benchmarks.bench $(ARGS)
 
 bench-search: install     ## the lr x batch-size grid against the Optuna search with pruning, and the lr finder, on the slice
-	$(PY) -m lit_cifar.bench_search $(ARGS)
+	$(PY) -m benchmarks.search_vs_grid $(ARGS)
 
 tensorboard: install      ## single runs and sweeps side by side
 	$(VENV)/bin/tensorboard --logdir_spec outputs:outputs,multirun:multirun $(ARGS)

@@ -7,9 +7,10 @@ from conftest import write_cifar
 from lightning.pytorch.plugins.precision import Precision
 
 from lit_cifar.data.base import augmentation
-from lit_cifar.data.batched import augment_batch, tta_logits
+from lit_cifar.data.batched import augment_batch
 from lit_cifar.data.cifar10 import CIFAR10DataModule
-from lit_cifar.errors import UserError
+from lit_cifar.run.errors import UserError
+from lit_cifar.training.tta import tta_logits
 
 CIFAR = {"num_classes": 10, "in_channels": 3, "image_size": 32}
 

@@ -16,7 +16,7 @@ from lit_cifar.data import chars, make_chars
 from lit_cifar.data.chars import STATS_FILE, CharsDataModule, class_of
 from lit_cifar.data.emnist import EMNISTDataModule
 from lit_cifar.data.make_chars import ALPHABET, DIGITS, FONT_DIRS, LOWER, UPPER, generate, load_fonts
-from lit_cifar.errors import UserError
+from lit_cifar.run.errors import UserError
 
 
 def datamodule(root: Path, **kwargs) -> CharsDataModule:

@@ -5,8 +5,8 @@ import torch
 from omegaconf import OmegaConf
 
 from lit_cifar.data.cifar10 import CIFAR10_MEAN, CIFAR10DataModule
-from lit_cifar.errors import UserError
-from lit_cifar.validate import check_values
+from lit_cifar.run.errors import UserError
+from lit_cifar.run.validate import check_values
 
 
 def datamodule(root, **kwargs) -> CIFAR10DataModule:

@@ -20,7 +20,7 @@ import torch
 from conftest import run_cli, tiny_cifar_overrides
 from PIL import Image
 
-from lit_cifar.figures import confusion_figure
+from lit_cifar.callbacks.figures import confusion_figure
 
 EPOCH_LINE = re.compile(
     r"epoch (\d+)/(\d+)  train loss ([\d.]+) acc ([\d.]+)  val loss ([\d.]+) acc ([\d.]+) \(best ([\d.]+)\)"

@@ -12,8 +12,8 @@ from lit_cifar.data.batched import OrderedBatches
 from lit_cifar.data.chars import CharsDataModule
 from lit_cifar.data.cifar10 import CIFAR10DataModule
 from lit_cifar.data.make_chars import generate
-from lit_cifar.errors import UserError
-from lit_cifar.module import LitClassifier
+from lit_cifar.run.errors import UserError
+from lit_cifar.training.module import LitClassifier
 
 CIFAR = {"num_classes": 10, "in_channels": 3, "image_size": 32, "download": False, "verify_checksums": False}
 

@@ -16,7 +16,7 @@ from test_models import MODEL_CONFIGS, build
 from torch import nn
 
 from lit_cifar.models.common import GlobalAvgPool
-from lit_cifar.sweep import job_gpus, parallel_jobs, parallel_share, take_free_gpu
+from lit_cifar.sweep.jobs import job_gpus, parallel_jobs, parallel_share, take_free_gpu
 
 # Their CUDA backward has no deterministic implementation: `trainer.deterministic=true` raises on a GPU.
 NONDETERMINISTIC_ON_CUDA = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d)

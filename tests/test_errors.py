@@ -21,10 +21,10 @@ from torch import nn
 from torchvision.datasets import CIFAR10
 
 from lit_cifar.callbacks.finite_loss import FiniteLossCheck, NonFiniteLossError
-from lit_cifar.checkpoints import check_fits
 from lit_cifar.data.make_chars import generate
-from lit_cifar.errors import UserError, user_message
-from lit_cifar.validate import RULES, warn_idle_settings
+from lit_cifar.run.checkpoints import check_fits
+from lit_cifar.run.errors import UserError, user_message
+from lit_cifar.run.validate import RULES, warn_idle_settings
 
 
 def snapshot(*folders: Path, outside: Path | None = None) -> dict[Path, tuple[int, str]]:

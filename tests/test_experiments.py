@@ -6,7 +6,7 @@ from conftest import REPO, run_cli, tiny_cifar_overrides, write_cifar
 from omegaconf import OmegaConf
 
 from lit_cifar.data.make_chars import generate
-from lit_cifar.sweep import parse_overrides
+from lit_cifar.run.overrides import overrides_of
 
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
 
@@ -52,7 +52,7 @@ def test_every_experiment_trains_one_batch(data, tmp_path):
     outcome = {}
     for path in sweep_dir.glob("*/metrics.json"):
         record = json.loads(path.read_text())
-        job = parse_overrides(list(OmegaConf.load(path.parent / ".hydra" / "overrides.yaml")))
+        job = overrides_of(list(OmegaConf.load(path.parent / ".hydra" / "overrides.yaml")), as_written=True)
         outcome[job["experiment"]] = record.get("reason", record["status"])
     assert outcome == dict.fromkeys(experiments, "ok"), result.stderr[-3000:]
     assert result.returncode == 0

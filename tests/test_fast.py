@@ -7,13 +7,13 @@ from conftest import run_cli, tiny_cifar_overrides, write_cifar
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_cifar.bench import CLI_COMMANDS
+from benchmarks.bench import CLI_COMMANDS
 from lit_cifar.callbacks.ema import EMA
 from lit_cifar.callbacks.finite_loss import FiniteLossCheck
 from lit_cifar.data.cifar10 import CIFAR10DataModule
-from lit_cifar.lr_schedules import one_cycle, warmup_linear
 from lit_cifar.models.fast_cnn import FastCNN
-from lit_cifar.module import LitClassifier
+from lit_cifar.training.module import LitClassifier
+from lit_cifar.training.schedules import one_cycle, warmup_linear
 
 
 def test_fast_cnn_gives_logits_and_whitens_patches():
@@ -187,7 +187,7 @@ def test_fast94_trains_on_the_tiny_fixture(cifar_root, tmp_path):
 def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
     out = tmp_path / "bench"
     proc = run_cli(
-        "lit_cifar.bench",
+        "benchmarks.bench",
         "--data-root",
         str(cifar_root),
         "--val-size",
@@ -247,7 +247,7 @@ def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
 
 
 def test_bench_rejects_a_missing_data_root(tmp_path):
-    proc = run_cli("lit_cifar.bench", "--data-root", str(tmp_path / "nowhere"))
+    proc = run_cli("benchmarks.bench", "--data-root", str(tmp_path / "nowhere"))
     assert proc.returncode == 2 and "error: --data-root" in proc.stderr
 
 
@@ -262,6 +262,6 @@ def test_bench_rejects_a_missing_data_root(tmp_path):
     ],
 )
 def test_bench_rejects_bad_options_in_one_line(option, value):
-    proc = run_cli("lit_cifar.bench", option, value)
+    proc = run_cli("benchmarks.bench", option, value)
     assert proc.returncode == 2 and proc.stderr.startswith(f"error: {option}=")
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

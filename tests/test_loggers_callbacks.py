@@ -133,7 +133,7 @@ def test_parallel_sweep_jobs_share_one_new_mlflow_store_given_by_its_uri(cifar_r
 
 def test_a_second_job_creating_the_experiment_finds_it(tmp_path, monkeypatch):
     """On a tracking server, jobs of a sweep may all find no experiment and create it: one of them wins."""
-    from lit_cifar.loggers import mlflow_logger
+    from lit_cifar.training.loggers import mlflow_logger
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     MlflowClient(uri).create_experiment("sweep")  # by the job that won

@@ -13,12 +13,12 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from lit_cifar import report
 from lit_cifar.callbacks.hparams import HParamsSummary
 from lit_cifar.callbacks.images import ImageSummary
 from lit_cifar.data.make_chars import generate
-from lit_cifar.errors import UserError
-from lit_cifar.validate import check_needs_validation, check_values
+from lit_cifar.reporting import table as report
+from lit_cifar.run.errors import UserError
+from lit_cifar.run.validate import check_needs_validation, check_values
 
 NO_VAL = ["data.val_size=0", "model=week11_cnn", "trainer.max_epochs=2"]
 LIGHTNING_WARNINGS = ("could not find the monitored key", "Total length of", "across ranks is zero")

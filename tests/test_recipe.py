@@ -14,10 +14,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lit_cifar.callbacks.lookahead import Lookahead
 from lit_cifar.callbacks.whitening import PatchWhitening
-from lit_cifar.errors import UserError
 from lit_cifar.models.fast_cnn import FastCNN
-from lit_cifar.module import LitClassifier
-from lit_cifar.optim import build_optimizer
+from lit_cifar.run.errors import UserError
+from lit_cifar.training.module import LitClassifier
+from lit_cifar.training.optim import build_optimizer
 
 AIRBENCH = {"lr": 11.5, "weight_decay": 0.0153, "momentum": 0.85, "norm_lr_scale": 64.0, "batch_size": 1024}
 

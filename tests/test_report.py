@@ -11,7 +11,9 @@ from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from lit_cifar import report
-from lit_cifar.rundir import held
+from lit_cifar.reporting import plots
+from lit_cifar.reporting import table as report_table
+from lit_cifar.run.dirs import held
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -88,7 +90,7 @@ def sweep(tmp_path: Path) -> Path:
 def test_every_job_of_a_sweep_is_in_the_table_with_its_status(sweep, capsys):
     resume = "re-run its sweep's command to resume it"
     with held(sweep / "optim.lr=6"):  # a live process holds it: running
-        rows = report.write_report(sweep)
+        rows = report_table.write_report(sweep)
     corrupt = sweep / "optim.lr=4" / "metrics.json"
     assert [(r["job"], r["status"], r["reason"]) for r in rows] == [
         ("optim.lr=9", "ok", ""),
@@ -121,13 +123,13 @@ def test_every_job_of_a_sweep_is_in_the_table_with_its_status(sweep, capsys):
     assert markdown in capsys.readouterr().out
     assert (sweep / "results.png").read_bytes()[:4] == b"\x89PNG"
 
-    rows = report.write_report(sweep)  # the process is gone: interrupted
+    rows = report_table.write_report(sweep)  # the process is gone: interrupted
     assert [(r["job"], r["status"]) for r in rows][3:6] == [(f"optim.lr={n}", "interrupted") for n in (5, 6, 7)]
     assert rows[4]["reason"] == f"stopped before its first epoch ended; {resume}"
 
 
 def test_results_md_starts_with_what_the_sweep_held_fixed_and_how_to_rerun_it(sweep):
-    report.write_report(sweep)
+    report_table.write_report(sweep)
     command = shlex.join(
         ["python", "-m", "lit_cifar.train", "-m", "hydra/launcher=joblib", "optim.lr=1,2,3,4,5,6,7,8"]
         + ["data.root=/data", f"hydra.sweep.dir={sweep}"]
@@ -146,10 +148,10 @@ def test_results_md_starts_with_what_the_sweep_held_fixed_and_how_to_rerun_it(sw
 
 
 def test_a_job_folder_passed_by_itself_says_to_rerun_its_sweep(sweep, capsys):
-    (row,) = report.report([sweep / "optim.lr=5"], out=None)
+    (row,) = report_table.report([sweep / "optim.lr=5"], out=None)
     assert row["status"] == "interrupted" and row["best_epoch"] == 1  # its curve, from the sweep's tensorboard/
     assert row["reason"] == (
-        "stopped after 2 of 3 epochs; re-run its sweep's command to resume it: " + report.sweep_command(sweep)
+        "stopped after 2 of 3 epochs; re-run its sweep's command to resume it: " + report_table.sweep_command(sweep)
     )
 
 
@@ -203,7 +205,7 @@ def test_seeds_of_a_setting_are_grouped_with_mean_std_and_n(tmp_path, capsys):
 def test_several_folders_print_one_table_and_write_files_only_with_out(tmp_path, capsys):
     one = make_run(tmp_path / "outputs" / "one", ["model=week11_cnn", "optim.lr=1e-3"], ok(0.5, 0.5))
     two = make_run(tmp_path / "outputs" / "two", ["model=week11_cnn", "optim.lr=1e-3", "seed=7"], epochs=1)
-    rows = report.report([one, two], out=None)
+    rows = report_table.report([one, two], out=None)
     assert [(r["status"], r["overrides"].get("seed", "")) for r in rows] == [("ok", ""), ("interrupted", "7")]
     command = f"python -m lit_cifar.train model=week11_cnn optim.lr=1e-3 seed=7 ckpt_path=last hydra.run.dir={two}"
     assert rows[1]["reason"] == f"stopped after 1 of 3 epochs; resume it with: {command}"
@@ -237,7 +239,9 @@ def _rows(values: dict[tuple[str, str], float]) -> list[dict]:
 def test_results_png_of_a_two_key_grid_is_a_heatmap_with_the_best_job_outlined():
     rows = _rows({("0.001", "64"): 0.45, ("0.003", "64"): 0.46, ("0.001", "128"): 0.44, ("0.003", "128"): 0.47})
     curves = {row["job"]: [(0, 0.3), (1, row["val/acc_best"])] for row in rows}
-    figure = report.results_figure(["optim.lr", "data.batch_size"], rows, curves, "week11_cnn on cifar10, 2 epochs")
+    figure = plots.results_figure(
+        ["optim.lr", "data.batch_size"], rows, curves, "week11_cnn on cifar10, 2 epochs", "val/acc_best"
+    )
     heatmap, lines, colour_bar = figure.axes
     assert heatmap.images[0].get_array().tolist() == [[0.45, 0.46], [0.44, 0.47]]  # batch 64 below 128
     assert [t.get_text() for t in heatmap.get_xticklabels()] == ["0.001", "0.003"]
@@ -257,7 +261,7 @@ def test_results_png_of_other_sweeps_colours_other_keys_labels_the_best_and_logs
     for row in rows:
         row["overrides"]["model.dropout"] = "0.2"
     rows[0]["overrides"]["model.dropout"] = "0.4"  # a third compared key: panels, not a heatmap
-    figure = report.results_figure(["optim.lr", "data.batch_size", "model.dropout"], rows, {}, "title")
+    figure = plots.results_figure(["optim.lr", "data.batch_size", "model.dropout"], rows, {}, "title", "val/acc_best")
     lr = figure.axes[0]
     assert lr.get_xscale() == "log" and figure.axes[1].get_xscale() == "linear"
     assert len(lr.collections) == 3  # one colour per value of the other keys

@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from lit_cifar.callbacks.checkpoint import ResumableCheckpoint
-from lit_cifar.module import LitClassifier
+from lit_cifar.training.module import LitClassifier
 
 TESTS = Path(__file__).parent
 # 80 training images in batches of 16 with drop_last: 5 steps per epoch.

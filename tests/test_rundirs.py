@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import REPO, run_cli, tiny_cifar_overrides
 
-from lit_cifar.rundir import claim_new_dir, held, in_use
+from lit_cifar.run.dirs import claim_new_dir, held, in_use
 
 
 def test_claiming_a_taken_name_takes_the_next_free_one(tmp_path):

@@ -12,8 +12,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from hydra_plugins.lit_cifar_optuna.optuna_sweeper import consecutive_runs
-from lit_cifar.errors import UserError
-from lit_cifar.search import as_override, journal, search_space
+from lit_cifar.run.errors import UserError
+from lit_cifar.sweep.search import as_override, journal, search_space
 
 QUICK = ["model=week11_cnn", "trainer.max_epochs=3", "trainer.limit_train_batches=3"]
 HOPELESS_LR = 1e-9  # the weights hardly move: validation stays at chance

@@ -11,9 +11,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from lit_cifar import report
-from lit_cifar.errors import UserError
-from lit_cifar.rundir import held
-from lit_cifar.sweep import parallel_share, parse_overrides, run_name, swept_keys
+from lit_cifar.reporting import table
+from lit_cifar.run.dirs import held
+from lit_cifar.run.errors import UserError
+from lit_cifar.run.overrides import overrides_of
+from lit_cifar.sweep.jobs import parallel_share
+from lit_cifar.sweep.overrides import run_name, swept_keys
 
 QUICK = ["model=week11_cnn", "trainer.max_epochs=2", "trainer.limit_train_batches=3"]
 
@@ -50,8 +53,8 @@ def test_parallel_jobs_split_the_cores():  # which GPU a job takes: tests/test_d
 
 
 def test_run_names_hold_the_swept_values_sorted_by_key():
-    overrides = parse_overrides(
-        ["data.root=/tmp/x", "optim.lr=0.002", "+trainer.fast_dev_run=true", "data.batch_size=512"]
+    overrides = overrides_of(
+        ["data.root=/tmp/x", "optim.lr=0.002", "+trainer.fast_dev_run=true", "data.batch_size=512"], as_written=True
     )
     assert overrides["trainer.fast_dev_run"] == "true"
     assert run_name(["optim.lr", "data.batch_size"], overrides, "3") == "data.batch_size=512,optim.lr=0.002"
@@ -152,7 +155,7 @@ def test_a_failing_job_is_recorded_the_others_finish_and_the_sweep_exits_1(tmp_p
         "reason": "optim.lr=-1 must be a positive number, e.g. optim.lr=1e-3",
     }
     assert [metrics(sweep_dir / f"optim.lr={lr}")["status"] for lr in ("0.001", "0.002")] == ["ok", "ok"]
-    keys, rows, _ = report.collect(sweep_dir)
+    keys, rows, _ = table.collect(sweep_dir)
     assert keys == ["optim.lr"]
     assert [r["status"] for r in rows] == ["ok", "ok", "failed"] and rows[-1]["job"] == "optim.lr=-1"
 
@@ -168,7 +171,10 @@ def test_named_sweep_runs_without_m_and_a_command_line_value_wins(tmp_path, cifa
         "trainer.fast_dev_run=true",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    jobs = [parse_overrides(list(OmegaConf.load(p))) for p in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"))]
+    jobs = [
+        overrides_of(list(OmegaConf.load(p)), as_written=True)
+        for p in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"))
+    ]
     assert [(job["model.dropout"], job["scheduler.gamma"]) for job in jobs] == [("0.3", "0.5"), ("0.3", "0.9")]
 
 
@@ -200,7 +206,7 @@ def test_a_killed_sweep_re_run_skips_finished_jobs_resumes_the_killed_one_then_e
     kill = killed_at(4, signal.SIGKILL, once=tmp_path / "killed-once", job=2)
     killed, sweep_dir = sweep(tmp_path, cifar_root, *grid, *kill, "optim.lr=1e-3,2e-3")
     assert killed.returncode == -signal.SIGKILL
-    _, rows, _ = report.collect(sweep_dir)
+    _, rows, _ = table.collect(sweep_dir)
     assert {r["job"]: r["status"] for r in rows} == {
         "data.batch_size=8,optim.lr=0.001": "ok",
         "data.batch_size=8,optim.lr=0.002": "ok",

@@ -13,24 +13,16 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from lit_cifar.checkpoints import load_datamodule, load_net, pick_device, read_checkpoint, run_logits
-from lit_cifar.errors import UserError, exit_on_user_error, run_app
-from lit_cifar.figures import confusion_figure
-from lit_cifar.rundir import held, is_empty, removed_on_error
-from lit_cifar.validate import check_values
+from lit_cifar.callbacks.figures import confusion_figure
+from lit_cifar.run.checkpoints import read_checkpoint
+from lit_cifar.run.dirs import held, is_empty, removed_on_error
+from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
+from lit_cifar.run.validate import check_values
+from lit_cifar.sweep.resolvers import register
+from lit_cifar.training.restore import load_datamodule, load_net, pick_device, run_logits
 
 log = logging.getLogger(__name__)
-
-
-def evaluations_dir(ckpt_path: str | None) -> str:
-    """`<run dir>/evaluate` for a checkpoint in a run's `checkpoints/` folder; `outputs/evaluate` otherwise (also
-    for a path that names no file, which is refused: no folder is made for it)."""
-    path = Path(ckpt_path or "")
-    in_run = path.is_file() and path.parent.name == "checkpoints"
-    return str(path.parent.parent / "evaluate") if in_run else "outputs/evaluate"
-
-
-OmegaConf.register_new_resolver("lit_cifar.evaluations_dir", evaluations_dir, replace=True)  # conf/evaluate.yaml
+register()
 
 
 @torch.inference_mode()

@@ -9,11 +9,15 @@ import torchvision.transforms.v2.functional as F
 from omegaconf import DictConfig, ListConfig
 from PIL import Image, UnidentifiedImageError
 
-from lit_cifar.checkpoints import load_datamodule, load_net, pick_device, read_checkpoint, run_logits
 from lit_cifar.data.images import grayscale
-from lit_cifar.errors import UserError, exit_on_user_error, run_app
+from lit_cifar.run.checkpoints import read_checkpoint
+from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
+from lit_cifar.sweep.resolvers import register
+from lit_cifar.training.restore import load_datamodule, load_net, pick_device, run_logits
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+register()
 
 
 def image_files(images: str | list[str] | None) -> list[Path]:

@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from lit_cifar.errors import UserError, exit_on_user_error
-from lit_cifar.sweep import sweep_arguments
+from lit_cifar.run.errors import UserError, exit_on_user_error
+from lit_cifar.sweep.overrides import sweep_arguments
 
 
 def main(argv: list[str] | None = None) -> None:

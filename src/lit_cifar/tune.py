@@ -15,12 +15,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from lit_cifar.errors import UserError, exit_on_user_error, run_app
-from lit_cifar.rundir import held, is_empty, removed_on_error
-from lit_cifar.sweep import as_typed
-from lit_cifar.train import check_and_complete
+from lit_cifar.run.dirs import held, is_empty, removed_on_error
+from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
+from lit_cifar.run.overrides import as_typed, key_of
+from lit_cifar.run.validate import check_and_complete
+from lit_cifar.sweep.resolvers import register
 
 log = logging.getLogger(__name__)
+register()
 
 
 def check(tune: DictConfig) -> None:
@@ -97,9 +99,10 @@ def main(cfg: DictConfig) -> None:
         if (run_dir / "lr_find.json").exists():
             raise UserError(f"{run_dir} already holds a tuning; pick a new hydra.run.dir")
         check(cfg.tune)
-        check_and_complete(cfg)
+        overrides = as_typed(HydraConfig.get().overrides.task)
+        check_and_complete(cfg, overrides, search=None)
         result = find(cfg, run_dir)
-        given = [o for o in as_typed(HydraConfig.get().overrides.task) if not o.startswith(("tune.", *result["found"]))]
+        given = [o for o in overrides if not key_of(o).startswith(("tune.", *result["found"]))]
         command = shlex.join(
             ["python", "-m", "lit_cifar.train", *given, *(f"{k}={v}" for k, v in result["found"].items())]
         )

@@ -170,7 +170,7 @@ def test_search_trials_run_as_slurm_jobs_sharing_one_study(slurm, tmp_path, cifa
     and each reports its epochs into the one study file in the sweep dir."""
     import optuna
 
-    from lit_cifar.search import journal
+    from lit_cifar.sweep.search import journal
 
     sweep_dir = tmp_path / "sweep"
     search = ["hydra/sweeper=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "hydra/sweeper/pruner=none"]

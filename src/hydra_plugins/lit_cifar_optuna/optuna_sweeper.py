@@ -1,11 +1,10 @@
 """`hydra/sweeper=optuna`: a search that asks an Optuna study (Optuna >= 4, stored in the sweep dir) for each
 trial's values, runs the trials through the configured launcher as jobs `trial-NNN`, and tells the study how
-each ended: complete (its `optimized_metric`), pruned at an epoch (`lit_cifar.search`'s trial report), or
+each ended: complete (its `optimized_metric`), pruned at an epoch (`lit_cifar.sweep.search`'s trial report), or
 failed. Re-running the command into the same sweep dir goes on with the study: finished trials count towards
 `n_trials`, a trial whose sweep was killed is run again in its own folder (which resumes its last epoch)."""
 
 import itertools
-import json
 import logging
 import math
 import shlex
@@ -21,9 +20,11 @@ log = logging.getLogger(__name__)
 
 
 class OptunaSweeper(Sweeper):
-    def __init__(self, study_name: str, direction: str, n_trials: int, n_jobs: int | None, monitor: str,
-                 sampler: DictConfig, pruner: DictConfig, params: DictConfig | None) -> None:  # fmt: skip
-        self.study_name, self.direction, self.n_trials, self.n_jobs = study_name, direction, n_trials, n_jobs
+    def __init__(self, study_name: str, n_trials: int, n_jobs: int | None, monitor: str | None,
+                 sampler: DictConfig, pruner: DictConfig, params: DictConfig | None,
+                 direction: str | None = None) -> None:  # fmt: skip
+        # `direction` is no longer set here: optimized_metric's own direction is the study's (lit_cifar.run.metrics)
+        self.study_name, self.given_direction, self.n_trials, self.n_jobs = study_name, direction, n_trials, n_jobs
         self.monitor, self.sampler, self.pruner = monitor, sampler, pruner
         self.params = OmegaConf.to_container(params, resolve=False) if params else {}
 
@@ -34,8 +35,8 @@ class OptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> None:
-        from lit_cifar.errors import exit_on_user_error
-        from lit_cifar.rundir import is_empty, removed_on_error
+        from lit_cifar.run.dirs import is_empty, removed_on_error
+        from lit_cifar.run.errors import exit_on_user_error
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
         with exit_on_user_error(), removed_on_error(sweep_dir, new=is_empty(sweep_dir)):
@@ -46,11 +47,13 @@ class OptunaSweeper(Sweeper):
         from hydra.utils import instantiate
         from optuna.trial import TrialState
 
-        from lit_cifar.search import as_override, check_fits_study, journal, open_study, search_space
-        from lit_cifar.sweep import job_gpus, parallel_jobs
+        from lit_cifar.run.metrics import direction
+        from lit_cifar.sweep.jobs import job_gpus, parallel_jobs
+        from lit_cifar.sweep.search import as_override, check_fits_study, journal, open_study, search_space
 
         space, fixed = search_space(self.params, arguments)
         self._check(space, fixed)
+        self.direction = direction(self.config.optimized_metric)
         n_trials, grid = self.n_trials, self.sampler._target_ == "optuna.samplers.GridSampler"
         if grid:  # Optuna's GridSampler stops the study from inside `tell`, which works only in `study.optimize`
             combinations = grid_points(space)  # so a grid is enqueued instead: in order, each combination once
@@ -89,9 +92,18 @@ class OptunaSweeper(Sweeper):
         pruner that sees every epoch."""
         from hydra.errors import ConfigCompositionException
 
-        from lit_cifar.errors import UserError
-        from lit_cifar.search import as_override
+        from lit_cifar.run.errors import UserError
+        from lit_cifar.run.metrics import direction
+        from lit_cifar.sweep.search import as_override, monitor_of
 
+        metric = self.config.optimized_metric
+        if self.given_direction is not None and self.given_direction != direction(metric):
+            raise UserError(
+                f"hydra.sweeper.direction={self.given_direction} contradicts optimized_metric={metric}, which is "
+                f"better {'higher' if direction(metric) == 'maximize' else 'lower'}; drop hydra.sweeper.direction "
+                "(the metric decides it)"
+            )
+        monitor_of(self.config.hydra.sweeper, metric)  # refuses a monitor that goes the other way
         if not isinstance(self.n_trials, int) or self.n_trials <= 0:
             raise UserError(f"hydra.sweeper.n_trials={self.n_trials} must be a positive integer, e.g. 20")
         if not space:
@@ -126,7 +138,7 @@ class OptunaSweeper(Sweeper):
         """Run `trials` as jobs (trial N as job N, in `trial-NNN`), then tell the study how each ended."""
         from optuna.trial import TrialState
 
-        from lit_cifar.search import as_override, trial_name
+        from lit_cifar.sweep.search import as_override, trial_name
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
         runnable = [t for t in trials if self._composes(t, overrides(t), sweep_dir / trial_name(t.number))]
@@ -157,15 +169,16 @@ class OptunaSweeper(Sweeper):
             self.hydra_context.config_loader.load_sweep_config(self.config, lines)
             return True
         except ConfigCompositionException as err:
+            from lit_cifar.run.record import record_failed
+
             job_dir.mkdir(exist_ok=True)
-            reason = f"its values do not fit the config: {str(err).splitlines()[0]}"
-            (job_dir / "metrics.json").write_text(json.dumps({"status": "failed", "reason": reason}, indent=2))
+            record_failed(job_dir, f"its values do not fit the config: {str(err).splitlines()[0]}")
             return False
 
     def _summary(self, study, sweep_dir: Path) -> None:
         from optuna.trial import TrialState
 
-        from lit_cifar.search import trial_name
+        from lit_cifar.sweep.search import trial_name
 
         done = study.get_trials(deepcopy=False, states=[TrialState.COMPLETE])
         if not done:
@@ -187,7 +200,7 @@ def grid_points(space: dict) -> list[dict]:
     """Every combination of the search space's values, in order: each dimension must list its values."""
     from optuna.distributions import CategoricalDistribution, IntDistribution
 
-    from lit_cifar.errors import UserError
+    from lit_cifar.run.errors import UserError
 
     values = {}
     for key, d in space.items():
@@ -212,10 +225,14 @@ def consecutive_runs(numbers: list[int]) -> list[tuple[int, int]]:
 
 
 def _record(job_dir: Path) -> dict:
-    try:
-        return json.loads((job_dir / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return {"reason": f"no readable {job_dir / 'metrics.json'} (the job died; see its train.log)"}
+    from lit_cifar.run.record import RANKED, read_outcome
+
+    record = read_outcome(job_dir) if job_dir.is_dir() else {}
+    if not record:
+        return {"reason": f"no {job_dir / 'metrics.json'} (the job died; see its train.log)"}
+    if record.get("status") not in (*RANKED, "pruned", "failed"):  # unreadable, or a smoke run: no result
+        return {"reason": record.get("reason") or f"status {record.get('status')}"}
+    return record
 
 
 def _task_overrides(job_dir: Path) -> list[str]:

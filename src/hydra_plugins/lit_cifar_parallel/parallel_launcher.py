@@ -24,10 +24,10 @@ log = logging.getLogger(__name__)
 
 class ParallelLauncher(JoblibLauncher):
     """The joblib launcher's settings (`n_jobs`), with one loky worker per job, and no more jobs at once than
-    GPUs when the jobs train on GPUs (each takes a GPU no other job holds: lit_cifar.sweep.share_machine)."""
+    GPUs when the jobs train on GPUs (each takes a GPU no other job holds: lit_cifar.sweep.jobs.share_machine)."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from lit_cifar.sweep import job_gpus, parallel_jobs
+        from lit_cifar.sweep.jobs import job_gpus, parallel_jobs
 
         n_jobs = parallel_jobs(self.joblib["n_jobs"], job_gpus(self.config.trainer))
         log.info("Launching %d jobs, %d at a time, into %s", len(job_overrides), n_jobs, self.config.hydra.sweep.dir)
@@ -53,7 +53,7 @@ class ParallelLauncher(JoblibLauncher):
         return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=None)
 
     def _record_death(self, job_num: int, overrides: list[str], death: TerminatedWorkerError) -> None:
-        from lit_cifar.sweep import record_lost_job
+        from lit_cifar.sweep.jobs import record_lost_job
 
         codes = re.search(r"exit codes of the workers are (\{[^}]*\})", str(death))
         codes = codes.group(1) if codes else "unknown"

@@ -27,8 +27,8 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         import submitit
         from submitit.core.utils import FailedJobError, UncompletedJobError
 
-        from lit_cifar.errors import UserError, exit_on_user_error
-        from lit_cifar.sweep import record_lost_job
+        from lit_cifar.run.errors import UserError, exit_on_user_error
+        from lit_cifar.sweep.jobs import record_lost_job
 
         params = dict(self.params)
         executor = submitit.AutoExecutor(

@@ -3,7 +3,7 @@
 import lightning.pytorch as pl
 import torch
 
-from lit_cifar.errors import UserError
+from lit_cifar.run.errors import UserError
 
 
 class NonFiniteLossError(UserError):

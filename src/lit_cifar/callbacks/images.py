@@ -8,7 +8,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
-from lit_cifar.figures import confusion_figure, image_grid
+from lit_cifar.callbacks.figures import confusion_figure, image_grid
 
 
 def _denormalize(images: Tensor, datamodule: pl.LightningDataModule) -> Tensor:

@@ -5,7 +5,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from lit_cifar.errors import UserError
+from lit_cifar.run.errors import UserError
 
 
 class Lookahead(pl.Callback):

@@ -5,7 +5,7 @@ import lightning.pytorch as pl
 import torch
 from torch.optim import Optimizer
 
-from lit_cifar.errors import UserError
+from lit_cifar.run.errors import UserError
 
 
 class PatchWhitening(pl.Callback):

@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lit_cifar.data.batched import PADDINGS, OrderedBatches, ShuffledBatches, augment_batch
-from lit_cifar.errors import UserError
+from lit_cifar.run.errors import UserError
 
 log = logging.getLogger(__name__)
 

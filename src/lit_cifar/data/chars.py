@@ -32,7 +32,7 @@ from torch import Tensor
 
 from lit_cifar.data.base import ImageDataModule
 from lit_cifar.data.images import grayscale
-from lit_cifar.errors import UserError
+from lit_cifar.run.errors import UserError
 
 log = logging.getLogger(__name__)
 

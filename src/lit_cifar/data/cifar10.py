@@ -11,7 +11,7 @@ from torchvision.datasets.utils import check_integrity
 
 from lit_cifar.data.base import ImageDataModule
 from lit_cifar.data.chars import check_num_classes
-from lit_cifar.errors import UserError
+from lit_cifar.run.errors import UserError
 
 # Per-channel statistics of the 50k training images.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)

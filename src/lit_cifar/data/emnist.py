@@ -16,7 +16,7 @@ from torchvision.datasets import EMNIST
 
 from lit_cifar.data.base import ImageDataModule
 from lit_cifar.data.chars import check_num_classes, pixel_statistics
-from lit_cifar.errors import UserError
+from lit_cifar.run.errors import UserError
 
 
 class EMNISTDataModule(ImageDataModule):

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from rich.progress import track
 
 from lit_cifar.data.chars import SPLITS, folder_name
-from lit_cifar.errors import UserError, exit_on_user_error
+from lit_cifar.run.errors import UserError, exit_on_user_error
 
 DIGITS = "0123456789"
 UPPER = "ABCDEFGHIJKLMNPQRSTUVWXYZ"

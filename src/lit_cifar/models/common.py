@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from lit_cifar.errors import UserError
+from lit_cifar.run.errors import UserError
 
 
 @torch.no_grad()

@@ -3,7 +3,7 @@
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
 
-from lit_cifar.errors import UserError
+from lit_cifar.run.errors import UserError
 
 
 def warmup_linear(

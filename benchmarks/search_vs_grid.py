@@ -1,4 +1,4 @@
-"""`python -m lit_cifar.bench_search [options]` (`make bench-search`): a grid sweep against the Optuna search with
+"""`python -m benchmarks.search_vs_grid [options]` (`make bench-search`): a grid sweep against the Optuna search with
 pruning over the same ranges, and the lr finder's suggestion against the grid's best lr, on the CIFAR-10 slice.
 
 For each seed, through the commands a user types: the 3 x 3 grid of lr x batch size (`-m optim.lr=a,b,c
@@ -17,13 +17,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from lit_cifar.errors import UserError, exit_on_user_error, run_app
-from lit_cifar.report import collect
+from lit_cifar.reporting.table import collect
+from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m lit_cifar.bench_search",
+        prog="python -m benchmarks.search_vs_grid",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

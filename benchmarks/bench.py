@@ -1,4 +1,4 @@
-"""`python -m lit_cifar.bench [options]` (`make bench`): six figures, printed as tables and written
+"""`python -m benchmarks.bench [options]` (`make bench`): six figures, printed as tables and written
 as markdown + JSON to `<out>/bench_<timestamp>.{md,json}`:
 
 1. input pipeline images/s (augmentation and normalization included, no model): the per-image DataLoader
@@ -9,11 +9,11 @@ as markdown + JSON to `<out>/bench_<timestamp>.{md,json}`:
    experiment=fast94 on the real CIFAR-10 slice;
 4. start-up of the command line (`--help`, a config error, `predict` without a checkpoint) against importing
    torch and torchvision alone, alternated in one run.
-5. what checking the user's input costs: the start's checks (lit_cifar.validate and the net's input-size probe)
+5. what checking the user's input costs: the start's checks (lit_cifar.run.validate and the net's input-size probe)
    against a one-epoch run on the slice, and the data checks of a full-size CIFAR-10 load (60,000 synthetic
    images in the official layout) against that load;
 6. experiment=fast94 against airbench94's own code on the same data, epochs, batch size and widths: test accuracy
-   with test-time augmentation and training seconds over several seeds, and their ratios (lit_cifar.bench_airbench;
+   with test-time augmentation and training seconds over several seeds, and their ratios (benchmarks.airbench_peer;
    needs the `bench` extra: pip install -e '.[bench]').
 Sizes are options so that it runs in a few minutes on a CPU; the same command runs on a GPU."""
 
@@ -36,16 +36,16 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_cifar.bench_airbench import against_airbench
-from lit_cifar.errors import UserError, exit_on_user_error, run_app
-from lit_cifar.module import LitClassifier
+from benchmarks.airbench_peer import against_airbench
+from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
+from lit_cifar.training.module import LitClassifier
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m lit_cifar.bench",
+        prog="python -m benchmarks.bench",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -355,7 +355,7 @@ def input_checks(args: argparse.Namespace) -> dict:
     command line; the data checks of a full-size CIFAR-10 load (batch_contents against a bare reshape, summed
     over the files) against the whole load (median of 3)."""
     from lit_cifar.data import cifar10
-    from lit_cifar.validate import check_input_size, check_start
+    from lit_cifar.run.validate import check_input_size, check_start
 
     cfg = config(args, "trainer.max_epochs=1")
     net = instantiate(cfg.module).net

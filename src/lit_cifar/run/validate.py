@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
-from lit_cifar.errors import UserError, group_hint
+from lit_cifar.run.errors import UserError, group_hint
+from lit_cifar.run.metrics import check_metric
+from lit_cifar.run.overrides import parse
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +110,12 @@ def check_values(cfg: DictConfig) -> None:
 def check_added_keys(added: list[str]) -> None:
     """Refuse a top-level key added on the command line (`+modle=week11_cnn`, as Hydra's own error advises
     for `modle=week11_cnn`): nothing reads it, so the run would go on as if it were not there."""
-    for override in added:
-        key, _, value = override.lstrip("+").partition("=")
+    for line, override in zip(added, parse(added), strict=True):
+        key = override.key_or_group
         if "." in key or "/" in key:
             continue  # a key inside a group (`+trainer.strategy=ddp`) reaches that component
-        raise UserError(f"{override} adds a top-level key that nothing reads; {group_hint(key, value) or 'remove it'}")
+        hint = group_hint(key, override.get_value_element_as_str())
+        raise UserError(f"{line} adds a top-level key that nothing reads; {hint or 'remove it'}")
 
 
 def warn_idle_settings(cfg: DictConfig) -> None:
@@ -176,7 +179,7 @@ def check_later_options(cfg: DictConfig) -> None:
         if not isinstance(node, DictConfig) or "_target_" not in node:
             continue
         targets = [get_object(node._target_)]
-        if "algorithm" in node:  # lit_cifar.optim.build_optimizer passes its other keys to the optimizer class
+        if "algorithm" in node:  # lit_cifar.training.optim.build_optimizer passes its other keys to the optimizer class
             targets.append(get_object(node.algorithm))
         taken, open_ended = set(), True
         for target in targets:
@@ -192,21 +195,28 @@ def check_later_options(cfg: DictConfig) -> None:
             )
 
 
-def check_start(cfg: DictConfig, added: list[str]) -> None:
-    """The checks above, once, before a start writes anything; `added`: the `+key=value` overrides."""
-    check_added_keys(added)
+def check_start(cfg: DictConfig, overrides: list[str]) -> None:
+    """The checks above, once, before a start writes anything; `overrides`: the command line's."""
+    check_added_keys(
+        [
+            line
+            for line, override in zip(overrides, parse(overrides), strict=True)
+            if override.is_add() or override.is_force_add()
+        ]
+    )
     check_values(cfg)
+    check_metric(cfg.optimized_metric)
     warn_idle_settings(cfg)
 
 
-def check_input_size(net, in_channels: int, image_size: int, num_classes: int) -> None:
-    """Refuse a net that cannot take the data's images, or gives another number of outputs than there are
-    classes, with one line now rather than a traceback at the first step."""
-    from lit_cifar.models.common import output_of
+def check_and_complete(cfg: DictConfig, overrides: list[str], search: DictConfig | None) -> None:
+    """The start's checks (before anything is written), then what the config leaves to the data:
+    `data.num_classes=null` is counted in it, before the model config reads it. `search`: the sweeper's
+    config in a search job."""
+    from hydra.utils import instantiate
 
-    shape = tuple(output_of(net, in_channels, image_size).shape)
-    if shape != (1, num_classes):
-        raise UserError(
-            f"model {type(net).__name__} gives {shape[1:]} outputs per image, not data.num_classes={num_classes}; "
-            "set num_classes: ${data.num_classes} in its config"
-        )
+    check_start(cfg, overrides)
+    check_needs_validation(cfg, search=search)
+    if cfg.data.get("num_classes", 0) is None:
+        cfg.data.num_classes = instantiate(cfg.data).count_classes()
+    check_later_options(cfg)

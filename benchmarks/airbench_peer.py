@@ -21,7 +21,7 @@ import lightning.pytorch as pl
 import torch
 
 from lit_cifar.data.cifar10 import CIFAR10DataModule
-from lit_cifar.errors import UserError
+from lit_cifar.run.errors import UserError
 
 CLOCK_FILE = "training_clock.json"
 

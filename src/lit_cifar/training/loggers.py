@@ -12,7 +12,7 @@ from types import ModuleType
 
 from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
 
-from lit_cifar.errors import UserError
+from lit_cifar.run.errors import UserError
 
 
 def _require(package: str, extra: str) -> ModuleType:

@@ -1,6 +1,6 @@
 """The Optuna search (`hydra/sweeper=optuna`, `sweep=search`): the search space written in Hydra's sweep
 syntax, the study kept in the sweep dir, the callback through which each job reports its epochs to its trial
-(and is stopped when the pruner judges it hopeless), and the search's history plot.
+(and is stopped when the pruner judges it hopeless).
 
 The sweeper asks the study for trials and launches them as jobs through the configured launcher; a job finds
 its trial by its job number (the sweeper launches trial N as job N) and the study in `optuna.journal`, a file
@@ -10,13 +10,14 @@ import math
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 from hydra.errors import OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from lit_cifar.errors import UserError
+from lit_cifar.run.errors import UserError
+from lit_cifar.run.metrics import higher_is_better
+from lit_cifar.run.overrides import parse
 
 STUDY_FILE = "optuna.journal"
 SWEEPER = "hydra_plugins.lit_cifar_optuna.optuna_sweeper.OptunaSweeper"
@@ -29,14 +30,6 @@ def is_search(hydra_cfg: DictConfig) -> bool:
 def trial_name(number: int) -> str:
     """A trial's job folder (and TensorBoard run): `trial-007`."""
     return f"trial-{number:03d}"
-
-
-class RunPruned(Exception):
-    """Raised in a search job whose trial the pruner stopped: the job is recorded as `pruned`, not failed."""
-
-    def __init__(self, epoch: int, value: float, best: float | None) -> None:
-        super().__init__(f"pruned after epoch {epoch}: val/acc {value:.4f} is behind the other trials there")
-        self.epoch, self.best = epoch, best
 
 
 def distribution(key: str, sweep: ChoiceSweep | RangeSweep | IntervalSweep):
@@ -74,7 +67,7 @@ def search_space(params: dict, arguments: list[str]) -> tuple[dict, list[str]]:
     where a key on the command line replaces the same key of `params`; the lines that are no sweep, fixed."""
     lines = [f"{key}={value}" for key, value in params.items()] + arguments
     try:
-        parsed = OverridesParser.create().parse_overrides(lines)
+        parsed = parse(lines)
     except OverrideParseException as err:  # e.g. `choice()`; Hydra's reason is on the line after the first
         reason = (str(err).splitlines() + [""])[1]
         raise UserError(f"hydra.sweeper.params: cannot read {err.override} ({reason})") from None
@@ -150,52 +143,25 @@ def trial_of(sweeper: DictConfig, sweep_dir: Path, number: int):
     return optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, number))
 
 
-def trial_callbacks() -> list:
-    """What a search job adds to its callbacks: the report to its trial."""
+def monitor_of(sweeper: DictConfig, metric: str) -> str:
+    """What a search's jobs report to their trials after every epoch: `hydra.sweeper.monitor`, by default the
+    validation metric that goes the way `metric` (the optimized one) does, so the pruner judges the same way."""
+    default = "val/acc" if higher_is_better(metric) else "val/loss"
+    monitor = sweeper.get("monitor") or default
+    if higher_is_better(monitor) != higher_is_better(metric):
+        raise UserError(
+            f"hydra.sweeper.monitor={monitor} goes the other way from optimized_metric={metric}, so the pruner would "
+            f"stop the best trials; monitor {default} instead"
+        )
+    return monitor
+
+
+def trial_callbacks(metric: str) -> list:
+    """What a search job adds to its callbacks: the report to its trial (`metric`: the optimized one)."""
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN or not is_search(hydra_cfg):
         return []
-    from lit_cifar.callbacks.trial_report import TrialReport
+    from lit_cifar.sweep.pruning import TrialReport
 
     trial = trial_of(hydra_cfg.sweeper, Path(hydra_cfg.sweep.dir), hydra_cfg.job.num)
-    return [TrialReport(trial, hydra_cfg.sweeper.monitor)]
-
-
-def plot_history(rows: list[dict], curves: dict[str, list], path: Path, title: str, metric: str) -> None:
-    """The search's history, from its results table (`rows`) and validation curves: each trial's `metric`
-    (val/acc_best; test/acc without a validation split) by state and the best of the completed ones so far,
-    against the trial number and against the epochs trained so far (what the pruner saves shows on the right)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    trials = sorted((int(row["job"].rsplit("-", 1)[1]), row) for row in rows if row["job"].startswith("trial-"))
-    fig, (by_trial, by_epochs) = plt.subplots(1, 2, figsize=(11, 4), sharey=True, layout="constrained")
-    spent, best, steps = 0, None, []
-    for number, row in trials:
-        spent += len(curves.get(row["dir"], []))
-        value = row[metric]
-        if row["status"] == "ok" and isinstance(value, int | float):
-            best = value if best is None else max(best, value)
-        steps.append((number, spent, best))
-    styles = {"ok": ("o", "tab:blue", "complete"), "pruned": ("x", "tab:orange", "pruned")}
-    for status, (marker, colour, label) in styles.items():
-        points = [(n, r[metric]) for n, r in trials if r["status"] == status and r[metric] is not None]
-        if points:
-            by_trial.scatter(*zip(*points, strict=True), marker=marker, color=colour, label=label, zorder=3)
-    reached = [(n, s, b) for n, s, b in steps if b is not None]
-    if reached:
-        numbers, epochs, bests = zip(*reached, strict=True)
-        by_trial.step(numbers, bests, where="post", color="black", label="best so far")
-        by_epochs.step(epochs, bests, where="post", color="black")
-        by_epochs.plot(epochs, bests, "o", color="black", markersize=3)
-    by_trial.set(xlabel="trial", ylabel=metric, title="each trial")
-    by_epochs.set(xlabel="epochs trained, all trials together", title="best so far against the work done")
-    for axes in (by_trial, by_epochs):
-        axes.xaxis.get_major_locator().set_params(integer=True)
-        axes.grid(alpha=0.3)
-    by_trial.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize="small")  # off the data
-    fig.suptitle(title, fontsize="medium")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return [TrialReport(trial, monitor_of(hydra_cfg.sweeper, metric))]

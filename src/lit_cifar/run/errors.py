@@ -12,13 +12,17 @@ from pathlib import Path
 
 from hydra.errors import ConfigCompositionException, InstantiationException, OverrideParseException
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 # What the machine refuses to a path the user chose (a run dir, data.root): not a bug in the code.
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EEXIST, errno.ENOTDIR}
 
 
 class UserError(Exception):
     """A problem with the user's input (config, data, checkpoint) rather than a bug."""
+
+
+class RunRefused(UserError):
+    """A start refused because its run dir holds a run it would change; the folder is left as it was."""
 
 
 def group_hint(key: str, value: str) -> str | None:

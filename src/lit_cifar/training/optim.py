@@ -6,7 +6,7 @@ from pydoc import locate
 from torch import nn
 from torch.optim import SGD, Optimizer
 
-from lit_cifar.errors import UserError
+from lit_cifar.run.errors import UserError
 
 # Found by type, as torchvision's classification reference finds them (`set_weight_decay`).
 NORM_LAYERS = (

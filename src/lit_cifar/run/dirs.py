@@ -1,8 +1,8 @@
 """Who owns a run dir: a new folder per start, one live process per folder.
 
 Hydra names run and sweep dirs by the second, so two starts in the same second would share one. The
-`lit_cifar.claim` resolver creates the folder itself (`os.mkdir` fails if it exists) and takes the next
-free name (`14-05-09`, `14-05-09-2`, …). A process holds an advisory lock (`flock`) on each run dir and
+`lit_cifar.claim` resolver (`claim_new_dir`) creates the folder itself (`os.mkdir` fails if it exists) and
+takes the next free name (`14-05-09`, `14-05-09-2`, …). A process holds an advisory lock (`flock`) on each run dir and
 sweep dir it writes into, which the kernel releases when the process dies, even by kill -9; a second
 process is refused while the first lives."""
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from lit_cifar.errors import UserError
+from lit_cifar.run.errors import UserError
 
 CLAIMED_PARENTS: set[Path] = set()  # folders (outputs/DATE) this process created for its claims
 
@@ -46,10 +46,12 @@ def this_run_dir() -> str:
     return "<run dir>" if OmegaConf.is_missing(runtime, "output_dir") else runtime.output_dir
 
 
-# Cached in the config like Hydra's `now`, and the cache travels with the config to sweep jobs, so a
-# folder is claimed once per start.
-OmegaConf.register_new_resolver("lit_cifar.claim", claim_new_dir, use_cache=True, replace=True)
-OmegaConf.register_new_resolver("lit_cifar.run_dir", this_run_dir, replace=True)
+def evaluations_dir(ckpt_path: str | None) -> str:
+    """`<run dir>/evaluate` for a checkpoint in a run's `checkpoints/` folder; `outputs/evaluate` otherwise (also
+    for a path that names no file, which is refused: no folder is made for it)."""
+    path = Path(ckpt_path or "")
+    in_run = path.is_file() and path.parent.name == "checkpoints"
+    return str(path.parent.parent / "evaluate") if in_run else "outputs/evaluate"
 
 
 def _try_lock(path: Path) -> int | None:

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from lit_cifar.data.batched import tta_logits
+from lit_cifar.training.tta import tta_logits
 
 
 class LitClassifier(pl.LightningModule):
@@ -28,7 +28,7 @@ class LitClassifier(pl.LightningModule):
         tta: bool = False,
         tta_flip: bool = True,
     ) -> None:
-        super().__init__()  # the values from the config are checked at the start (lit_cifar.validate)
+        super().__init__()  # the values from the config are checked at the start (lit_cifar.run.validate)
         # The partials stay out of the checkpoint; the run's whole config goes in instead (`run_config`).
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.net, self.optimizer, self.scheduler = net, optimizer, scheduler
@@ -42,7 +42,7 @@ class LitClassifier(pl.LightningModule):
         )
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in the checkpoint, so a resumed run keeps the best of before
-        self.replan_schedule = False  # set when a resume raised trainer.max_epochs (see on_train_start)
+        self.replan_schedule = False  # the restored checkpoint planned for fewer epochs (see on_load_checkpoint)
 
     def setup(self, stage: str) -> None:
         # channels_last: faster convolutions and pooling on a GPU (tensor cores) and on a CPU too (oneDNN: 1.2-1.5x
@@ -112,6 +112,12 @@ class LitClassifier(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["run_config"] = self.run_config
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # The checkpoint says how long a run its schedule was planned for: a run extended on resume, killed
+        # before its first extended epoch was saved, is re-planned again when it goes on.
+        planned = checkpoint.get("run_config", {}).get("trainer", {}).get("max_epochs")
+        self.replan_schedule = planned != self.run_config["trainer"]["max_epochs"]
+
     def best_val_acc(self) -> float | None:
         """The best validation accuracy so far, this attempt's and (restored from the checkpoint) before."""
         best = float(self.val_acc_best.max_value)
@@ -123,7 +129,7 @@ class LitClassifier(pl.LightningModule):
         return self.scheduler(optimizer=optimizer)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer(self)  # lit_cifar.optim.build_optimizer: it groups the parameters by layer type
+        optimizer = self.optimizer(self)  # training.optim.build_optimizer: it groups the parameters by layer type
         if self.scheduler is None:
             return optimizer
         scheduler = {"scheduler": self._make_scheduler(optimizer), "interval": self.hparams.scheduler_interval}

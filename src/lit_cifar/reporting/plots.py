@@ -1,0 +1,165 @@
+"""A sweep's figures: `results.png` (the ranking metric against each compared key, or a heatmap of a two-key
+grid, beside every validation curve) and a search's `search_history.png`. Matplotlib is imported here only."""
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from lit_cifar.reporting.rows import Curve, row_value
+
+RATE_KEYS = ("lr", "weight_decay", "eta_min", "max_lr")  # keys compared on a log axis
+
+
+def _numbers(values: list[str]) -> list[float] | None:
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        return None
+
+
+def _axis_values(values: list[str]) -> tuple[list[float], list[str] | None]:
+    """Numbers as numbers; anything else as positions 0, 1, … with its sorted values as tick labels."""
+    numbers = _numbers(values)
+    if numbers is not None:
+        return numbers, None
+    labels = sorted(set(values))
+    return [float(labels.index(v)) for v in values], labels
+
+
+def _is_rate(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] in RATE_KEYS
+
+
+def _heatmap(ax, keys: list[str], done: list[dict], best: dict, metric: str) -> None:
+    """`metric` of a two-key grid: one cell per pair of values, the best one outlined."""
+    from matplotlib.patches import Rectangle
+
+    x_key, y_key = keys
+    x_values = sorted({str(row_value(r, x_key)) for r in done}, key=lambda v: (_numbers([v]) or [0.0], v))
+    y_values = sorted({str(row_value(r, y_key)) for r in done}, key=lambda v: (_numbers([v]) or [0.0], v))
+    grid = np.full((len(y_values), len(x_values)), np.nan)
+    for r in done:
+        grid[y_values.index(str(row_value(r, y_key))), x_values.index(str(row_value(r, x_key)))] = r[metric]
+    shown = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
+    ax.figure.colorbar(shown, ax=ax, label=metric)
+    ax.set_xticks(range(len(x_values)), x_values)
+    ax.set_yticks(range(len(y_values)), y_values)
+    ax.set(xlabel=x_key, ylabel=y_key, title=f"{metric} of each job (best outlined)")
+    middle = np.nanmin(grid) + (np.nanmax(grid) - np.nanmin(grid)) / 2
+    for (row, col), value in np.ndenumerate(grid):
+        if not np.isnan(value):
+            colour = "black" if value > middle else "white"  # viridis is light at the top
+            ax.text(col, row, f"{value:.4f}", ha="center", va="center", color=colour, fontsize=9)
+    col, row = x_values.index(str(row_value(best, x_key))), y_values.index(str(row_value(best, y_key)))
+    ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
+
+
+def _panel(ax, key: str, keys: list[str], done: list[dict], best: dict, metric: str) -> None:
+    """`metric` against one key; the jobs that share a value sit side by side, coloured by the values of
+    the other compared keys; the best job is labelled."""
+    others = [k for k in keys if k != key]
+
+    def group(row: dict) -> str:
+        return ", ".join(f"{k}={row_value(row, k)}" for k in others) or "jobs"
+
+    groups = sorted({group(r) for r in done})
+    xs, labels = _axis_values([str(row_value(r, key)) for r in done])
+    log = labels is None and _is_rate(key) and min(xs) > 0
+    span = (max(xs) - min(xs)) or 1.0
+    for n, name in enumerate(groups):
+        shift = n - (len(groups) - 1) / 2  # side by side, not on top of each other
+        points = [(x, r) for x, r in zip(xs, done, strict=True) if group(r) == name]
+        at = [x * 1.06**shift if log else x + 0.03 * span * shift for x, _ in points]
+        ax.scatter(at, [r[metric] for _, r in points], label=name, s=40, zorder=3)
+    best_x = xs[done.index(best)]
+    ax.annotate(
+        f"best {best[metric]:.4f}\n{best['job']}",
+        (best_x, best[metric]),
+        xytext=(0, -30),
+        textcoords="offset points",
+        ha="center",
+        fontsize=8,
+        arrowprops={"arrowstyle": "->"},
+    )
+    if log:
+        ax.set_xscale("log")
+    if labels is not None:
+        ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 3 else 0)
+    else:
+        ax.set_xticks(sorted(set(xs)), [f"{x:g}" for x in sorted(set(xs))])
+        ax.minorticks_off()
+    ax.set(xlabel=key, ylabel=metric)
+    ax.grid(alpha=0.3)
+    if others:
+        ax.legend(fontsize="x-small", title=", ".join(others), title_fontsize="x-small")
+
+
+def results_figure(keys: list[str], rows: list[dict], curves: dict[str, Curve], title: str, metric: str) -> Figure:
+    """A two-key grid: a heatmap of the ranking `metric`; otherwise that metric against each compared key. Then
+    every job's validation curve by epoch, the best one thick, the legend outside the plot."""
+    done = [r for r in rows if r["status"] == "ok" and r[metric] is not None]
+    best = max(done, key=lambda r: r[metric]) if done else None
+    heatmap = len(keys) == 2 and best is not None
+    panels = 1 if heatmap else len(keys) if best is not None else 0
+    fig = Figure(figsize=(5.5 * panels + 7, 4.8), layout="constrained")
+    axes = fig.subplots(1, panels + 1, squeeze=False)[0]
+    if heatmap:
+        _heatmap(axes[0], keys, done, best, metric)
+    elif best is not None:
+        for ax, key in zip(axes, keys, strict=False):
+            _panel(ax, key, keys, done, best, metric)
+    ax = axes[-1]
+    for name, curve in curves.items():
+        if curve:
+            thick = best is not None and name in (best["job"], best["dir"])
+            width, order = (2.5, 3) if thick else (1, 2)
+            ax.plot(*zip(*curve, strict=True), marker=".", label=name, linewidth=width, zorder=order)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch (0 is the first)", ylabel="val/acc", title="validation accuracy by epoch")
+    ax.grid(alpha=0.3)
+    if any(curves.values()):
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    fig.suptitle(title)
+    return fig
+
+
+def plot(keys: list[str], rows: list[dict], curves: dict[str, Curve], path: Path, title: str, metric: str) -> None:
+    """results.png: see `results_figure`."""
+    results_figure(keys, rows, curves, title, metric).savefig(path, dpi=110)
+
+
+def plot_history(rows: list[dict], curves: dict[str, list], path: Path, title: str, metric: str) -> None:
+    """The search's history, from its results table (`rows`) and validation curves: each trial's `metric`
+    (val/acc_best; test/acc without a validation split) by state and the best of the completed ones so far,
+    against the trial number and against the epochs trained so far (what the pruner saves shows on the right)."""
+    trials = sorted((int(row["job"].rsplit("-", 1)[1]), row) for row in rows if row["job"].startswith("trial-"))
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    by_trial, by_epochs = fig.subplots(1, 2, sharey=True)
+    spent, best, steps = 0, None, []
+    for number, row in trials:
+        spent += len(curves.get(row["dir"], []))
+        value = row[metric]
+        if row["status"] == "ok" and isinstance(value, int | float):
+            best = value if best is None else max(best, value)
+        steps.append((number, spent, best))
+    styles = {"ok": ("o", "tab:blue", "complete"), "pruned": ("x", "tab:orange", "pruned")}
+    for status, (marker, colour, label) in styles.items():
+        points = [(n, r[metric]) for n, r in trials if r["status"] == status and r[metric] is not None]
+        if points:
+            by_trial.scatter(*zip(*points, strict=True), marker=marker, color=colour, label=label, zorder=3)
+    reached = [(n, s, b) for n, s, b in steps if b is not None]
+    if reached:
+        numbers, epochs, bests = zip(*reached, strict=True)
+        by_trial.step(numbers, bests, where="post", color="black", label="best so far")
+        by_epochs.step(epochs, bests, where="post", color="black")
+        by_epochs.plot(epochs, bests, "o", color="black", markersize=3)
+    by_trial.set(xlabel="trial", ylabel=metric, title="each trial")
+    by_epochs.set(xlabel="epochs trained, all trials together", title="best so far against the work done")
+    for axes in (by_trial, by_epochs):
+        axes.xaxis.get_major_locator().set_params(integer=True)
+        axes.grid(alpha=0.3)
+    by_trial.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize="small")  # off the data
+    fig.suptitle(title, fontsize="medium")
+    fig.savefig(path, dpi=110)

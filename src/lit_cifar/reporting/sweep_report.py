@@ -1,0 +1,43 @@
+"""The Hydra callback of every multirun (conf/hydra/default.yaml): the sweep guard before the sweep, its
+results table at its end."""
+
+import os
+import sys
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from lit_cifar.run.errors import exit_on_user_error
+from lit_cifar.run.record import FINAL
+from lit_cifar.sweep.guard import hold_sweep_dir
+from lit_cifar.sweep.search import is_search
+
+
+class SweepReport(Callback):
+    """Before a sweep: hold its sweep dir and refuse what would mix results (lit_cifar.sweep.guard).
+    At its end: write and print its results table; exit with status 1 unless every job finished."""
+
+    def __init__(self) -> None:
+        self.sweep_dir_lock: int | None = None  # an fd: the callback travels (pickled) to parallel jobs
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        with exit_on_user_error():  # Hydra turns a callback's exceptions into warnings, but lets SystemExit through
+            self.sweep_dir_lock = hold_sweep_dir(config)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from lit_cifar.reporting.table import write_report
+
+        try:
+            rows = write_report(Path(config.hydra.sweep.dir))
+        finally:
+            os.close(self.sweep_dir_lock)
+        finished = (*FINAL, "pruned", "failed") if is_search(config.hydra) else FINAL  # a failed trial: a result
+        unfinished = [row["job"] for row in rows if row["status"] not in finished]
+        if unfinished:
+            print(
+                f"error: {len(unfinished)} of {len(rows)} jobs did not finish ({', '.join(unfinished)}); "
+                "see the status column",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)

@@ -1,0 +1,365 @@
+"""Sweeps and runs as one table (`python -m lit_cifar.report`, and every sweep at its end).
+
+A DIR is a sweep dir (multirun/DATE/TIME), a run dir (outputs/DATE/TIME) or a glob of them. Every job of a
+sweep's grid gets a row, and so does every job folder the grid no longer holds (an earlier, wider one). A
+row's status is `ok`; `pruned` (a search's trial its pruner stopped, and after which epoch); `failed` (with
+the reason); `unreadable` (its metrics.json is corrupt); `running` (a live process holds its folder);
+`interrupted` (no result and no process: after how many epochs it stopped, and how to resume it); or
+`pending` (never started). Finished runs come first, best val/acc_best first (best test/acc first when some ran
+without a validation split, `data.val_size=0`: the table then says that this selects on the test set).
+
+`results.md` starts with what each sweep held fixed (model, data, epochs, its other overrides, the commit of
+the code) and the command that re-runs it, then the table; `results.csv` is the table alone; `results.png`
+plots val/acc_best (or test/acc, as ranked) against each compared key, and every validation curve; a search
+adds `search_history.png` (the best val/acc_best so far against trials and against epochs trained). For one
+sweep dir they are written into it (also at the end of every sweep, by `reporting.sweep_report.SweepReport`). For
+several dirs, or run dirs, the table gets a `dir` column and a column for each override whose value differs
+between runs, and the files are written only into `--out`. Runs whose overrides differ only in `seed` are one
+setting: a second table gives each setting's number n of ok runs and the mean ± sample std of their
+val/acc_best and test/acc. The table is printed in every case."""
+
+import csv
+import glob
+import logging
+import statistics
+from collections import Counter
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from lit_cifar.reporting.rows import Curve, row_value
+from lit_cifar.run.config import FREE_TO_CHANGE
+from lit_cifar.run.dirs import in_use
+from lit_cifar.run.errors import UserError
+from lit_cifar.run.overrides import as_typed, overrides_of
+from lit_cifar.run.record import read_outcome
+from lit_cifar.sweep.overrides import expected_jobs, run_command, run_name, sweep_command, sweep_overrides, swept_keys
+from lit_cifar.sweep.search import is_search
+
+STATUSES = ("ok", "pruned", "running", "interrupted", "failed", "unreadable", "pending")  # in the table's order
+RESULTS = ["best_epoch", "val/acc_best", "test/acc", "wall_time_s", "status", "reason"]
+RESUME_JOB = "re-run its sweep's command to resume it"
+RANKED_BY_TEST = (
+    "ranked by test/acc: runs without a validation split (data.val_size=0) have no val/acc_best; choosing a "
+    "run by its test accuracy selects on the test set, which then no longer measures accuracy on new data"
+)
+
+
+def val_curve(log_dir: Path) -> Curve:
+    """(epoch, val/acc) pairs from a TensorBoard run dir (lit_cifar.training.loggers.EpochTensorBoardLogger); empty when
+    the job logged none."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not log_dir.is_dir():
+        return []
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # no line per event file it reads
+    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    if "val/acc" not in tags:
+        return []
+    return [(e.step, e.value) for e in events.Scalars("val/acc")]  # written against the epoch
+
+
+def _overrides(folder: Path) -> dict[str, str] | None:
+    """The overrides a run recorded in its `.hydra/`; None when it recorded none."""
+    path = folder / ".hydra" / "overrides.yaml"
+    try:
+        return overrides_of(as_typed(OmegaConf.load(path))) if path.is_file() else None
+    except Exception:  # edited by hand or cut short: the row shows what else the folder says
+        return None
+
+
+def _epochs_done(folder: Path, curve: Curve) -> str:
+    """`3 of 10 epochs`: how far a run without a result got, by its validation curve."""
+    resolved = folder / ".hydra" / "resolved.yaml"
+    total = OmegaConf.select(OmegaConf.load(resolved), "trainer.max_epochs") if resolved.is_file() else None
+    done = max(epoch for epoch, _ in curve) + 1 if curve else 0
+    return f"{done}{f' of {total}' if total else ''} epochs"
+
+
+def job_row(folder: Path, overrides: dict[str, str] | None, curve: Curve, resume: str) -> dict:
+    """A run's row: its result from `metrics.json`, or what became of it when it has none. `resume` says
+    how to go on with it when it was interrupted."""
+    if not folder.is_dir():
+        record = {"status": "pending", "reason": "never started; re-running its sweep's command runs it"}
+    elif record := read_outcome(folder):
+        pass
+    elif in_use(folder):
+        record = {"status": "running", "reason": f"{_epochs_done(folder, curve)} done"}
+    else:
+        stopped = f"after {_epochs_done(folder, curve)}" if curve else "before its first epoch ended"
+        record = {"status": "interrupted", "reason": f"stopped {stopped}; {resume}"}
+    metrics = record.get("metrics") or {}
+    commit = record.get("git_commit")
+    return {
+        "job": folder.name,
+        "dir": str(folder),
+        "overrides": overrides,
+        "best_epoch": max(curve, key=lambda point: point[1])[0] if curve else None,
+        "val/acc_best": metrics.get("val/acc_best"),
+        "test/acc": metrics.get("test/acc"),
+        "wall_time_s": record.get("wall_time_s"),
+        "status": record.get("status", "ok"),
+        "reason": record.get("reason", ""),
+        "code": f"{commit}{' (dirty)' if record.get('git_dirty') else ''}" if commit else None,
+    }
+
+
+def ranked_by(rows: list[dict]) -> str:
+    """The metric that ranks `rows`: val/acc_best, unless a finished run has none (it had no validation split)."""
+    no_val = any(row["status"] == "ok" and row["val/acc_best"] is None for row in rows)
+    return "test/acc" if no_val else "val/acc_best"
+
+
+def ranked(rows: list[dict]) -> list[dict]:
+    """`rows` in the table's order: by status, then best first by `ranked_by`, then by folder."""
+    metric = ranked_by(rows)
+
+    def rank(row: dict) -> tuple:
+        status = STATUSES.index(row["status"]) if row["status"] in STATUSES else len(STATUSES)
+        value = row[metric]
+        return status, -(value if isinstance(value, int | float) else 0.0), row["dir"]
+
+    return sorted(rows, key=rank)
+
+
+def collect(sweep_dir: Path) -> tuple[list[str], list[dict], dict[str, Curve]]:
+    """The swept keys; one row per job of the grid and per job folder outside it, in the table's order;
+    each job's validation curve by its folder. A job's folder is named by its swept values (`run_name`)."""
+    keys = swept_keys(sweep_dir)
+    found = {p.parents[1].name for p in sweep_dir.glob("*/.hydra/overrides.yaml")}
+    found |= {p.parent.name for p in sweep_dir.glob("*/metrics.json")}  # also jobs that failed at the start
+    if not found:
+        raise UserError(f"{sweep_dir} holds no jobs (no */.hydra/overrides.yaml); did the sweep start?")
+    grid = {run_name(keys, overrides_of(job), str(n)): job for n, job in enumerate(expected_jobs(sweep_dir))}
+    rows, curves = [], {}
+    for name in [*grid, *sorted(found - grid.keys())]:
+        folder = sweep_dir / name
+        overrides = _overrides(folder)
+        if overrides is None and name in grid:
+            overrides = overrides_of(grid[name])
+        curves[str(folder)] = curve = val_curve(sweep_dir / "tensorboard" / name)
+        rows.append(job_row(folder, overrides, curve, RESUME_JOB))
+    return keys, ranked(rows), curves
+
+
+def collect_run(run_dir: Path) -> tuple[dict, Curve]:
+    """The row and validation curve of a run dir, or of one job folder of a sweep passed by itself."""
+    lines = as_typed(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
+    sweep_dir = run_dir.parent
+    if (sweep_dir / "multirun.yaml").is_file():
+        log_dir, resume = sweep_dir / "tensorboard" / run_dir.name, f"{RESUME_JOB}: {sweep_command(sweep_dir)}"
+    else:
+        log_dir, resume = run_dir / "tensorboard", f"resume it with: {run_command(lines, run_dir)}"
+    curve = val_curve(log_dir)
+    return job_row(run_dir, overrides_of(lines), curve, resume), curve
+
+
+def _code(rows: list[dict]) -> list[str]:
+    commits = sorted({row["code"] for row in rows if row["code"]})
+    return [f"code: git commit {', '.join(commits)}"] if commits else []
+
+
+def held_fixed(sweep_dir: Path) -> dict:
+    """A sweep's config choices (model, data, …), its trainer.max_epochs and its command line's overrides."""
+    config = OmegaConf.load(sweep_dir / "multirun.yaml")
+    choices = OmegaConf.select(config, "hydra.runtime.choices") or {}
+    fixed = {group: choice for group, choice in choices.items() if choice is not None and not group.startswith("hydra")}
+    if (epochs := OmegaConf.select(config, "trainer.max_epochs")) is not None:
+        fixed["trainer.max_epochs"] = epochs
+    fixed.update(overrides_of(sweep_overrides(sweep_dir)[0]))
+    return fixed
+
+
+def sweep_title(sweep_dir: Path, keys: list[str]) -> str:
+    """`week11_cnn on cifar10, 6 epochs (multirun/…)`, with `several` for what the sweep varies."""
+    fixed = held_fixed(sweep_dir)
+
+    def what(key: str) -> str:
+        return "several" if key in keys else str(fixed.get(key, "?"))
+
+    epochs = what("trainer.max_epochs")
+    return f"{what('model')} on {what('data')}, {epochs} epochs ({sweep_dir})"
+
+
+RERUN_GRID = (
+    "skips finished jobs, resumes interrupted ones and runs pending ones (and failed ones with `rerun_failed=true`)"
+)
+RERUN_SEARCH = (
+    "goes on with the study: finished, pruned and failed trials count, interrupted ones resume; "
+    "a larger hydra.sweeper.n_trials adds trials"
+)
+
+
+def describe_sweep(sweep_dir: Path, keys: list[str], rows: list[dict]) -> tuple[str, list[str]]:
+    """What a sweep compared and held fixed, the code its jobs ran, how they stand and how to re-run it."""
+    fixed = held_fixed(sweep_dir)
+    search = is_search(OmegaConf.load(sweep_dir / "multirun.yaml").hydra)
+    counts = Counter(row["status"] for row in rows)  # rows come in the table's order, and so do statuses
+    return f"Sweep {sweep_dir}", [
+        f"swept: {', '.join(keys) or 'nothing'}",
+        f"fixed: {', '.join(f'{key}={value}' for key, value in fixed.items() if key not in keys)}",
+        *_code(rows),
+        f"jobs: {len(rows)} ({', '.join(f'{n} {status}' for status, n in counts.items())})",
+        f"command: `{sweep_command(sweep_dir)}`; re-running it {RERUN_SEARCH if search else RERUN_GRID}",
+    ]
+
+
+def describe_run(row: dict) -> tuple[str, list[str]]:
+    overrides = " ".join(f"{key}={value}" for key, value in row["overrides"].items())
+    return f"Run {row['dir']}", [f"overrides: {overrides or 'none'}", *_code([row])]
+
+
+def _setting(overrides: dict[str, str]) -> dict[str, str]:
+    """What a run's overrides set that changes what it computes."""
+    return {key: value for key, value in overrides.items() if not key.startswith(FREE_TO_CHANGE)}
+
+
+def compared_keys(swept: list[str], rows: list[dict]) -> list[str]:
+    """The swept keys, then every other key whose value differs between the runs (unset is a value too)."""
+    settings = [_setting(row["overrides"]) for row in rows if row["overrides"] is not None]
+    others = {key for setting in settings for key in setting} - set(swept)
+    return swept + sorted(key for key in others if len({setting.get(key) for setting in settings}) > 1)
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.4f}" if values else ""
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def _setting_id(row: dict) -> tuple:
+    """What runs of one setting share: their overrides, but `seed` and those that change nothing computed."""
+    if row["overrides"] is None:
+        return (("dir", row["dir"]),)  # a run that recorded no overrides is a setting of its own
+    return tuple(sorted((key, value) for key, value in _setting(row["overrides"]).items() if key != "seed"))
+
+
+def by_setting(keys: list[str], rows: list[dict]) -> list[dict]:
+    """One row per setting (runs whose overrides differ only in `seed`), best mean first (of `ranked_by`): the
+    number n of its ok runs, the mean ± sample std of their val/acc_best and test/acc, and the runs that are
+    not ok. Empty when no setting has two runs."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(_setting_id(row), []).append(row)
+    if all(len(runs) == 1 for runs in groups.values()):
+        return []
+    table, metric = [], ranked_by(rows)
+    for runs in groups.values():
+        ok = [run for run in runs if run["status"] == "ok"]
+        values = {name: [run[name] for run in ok if run[name] is not None] for name in ("val/acc_best", "test/acc")}
+        others = [run for run in runs if run["status"] != "ok"]
+        row = {key: row_value(runs[0], key) for key in keys if key != "seed"}
+        row |= {
+            "n": len(ok),
+            **{name: _mean_std(found) for name, found in values.items()},
+            "not ok": ", ".join(f"{_who(run)} {run['status']}" for run in others),
+        }
+        table.append((-statistics.mean(values[metric]) if values[metric] else 0.0, row))
+    return [row for _, row in sorted(table, key=lambda item: item[0])]
+
+
+def _who(row: dict) -> str:
+    seed = (row["overrides"] or {}).get("seed")
+    return f"seed={seed}" if seed is not None else row["dir"]
+
+
+def _cell(column: str, value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}" if "acc" in column else f"{value:.1f}"
+    return str(value).replace("|", "\\|")
+
+
+def markdown(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(c, row_value(row, c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def is_sweep_dir(path: Path) -> bool:
+    return (path / "multirun.yaml").is_file()
+
+
+def gather(paths: list[Path]) -> tuple[list[str], list[dict], dict[str, Curve], list[tuple[str, list[str]]]]:
+    """Every run in `paths` (sweep dirs and run dirs): the swept keys, one row per run in the table's order,
+    the validation curves by folder, and a title and description of each path."""
+    for path in paths:
+        if not is_sweep_dir(path) and not (path / ".hydra" / "overrides.yaml").is_file():
+            raise UserError(
+                f"{path} is neither a sweep dir (no multirun.yaml) nor a run dir (no .hydra/overrides.yaml); "
+                "pass multirun/DATE/TIME or outputs/DATE/TIME folders, or a glob of them"
+            )
+    swept, rows, curves, blocks = [], [], {}, []
+    for path in paths:
+        if is_sweep_dir(path):
+            keys, sweep_rows, sweep_curves = collect(path)
+            swept += [key for key in keys if key not in swept]
+            rows += sweep_rows
+            curves |= sweep_curves
+            blocks.append(describe_sweep(path, keys, sweep_rows))
+        else:
+            row, curves[str(path)] = collect_run(path)
+            rows.append(row)
+            blocks.append(describe_run(row))
+    return swept, ranked(rows), curves, blocks
+
+
+def render(blocks: list[tuple[str, list[str]]], keys: list[str], rows: list[dict], columns: list[str]) -> str:
+    """results.md: what each folder ran, one row per setting when some runs differ only in seed, every run."""
+    parts = [] if len(blocks) == 1 else [f"# {len(rows)} runs from {len(blocks)} folders\n"]
+    heading = "#" if len(blocks) == 1 else "##"
+    parts += [f"{heading} {title}\n\n" + "".join(f"- {line}\n" for line in lines) for title, lines in blocks]
+    if settings := by_setting(keys, rows):
+        parts.append(
+            "## By setting\n\nRuns whose overrides differ only in `seed` are one setting; n of them are ok, "
+            "and their accuracies are given as mean ± sample std.\n\n" + markdown(settings, list(settings[0]))
+        )
+    ranking = f"{RANKED_BY_TEST}.\n\n" if ranked_by(rows) == "test/acc" else ""
+    parts.append("## Runs\n\n" + ranking + markdown(rows, columns))
+    return "\n".join(parts)
+
+
+def report(paths: list[Path], out: Path | None) -> list[dict]:
+    """One table of every run in `paths`: printed, and written into `out` as results.md, results.csv and
+    results.png when `out` is given. Returns the rows, one per run, in the table's order."""
+    swept, rows, curves, blocks = gather(paths)
+    one_sweep = len(paths) == 1 and is_sweep_dir(paths[0])
+    keys = compared_keys(swept, rows)
+    columns = ["job" if one_sweep else "dir", *keys, *RESULTS]
+    text = render(blocks, keys, rows, columns)
+    print(text, end="")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.md").write_text(text)
+        with (out / "results.csv").open("w", newline="") as f:
+            csv.writer(f).writerows([columns, *([row_value(row, c) for c in columns] for row in rows)])
+        labels = {folder: Path(folder).name if one_sweep else folder for folder in curves}
+        title = sweep_title(paths[0], keys) if one_sweep else f"{len(rows)} runs"
+        from lit_cifar.reporting.plots import plot, plot_history  # matplotlib only where a figure is drawn
+
+        metric = ranked_by(rows)
+        plot(keys, rows, {labels[f]: curve for f, curve in curves.items()}, out / "results.png", title, metric)
+        written = ["results.md", "results.csv", "results.png"]
+        if one_sweep and is_search(OmegaConf.load(paths[0] / "multirun.yaml").hydra):
+            plot_history(rows, curves, out / "search_history.png", title, metric)
+            written.append("search_history.png")
+        print(f"\nwritten into {out}: {', '.join(written)}")
+    return rows
+
+
+def write_report(sweep_dir: Path) -> list[dict]:
+    """Write results.md, results.csv and results.png into the sweep dir, print the table, return the rows."""
+    return report([sweep_dir], out=sweep_dir)
+
+
+def expand(patterns: list[str]) -> list[Path]:
+    """The folders named, a glob pattern (quoted, so that the shell left it) standing for those it matches."""
+    paths = [
+        Path(p)
+        for pattern in patterns
+        for p in ([pattern] if Path(pattern).exists() else sorted(glob.glob(pattern)) or [pattern])
+    ]
+    return list(dict.fromkeys(paths))

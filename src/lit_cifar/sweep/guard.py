@@ -1,0 +1,65 @@
+"""The sweep guard: before a sweep starts, what would mix results is refused: a sweep dir that holds a
+single run or other files, a re-run that changes what the folder's sweep holds fixed, several devices per
+job, and, without a validation split, what needs one."""
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from lit_cifar.run.dirs import lock
+from lit_cifar.run.errors import UserError
+from lit_cifar.run.overrides import as_typed
+from lit_cifar.run.validate import check_needs_validation
+from lit_cifar.sweep.jobs import refuse_several_devices
+from lit_cifar.sweep.overrides import _fixed_and_swept, grid_of, sweep_command, sweep_overrides
+from lit_cifar.sweep.search import is_search
+
+
+def refuse_another_sweep(sweep_dir: Path, config: DictConfig) -> None:
+    """A sweep dir holds one experiment: a re-run may add values to the swept keys (and raise
+    trainer.max_epochs), but not hold other settings fixed or vary other keys."""
+    if not (sweep_dir / "multirun.yaml").is_file():
+        return
+    task, _, grid = sweep_overrides(sweep_dir)
+    before = _fixed_and_swept(task, grid)
+    after = _fixed_and_swept(as_typed(config.hydra.overrides.task), grid_of(config.hydra))
+    changes = [
+        f"{key}: {before[0].get(key, '(unset)')} -> {after[0].get(key, '(unset)')}"
+        for key in sorted(before[0].keys() | after[0].keys())
+        if before[0].get(key) != after[0].get(key)
+    ]
+    if before[1] != after[1]:
+        changes.append(f"swept keys: {', '.join(sorted(before[1]))} -> {', '.join(sorted(after[1]))}")
+    old_epochs = OmegaConf.select(OmegaConf.load(sweep_dir / "multirun.yaml"), "trainer.max_epochs")
+    new_epochs = OmegaConf.select(config, "trainer.max_epochs")
+    if isinstance(old_epochs, int) and isinstance(new_epochs, int) and new_epochs < old_epochs:
+        changes.append(f"trainer.max_epochs: {old_epochs} -> {new_epochs} (it may only be raised)")
+    elif is_search(config.hydra) and old_epochs != new_epochs:  # a study compares its trials at equal epochs
+        changes.append(f"trainer.max_epochs: {old_epochs} -> {new_epochs} (a search's trials train alike)")
+    if changes:
+        raise UserError(
+            f"{sweep_dir} holds a sweep of other settings: {'; '.join(changes)}; re-run it with its own "
+            f"settings ({sweep_command(sweep_dir)}), or pick a new hydra.sweep.dir"
+        )
+
+
+def refuse_other_contents(sweep_dir: Path) -> None:
+    """A sweep writes into a new folder or into its own sweep dir again, never into a run dir or a folder of
+    other files: their results would vanish from (or mix into) its table."""
+    if (sweep_dir / "multirun.yaml").is_file() or not any(sweep_dir.iterdir()):
+        return
+    what = "a single run" if (sweep_dir / ".hydra").is_dir() else "files but no sweep (no multirun.yaml)"
+    raise UserError(f"{sweep_dir} holds {what}; pick a new hydra.sweep.dir for the sweep")
+
+
+def hold_sweep_dir(config: DictConfig) -> int:
+    """The checks before a sweep starts (each job checks its own swept values again); then the sweep dir is
+    held for this sweep until the returned fd is closed (one sweep at a time)."""
+    refuse_several_devices(config)
+    check_needs_validation(config, search=config.hydra.sweeper if is_search(config.hydra) else None)
+    sweep_dir = Path(config.hydra.sweep.dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    refuse_other_contents(sweep_dir)
+    fd = lock(sweep_dir, what="sweep")
+    refuse_another_sweep(sweep_dir, config)
+    return fd

@@ -1,0 +1,97 @@
+"""A sweep's overrides: the keys it varies, the name of each job's folder (its swept values), and the commands
+that re-run a sweep or go on with a single run."""
+
+import hashlib
+import shlex
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from lit_cifar.run.config import FREE_TO_CHANGE
+from lit_cifar.run.errors import UserError
+from lit_cifar.run.overrides import as_typed, key_of, last_of_each, overrides_of, parse, without_keys
+from lit_cifar.sweep.search import is_search, trial_name
+
+
+def grid_of(hydra_cfg: DictConfig) -> list[str]:
+    """A sweep's `hydra.sweeper.params` (set by the named `sweep=` configs) as override lines."""
+    params = hydra_cfg.sweeper.get("params")
+    return [f"{key}={value}" for key, value in as_typed(params).items()] if params else []
+
+
+def swept_keys(sweep_dir: Path) -> list[str]:
+    """The keys a sweep varies: those in sweep syntax (`a=1,2`, `range(…)`, `interval(…)`) on its command line
+    or in `hydra.sweeper.params` (the named `sweep=` configs), read from the sweep's `multirun.yaml`."""
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        raise UserError(f"{sweep_dir} is not a sweep dir (no multirun.yaml); pass a multirun/DATE/TIME folder")
+    hydra_cfg = OmegaConf.load(path).hydra
+    last = last_of_each(grid_of(hydra_cfg) + as_typed(hydra_cfg.overrides.task))  # the command line's come last
+    return [key for key, override in last.items() if override.is_sweep_override()]
+
+
+def run_name(keys: list[str], overrides: dict[str, str], job: str) -> str:
+    """`data.batch_size=512,optim.lr=0.002`: the job's values of the swept keys, sorted by key (the job
+    number when nothing is swept). It names the job's folder and its TensorBoard run, so a job is found
+    again by what it trains, whatever its number in a longer or reordered grid."""
+    name = ",".join(f"{k}={overrides[k]}" for k in sorted(overrides) if k in keys).replace("/", "_")
+    if len(name.encode()) > 200:  # a folder name has at most 255 bytes: keep the start, and a hash for the rest
+        name = f"{name.encode()[:180].decode(errors='ignore')}-{hashlib.sha1(name.encode()).hexdigest()[:10]}"
+    return name or job
+
+
+def sweep_overrides(sweep_dir: Path) -> tuple[list[str], list[str], list[str]]:
+    """From the `multirun.yaml` of the sweep in `sweep_dir`: its command line's task overrides, its Hydra
+    overrides (launcher, …) and its grid (`hydra.sweeper.params`, where a named `sweep=` config sets one)."""
+    hydra_cfg = OmegaConf.load(sweep_dir / "multirun.yaml").hydra
+    task = as_typed(hydra_cfg.overrides.task)
+    # the re-run command sets its sweep dir; -m sets the mode
+    hydra_only = without_keys(as_typed(hydra_cfg.overrides.hydra), {"hydra.sweep.dir", "hydra.mode"})
+    return task, hydra_only, grid_of(hydra_cfg)
+
+
+def expected_jobs(sweep_dir: Path) -> list[list[str]]:
+    """Every job's override list, as Hydra's basic sweeper expands the sweep in `sweep_dir`."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    if is_search(OmegaConf.load(sweep_dir / "multirun.yaml").hydra):
+        return []  # a search's trials are asked for one by one: none is pending before it runs
+    task, _, grid = sweep_overrides(sweep_dir)
+    (jobs,) = BasicSweeper.split_arguments(parse(grid + task), None)
+    return jobs
+
+
+def sweep_arguments(sweep_dir: Path, changes: list[str] = ()) -> list[str]:
+    """The `lit_cifar.train` arguments that re-run the sweep in `sweep_dir`, with `changes` (override lines)
+    in place of its own values for the same keys: it skips finished jobs, resumes killed ones and runs those
+    that never started."""
+    task, hydra_only, _ = sweep_overrides(sweep_dir)
+    kept = without_keys(hydra_only + task, {key_of(line) for line in changes})
+    return ["-m", *kept, *changes, f"hydra.sweep.dir={sweep_dir.resolve()}"]  # from any working directory
+
+
+def sweep_command(sweep_dir: Path) -> str:
+    """The command that re-runs the sweep in `sweep_dir` (see `sweep_arguments`)."""
+    return shlex.join(["python", "-m", "lit_cifar.train", *sweep_arguments(sweep_dir)])
+
+
+def run_command(overrides: list[str], run_dir: Path) -> str:
+    """The command that goes on with the single run in `run_dir`, given the overrides it was started with."""
+    given = without_keys(overrides, {"ckpt_path", "hydra.run.dir", "hydra.mode"})
+    return shlex.join(["python", "-m", "lit_cifar.train", *given, "ckpt_path=last", f"hydra.run.dir={run_dir}"])
+
+
+def job_name(hydra_cfg: DictConfig, overrides: list[str], job_num: int) -> str:
+    """A sweep job's folder and TensorBoard run: `trial-007` in a search, else its swept values (`run_name`)."""
+    if is_search(hydra_cfg):
+        return trial_name(job_num)
+    return run_name(swept_keys(Path(hydra_cfg.sweep.dir)), overrides_of(overrides, as_written=True), str(job_num))
+
+
+def _fixed_and_swept(task: list[str], grid: list[str]) -> tuple[dict[str, str], set[str]]:
+    """A sweep's settings that change what its jobs compute, held fixed ({key: value}), and the keys it varies."""
+    parsed = parse(grid + task)
+    fixed = {o.key_or_group: o.get_value_element_as_str() for o in parsed if not o.is_sweep_override()}
+    swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
+    free = (*FREE_TO_CHANGE, "trainer.max_epochs")  # the jobs themselves check that epochs only go up
+    return {k: v for k, v in fixed.items() if k not in swept and not k.startswith(free)}, swept

@@ -1,0 +1,47 @@
+"""From a config to the objects a run trains with: the datamodule, the module holding the net, the callbacks,
+the loggers and the trainer. Lightning is imported here, once a start passed its checks."""
+
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from lit_cifar.run.config import resolved_config
+from lit_cifar.run.errors import UserError
+from lit_cifar.training.loggers import quiet_start
+
+
+@dataclass
+class Built:
+    datamodule: pl.LightningDataModule
+    module: pl.LightningModule
+    trainer: pl.Trainer
+
+
+def check_input_size(net, in_channels: int, image_size: int, num_classes: int) -> None:
+    """Refuse a net that cannot take the data's images, or gives another number of outputs than there are
+    classes, with one line now rather than a traceback at the first step."""
+    from lit_cifar.models.common import output_of
+
+    shape = tuple(output_of(net, in_channels, image_size).shape)
+    if shape != (1, num_classes):
+        raise UserError(
+            f"model {type(net).__name__} gives {shape[1:]} outputs per image, not data.num_classes={num_classes}; "
+            "set num_classes: ${data.num_classes} in its config"
+        )
+
+
+def build(cfg: DictConfig, extra_callbacks: list[pl.Callback] = ()) -> Built:
+    """Seeded, then built in the order the config's facts flow: data, net (checked against the data), trainer."""
+    quiet_start()
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in metrics.json
+    datamodule = instantiate(cfg.data)
+    module = instantiate(cfg.module)
+    check_input_size(module.net, cfg.data.in_channels, cfg.data.image_size, cfg.data.num_classes)
+    module.run_config = resolved_config(cfg)  # saved in every checkpoint
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + list(extra_callbacks)
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]  # logger=[]: none
+    no_validation = {"limit_val_batches": 0} if cfg.data.val_size == 0 else {}
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, **no_validation)
+    return Built(datamodule, module, trainer)
