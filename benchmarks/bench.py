@@ -40,7 +40,7 @@ from benchmarks.airbench_peer import against_airbench
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.training.module import LitClassifier
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -355,14 +355,15 @@ def input_checks(args: argparse.Namespace) -> dict:
     command line; the data checks of a full-size CIFAR-10 load (batch_contents against a bare reshape, summed
     over the files) against the whole load (median of 3)."""
     from lit_cifar.data import cifar10
-    from lit_cifar.run.validate import check_input_size, check_start
+    from lit_cifar.run.validate import check_start
+    from lit_cifar.training.build import check_input_size
 
     cfg = config(args, "trainer.max_epochs=1")
     net = instantiate(cfg.module).net
     checks = []
     for _ in range(20):
         begin = time.perf_counter()
-        check_start(cfg, added=[])
+        check_start(cfg, overrides=[])
         check_input_size(net, cfg.data.in_channels, cfg.data.image_size, cfg.data.num_classes)
         checks.append(time.perf_counter() - begin)
     data = [f"data.root={args.data_root}", f"data.verify_checksums={args.verify_checksums}", "data.download=false"]
