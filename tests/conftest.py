@@ -126,6 +126,7 @@ def assert_every_model_passes_a_fast_dev_run(data_overrides: list[str], sweep_di
     for overrides, record in results.items():
         assert record is not None, f"{overrides} wrote no metrics.json"
         assert 0.0 <= record["metrics"]["test/acc"] <= 1.0, overrides
+        assert record["status"] == "smoke" and not record["tested_checkpoint"], overrides  # never a result
 
 
 @pytest.fixture(scope="session")

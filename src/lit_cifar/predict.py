@@ -12,6 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from lit_cifar.data.images import grayscale
 from lit_cifar.run.checkpoints import read_checkpoint
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
+from lit_cifar.run.validate import integer
 from lit_cifar.sweep.resolvers import register
 from lit_cifar.training.restore import load_datamodule, load_net, pick_device, run_logits
 
@@ -47,7 +48,7 @@ def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
             pixels = (
                 F.pil_to_tensor(image.convert("RGB")) if channels == 3 else torch.from_numpy(grayscale(image))[None]
             )
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as err:
         raise UserError(
             f"{path} is not an image that can be read ({type(err).__name__}); "
             "remove it from images= or convert it to PNG or JPEG"
@@ -59,14 +60,14 @@ def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
 def predict(cfg: DictConfig) -> list[tuple[Path, list[tuple[str, float]]]]:
     if cfg.ckpt_path is None:
         raise UserError("pass the checkpoint to predict with: ckpt_path=outputs/DATE/TIME/checkpoints/<file>.ckpt")
+    if not integer(cfg.top_k) or cfg.top_k < 1:
+        raise UserError(f"top_k={cfg.top_k} must be a whole number of classes, 1 or more, e.g. top_k=3")
     files = image_files(list(cfg.images) if isinstance(cfg.images, ListConfig) else cfg.images)
     ckpt = read_checkpoint(cfg.ckpt_path)
     device = pick_device(cfg.device)
     logits_of = run_logits(ckpt, load_net(ckpt, cfg.ckpt_path).to(device))
     datamodule = load_datamodule(ckpt)
     k = min(cfg.top_k, len(datamodule.class_names))
-    if k < 1:
-        raise UserError(f"top_k={cfg.top_k} must be 1 or more")
     images = torch.stack([read_image(f, datamodule.in_channels, datamodule.image_size) for f in files])
     probabilities = logits_of(datamodule.normalize(images.to(device))).softmax(dim=1)
     top = probabilities.topk(k, dim=1)

@@ -103,6 +103,10 @@ class OptunaSweeper(Sweeper):
                 f"better {'higher' if direction(metric) == 'maximize' else 'lower'}; drop hydra.sweeper.direction "
                 "(the metric decides it)"
             )
+        if self.given_direction is not None:
+            log.warning(
+                "hydra.sweeper.direction is deprecated: optimized_metric=%s decides it; drop the override", metric
+            )
         monitor_of(self.config.hydra.sweeper, metric)  # refuses a monitor that goes the other way
         if not isinstance(self.n_trials, int) or self.n_trials <= 0:
             raise UserError(f"hydra.sweeper.n_trials={self.n_trials} must be a positive integer, e.g. 20")

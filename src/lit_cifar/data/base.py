@@ -98,6 +98,26 @@ def warn_thin_classes(labels: Tensor, num_classes: int, split: str, class_names:
         )
 
 
+def pixel_statistics(images: Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 N×C×H×W images in [0, 1], from a histogram (no float copy)."""
+    values = torch.arange(256, dtype=torch.float64) / 255
+    means, stds = [], []
+    for channel in images.unbind(1):
+        counts = torch.bincount(channel.flatten(), minlength=256).double()
+        mean = (counts @ values) / counts.sum()
+        var = (counts @ (values - mean) ** 2) / counts.sum()
+        means.append(float(mean))
+        stds.append(max(float(var.sqrt()), 1e-6))  # a blank training set must not divide by zero
+    return means, stds
+
+
+def check_num_classes(source: str, found: int, configured: int | None) -> int:
+    """The number of classes `found`, which a `configured` one (None: not set) must equal."""
+    if configured is not None and found != configured:
+        raise UserError(f"{source} has {found} classes but data.num_classes={configured}; set data.num_classes={found}")
+    return found
+
+
 class ImageDataModule(pl.LightningDataModule):
     """Subclasses implement `load()` returning uint8 images and int64 labels for
     train (to be split), optional val, and test; everything else lives here."""

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from lit_cifar.data.base import ImageDataModule
+from lit_cifar.data.base import ImageDataModule, check_num_classes, pixel_statistics
 from lit_cifar.data.images import grayscale
 from lit_cifar.run.errors import UserError
 
@@ -81,7 +81,7 @@ def folder_entries(split_dir: Path) -> Entries:
 
 def csv_entries(manifest: Path) -> Entries:
     try:
-        with open(manifest, newline="") as f:
+        with open(manifest, newline="", encoding="utf-8-sig") as f:  # -sig: as spreadsheet programs save it
             reader = csv.DictReader(f, skipinitialspace=True)  # `path, label` means what `path,label` does
             header = [name.strip() for name in reader.fieldnames or []]
             if not {"path", "label"} <= set(header):
@@ -117,26 +117,6 @@ def read_image(path: Path, size: int) -> np.ndarray:
     if gray.shape != (size, size):
         return np.asarray(Image.fromarray(gray).resize((size, size), Image.Resampling.BILINEAR))
     return gray
-
-
-def pixel_statistics(images: Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 N×C×H×W images in [0, 1], from a histogram (no float copy)."""
-    values = torch.arange(256, dtype=torch.float64) / 255
-    means, stds = [], []
-    for channel in images.unbind(1):
-        counts = torch.bincount(channel.flatten(), minlength=256).double()
-        mean = (counts @ values) / counts.sum()
-        var = (counts @ (values - mean) ** 2) / counts.sum()
-        means.append(float(mean))
-        stds.append(max(float(var.sqrt()), 1e-6))  # a blank training set must not divide by zero
-    return means, stds
-
-
-def check_num_classes(source: str, found: int, configured: int | None) -> int:
-    """The number of classes `found`, which a `configured` one (None: not set) must equal."""
-    if configured is not None and found != configured:
-        raise UserError(f"{source} has {found} classes but data.num_classes={configured}; set data.num_classes={found}")
-    return found
 
 
 class CharsDataModule(ImageDataModule):

@@ -10,7 +10,6 @@ from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
 
 from lit_cifar.data.base import ImageDataModule
-from lit_cifar.data.chars import check_num_classes
 from lit_cifar.run.errors import UserError
 
 # Per-channel statistics of the 50k training images.
@@ -129,7 +128,12 @@ class CIFAR10DataModule(ImageDataModule):
             self.prepare_data()
         self.class_names = self.read_class_names()
         meta = self.folder / CIFAR10.meta["filename"]
-        self.num_classes = n = check_num_classes(str(meta), len(self.class_names), self.num_classes)
+        if len(self.class_names) != 10:  # data.num_classes cannot follow: CIFAR-10's is 10
+            raise UserError(
+                f"{meta} names {len(self.class_names)} classes, but CIFAR-10 has 10; replace it with a good copy "
+                "(for a dataset of other classes, use data=chars)"
+            )
+        self.num_classes = n = 10
         return {
             "train": read_batches(self.folder, CIFAR10.train_list, self.verify_checksums, n),
             "test": read_batches(self.folder, CIFAR10.test_list, self.verify_checksums, n),

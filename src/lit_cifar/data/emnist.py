@@ -14,8 +14,7 @@ import torchvision.transforms.v2.functional as F
 from torch import Tensor
 from torchvision.datasets import EMNIST
 
-from lit_cifar.data.base import ImageDataModule
-from lit_cifar.data.chars import check_num_classes, pixel_statistics
+from lit_cifar.data.base import ImageDataModule, check_num_classes, pixel_statistics
 from lit_cifar.run.errors import UserError
 
 

@@ -4,9 +4,10 @@ A DIR is a sweep dir (multirun/DATE/TIME), a run dir (outputs/DATE/TIME) or a gl
 sweep's grid gets a row, and so does every job folder the grid no longer holds (an earlier, wider one). A
 row's status is `ok`; `pruned` (a search's trial its pruner stopped, and after which epoch); `failed` (with
 the reason); `unreadable` (its metrics.json is corrupt); `running` (a live process holds its folder);
-`interrupted` (no result and no process: after how many epochs it stopped, and how to resume it); or
-`pending` (never started). Finished runs come first, best val/acc_best first (best test/acc first when some ran
-without a validation split, `data.val_size=0`: the table then says that this selects on the test set).
+`interrupted` (no result and no process: after how many epochs it stopped, and how to resume it); or `pending`
+(never started); or `smoke` (one batch or none: never ranked). Finished runs come first, best val/acc_best
+first (best test/acc first when some ran without a validation split, `data.val_size=0`: the table then says
+that this selects on the test set).
 
 `results.md` starts with what each sweep held fixed (model, data, epochs, its other overrides, the commit of
 the code) and the command that re-runs it, then the table; `results.csv` is the table alone; `results.png`
@@ -36,7 +37,16 @@ from lit_cifar.run.record import read_outcome
 from lit_cifar.sweep.overrides import expected_jobs, run_command, run_name, sweep_command, sweep_overrides, swept_keys
 from lit_cifar.sweep.search import is_search
 
-STATUSES = ("ok", "pruned", "running", "interrupted", "failed", "unreadable", "pending")  # in the table's order
+STATUSES = (
+    "ok",
+    "pruned",
+    "running",
+    "interrupted",
+    "failed",
+    "unreadable",
+    "pending",
+    "smoke",
+)  # in the table's order
 RESULTS = ["best_epoch", "val/acc_best", "test/acc", "wall_time_s", "status", "reason"]
 RESUME_JOB = "re-run its sweep's command to resume it"
 RANKED_BY_TEST = (

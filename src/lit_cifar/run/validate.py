@@ -18,6 +18,7 @@ from lit_cifar.run.overrides import parse
 log = logging.getLogger(__name__)
 
 SEED_MAX = 2**32 - 1  # what seed_everything (numpy's global RNG) accepts
+ABSENT = object()
 
 
 def number(value: object) -> bool:
@@ -52,6 +53,73 @@ def val_size(value: object) -> bool:
     return (integer(value) and value >= 0) or (isinstance(value, float) and 0 < value < 1)
 
 
+# Each config key's type, declared here once (tests/test_validate.py holds every key of conf/ and its default to
+# it): a start refuses a value of another type in one line, so `data.hflip=no` (a string) never reads as true.
+# A float key takes an integer too; `| None`: null is allowed; `object`: anything Lightning itself takes.
+TYPES: dict[str, object] = {
+    "seed": int,
+    "ckpt_path": str | None,
+    "rerun_failed": bool,
+    "optimized_metric": str,
+    **{f"data.{key}": int for key in ("batch_size", "image_size", "in_channels", "num_workers", "split_seed")},
+    **{f"data.{key}": int for key in ("rotation", "translate")},
+    **{f"data.{key}": bool for key in ("alternate_flips", "download", "hflip", "persistent_workers", "pin_memory")},
+    "data.verify_checksums": bool,
+    **{f"data.{key}": str for key in ("pipeline", "root", "shift_padding", "split")},
+    "data.num_classes": int | None,
+    "data.val_size": float,
+    "model.downsample_stem": bool | None,
+    "model.dropout": float,
+    **{f"model.{key}": int for key in ("hidden", "width")},
+    **{f"model.{key}": float for key in ("logit_scale", "norm_eps", "norm_momentum")},
+    **{f"model.{key}": bool for key in ("norm_train_scale", "pretrained")},
+    **{f"module.{key}": bool for key in ("compile", "tta", "tta_flip")},
+    "module.label_smoothing": float,
+    "module.scheduler_interval": str,
+    **{f"optim.{key}": float for key in ("lr", "momentum", "norm_lr_scale", "weight_decay")},
+    "optim.nesterov": bool,
+    **{f"optim.{key}": str for key in ("algorithm", "units")},
+    **{f"scheduler.{key}": float for key in ("eta_min", "gamma", "final_factor", "initial_factor")},
+    **{f"scheduler.{key}": float for key in ("pct_start", "warmup_fraction")},
+    **{f"scheduler.{key}": int for key in ("step_size", "T_max")},
+    **{f"trainer.{key}": bool for key in ("benchmark", "deterministic", "enable_model_summary", "fast_dev_run")},
+    **{f"trainer.{key}": int for key in ("log_every_n_steps", "max_epochs")},
+    "trainer.accelerator": str,
+    "trainer.default_root_dir": str,
+    "trainer.devices": object,  # 1, [0], "auto"
+    "trainer.precision": str | int,
+    "trainer.gradient_clip_val": float | None,
+    **{f"trainer.{key}": float | None for key in ("limit_train_batches", "limit_val_batches")},
+}
+TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+def conforms(value: object, declared: object) -> bool:
+    """Whether `value` is of the `declared` type: a bool is no number, and an int is a float too."""
+    kinds = getattr(declared, "__args__", (declared,))
+    if object in kinds or (value is None and type(None) in kinds):
+        return True
+    if isinstance(value, bool):
+        return bool in kinds
+    if isinstance(value, int) and float in kinds:
+        return True
+    return any(kind is not type(None) and isinstance(value, kind) for kind in kinds)
+
+
+def type_words(declared: object) -> str:
+    kinds = getattr(declared, "__args__", (declared,))
+    words = [TYPE_WORDS[kind] for kind in kinds if kind in TYPE_WORDS]
+    return " or ".join(words) + (" or null" if type(None) in kinds else "")
+
+
+def check_types(cfg: DictConfig) -> None:
+    for key, declared in TYPES.items():
+        value = OmegaConf.select(cfg, key, default=ABSENT, throw_on_missing=False)
+        if value is not ABSENT and not conforms(value, declared):
+            shown = f"'{value}' (a string)" if isinstance(value, str) else value
+            raise UserError(f"{key}={shown} must be {type_words(declared)}; set it as such, e.g. {key}={_example(key)}")
+
+
 INF = math.inf
 # key → rule; a key missing from the composed config (a scheduler without `gamma`) is not checked.
 RULES: dict[str, Rule] = {
@@ -83,6 +151,10 @@ RULES: dict[str, Rule] = {
         in_range(2, INF, ints=True), "an integer ≥ 2, or null to count the classes in the data", "null", nullable=True
     ),
     "data.batch_size": Rule(in_range(1, INF, ints=True), "a positive integer", "data.batch_size=128"),
+    "data.split_seed": Rule(in_range(0, SEED_MAX, ints=True), f"an integer in [0, {SEED_MAX}]", "data.split_seed=0"),
+    "trainer.gradient_clip_val": Rule(
+        in_range(0, INF), "a gradient norm ≥ 0 (0 or null: no clipping)", "trainer.gradient_clip_val=1.0", nullable=True
+    ),
     "data.num_workers": Rule(in_range(0, INF, ints=True), "an integer ≥ 0", "data.num_workers=2"),
     "data.image_size": Rule(in_range(1, INF, ints=True), "a positive number of pixels", "data.image_size=32"),
     "data.in_channels": Rule(lambda v: v in (1, 3), "1 (grayscale) or 3 (RGB)", "data.in_channels=3"),
@@ -92,11 +164,21 @@ RULES: dict[str, Rule] = {
     "data.rotation": Rule(in_range(0, 180), "degrees in [0, 180]", "data.rotation=10"),
     "data.translate": Rule(in_range(0, INF, ints=True), "a number of pixels ≥ 0", "data.translate=4"),
 }
-ABSENT = object()
+
+
+def _example(key: str) -> str:
+    rule = RULES.get(key)
+    declared = getattr(TYPES[key], "__args__", (TYPES[key],))
+    if rule is not None and "=" in rule.example:
+        return rule.example.split("=", 1)[1]
+    if rule is not None:
+        return rule.example
+    return {bool: "true", int: "1", float: "0.5", str: "…"}.get(declared[0], "…")
 
 
 def check_values(cfg: DictConfig) -> None:
-    """Refuse the first value outside its rule's range, naming the key, the value, the range and an example."""
+    """Refuse the first value outside its rule's range (a number's rule says which kind of number), then the first
+    value of another type than its key's (`TYPES`), naming the key, the value, what it must be and an example."""
     for key, rule in RULES.items():
         value = OmegaConf.select(cfg, key, default=ABSENT, throw_on_missing=False)
         if value is ABSENT or (value is None and rule.nullable):
@@ -105,6 +187,7 @@ def check_values(cfg: DictConfig) -> None:
             example = rule.example if "=" in rule.example else f"{key}={rule.example}"
             shown = "null" if value is None else value
             raise UserError(f"{key}={shown} must be {rule.allowed}, e.g. {example}")
+    check_types(cfg)
 
 
 def check_added_keys(added: list[str]) -> None:

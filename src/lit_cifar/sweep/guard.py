@@ -1,5 +1,5 @@
 """The sweep guard: before a sweep starts, what would mix results is refused: a sweep dir that holds a
-single run or other files, a re-run that changes what the folder's sweep holds fixed, several devices per
+single run, a re-run that changes what the folder's sweep holds fixed, several devices per
 job, and, without a validation split, what needs one."""
 
 from pathlib import Path
@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from lit_cifar.run.dirs import lock
 from lit_cifar.run.errors import UserError
 from lit_cifar.run.overrides import as_typed
+from lit_cifar.run.record import OUTCOME
 from lit_cifar.run.validate import check_needs_validation
 from lit_cifar.sweep.jobs import refuse_several_devices
 from lit_cifar.sweep.overrides import _fixed_and_swept, grid_of, sweep_command, sweep_overrides
@@ -43,13 +44,14 @@ def refuse_another_sweep(sweep_dir: Path, config: DictConfig) -> None:
         )
 
 
-def refuse_other_contents(sweep_dir: Path) -> None:
-    """A sweep writes into a new folder or into its own sweep dir again, never into a run dir or a folder of
-    other files: their results would vanish from (or mix into) its table."""
-    if (sweep_dir / "multirun.yaml").is_file() or not any(sweep_dir.iterdir()):
-        return
-    what = "a single run" if (sweep_dir / ".hydra").is_dir() else "files but no sweep (no multirun.yaml)"
-    raise UserError(f"{sweep_dir} holds {what}; pick a new hydra.sweep.dir for the sweep")
+RUN_FILES = (".hydra", OUTCOME, "checkpoints")  # what a single run leaves in its folder
+
+
+def refuse_a_run_dir(sweep_dir: Path) -> None:
+    """A sweep writes into a new folder or into its own sweep dir again, never into a single run's folder: that
+    run's result would vanish from the sweep's table, and the sweep's files would mix into the run."""
+    if not (sweep_dir / "multirun.yaml").is_file() and any((sweep_dir / name).exists() for name in RUN_FILES):
+        raise UserError(f"{sweep_dir} holds a single run, not a sweep; pick a new hydra.sweep.dir for the sweep")
 
 
 def hold_sweep_dir(config: DictConfig) -> int:
@@ -59,7 +61,7 @@ def hold_sweep_dir(config: DictConfig) -> int:
     check_needs_validation(config, search=config.hydra.sweeper if is_search(config.hydra) else None)
     sweep_dir = Path(config.hydra.sweep.dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    refuse_other_contents(sweep_dir)
+    refuse_a_run_dir(sweep_dir)
     fd = lock(sweep_dir, what="sweep")
     refuse_another_sweep(sweep_dir, config)
     return fd

@@ -116,7 +116,7 @@ class LitClassifier(pl.LightningModule):
         # The checkpoint says how long a run its schedule was planned for: a run extended on resume, killed
         # before its first extended epoch was saved, is re-planned again when it goes on.
         planned = checkpoint.get("run_config", {}).get("trainer", {}).get("max_epochs")
-        self.replan_schedule = planned != self.run_config["trainer"]["max_epochs"]
+        self.replan_schedule = planned != self.run_config.get("trainer", {}).get("max_epochs", planned)
 
     def best_val_acc(self) -> float | None:
         """The best validation accuracy so far, this attempt's and (restored from the checkpoint) before."""
