@@ -1,5 +1,6 @@
 import hashlib
 import json
+import logging
 import os
 import pickle
 import signal
@@ -89,14 +90,71 @@ def tiny_cifar_overrides(root: Path) -> list[str]:
     ]
 
 
-def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run `python -m <module> args` the way a user does at a terminal, capturing output. Ctrl-C's SIGINT is
-    restored for it: started from a background job (`make test &`), it would inherit SIGINT ignored."""
+# What only a fresh process shows: a signal sent to the run (it would stop the tests), Lightning's ddp (it starts
+# the command again as a script), the cluster, and `rerun` (it replaces its own process with the sweep's).
+FRESH_PROCESS = ("callbacks.kill", "ddp", "hydra/launcher=slurm")
+
+
+def run_cli(
+    module: str, *args: str, cwd: Path | None = None, timeout: int = 600, fresh_process: bool = False
+) -> subprocess.CompletedProcess:
+    """Run `python -m <module> args` as a user does at a terminal, capturing its output and exit status: in this
+    process (the command's own entry, with its argv, working directory and streams), or in a fresh one where the
+    contract is about a process (`FRESH_PROCESS`, `fresh_process=True`, LIT_CIFAR_TEST_PROCESSES=1)."""
+    fresh = fresh_process or module == "lit_cifar.rerun" or os.environ.get("LIT_CIFAR_TEST_PROCESSES") == "1"
+    if fresh or any(marker in arg for arg in args for marker in FRESH_PROCESS):
+        return run_process(module, *args, cwd=cwd, timeout=timeout)
+    return run_in_process(module, *args, cwd=cwd)
+
+
+def run_process(module: str, *args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """In a fresh process. Ctrl-C's SIGINT is restored for it: started from a background job (`make test &`), it
+    would inherit SIGINT ignored."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
         [sys.executable, "-m", module, *args], cwd=cwd or REPO, env=env, capture_output=True, text=True,
         timeout=timeout, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
+
+
+def run_in_process(module: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """As `python -m module args` would run: the module's `__main__` block (its entry) with that argv, in `cwd`;
+    the exit status from SystemExit, 1 and the traceback on stderr for an uncaught exception."""
+    import contextlib
+    import io
+    import runpy
+    import traceback
+    import warnings
+
+    import torch
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, here, environ = sys.argv, os.getcwd(), dict(os.environ)
+    code = 0
+    try:
+        os.chdir(cwd or REPO)
+        sys.argv = [module, *args]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PYTHONWARNINGS=ignore, as for a fresh process
+            try:
+                runpy.run_module(module, run_name="__main__", alter_sys=False)
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+                if isinstance(stop.code, str):
+                    print(stop.code, file=sys.stderr)
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv = argv
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(environ)
+        torch.use_deterministic_algorithms(False)  # trainer.deterministic=true sets it for the whole process
+        for handler in logging.getLogger().handlers:  # the run's log file and console, as its process end would
+            handler.close()
+        logging.getLogger().handlers.clear()
+    return subprocess.CompletedProcess([sys.executable, "-m", module, *args], code, out.getvalue(), err.getvalue())
 
 
 def job_results(sweep_dir: Path, swept: int) -> dict[str, dict | None]:

@@ -32,6 +32,7 @@ from lit_cifar.reporting.rows import Curve, row_value
 from lit_cifar.run.config import FREE_TO_CHANGE
 from lit_cifar.run.dirs import in_use
 from lit_cifar.run.errors import UserError
+from lit_cifar.run.metrics import higher_is_better
 from lit_cifar.run.overrides import as_typed, overrides_of
 from lit_cifar.run.record import read_outcome
 from lit_cifar.sweep.overrides import expected_jobs, run_command, run_name, sweep_command, sweep_overrides, swept_keys
@@ -129,7 +130,9 @@ def ranked(rows: list[dict]) -> list[dict]:
     def rank(row: dict) -> tuple:
         status = STATUSES.index(row["status"]) if row["status"] in STATUSES else len(STATUSES)
         value = row[metric]
-        return status, -(value if isinstance(value, int | float) else 0.0), row["dir"]
+        if not isinstance(value, int | float):
+            return status, 1, 0.0, row["dir"]  # no value: after those with one
+        return status, 0, -value if higher_is_better(metric) else value, row["dir"]
 
     return sorted(rows, key=rank)
 
@@ -266,7 +269,8 @@ def by_setting(keys: list[str], rows: list[dict]) -> list[dict]:
             **{name: _mean_std(found) for name, found in values.items()},
             "not ok": ", ".join(f"{_who(run)} {run['status']}" for run in others),
         }
-        table.append((-statistics.mean(values[metric]) if values[metric] else 0.0, row))
+        mean = statistics.mean(values[metric]) if values[metric] else None
+        table.append(((1, 0.0) if mean is None else (0, -mean if higher_is_better(metric) else mean), row))
     return [row for _, row in sorted(table, key=lambda item: item[0])]
 
 
