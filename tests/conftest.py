@@ -91,8 +91,9 @@ def tiny_cifar_overrides(root: Path) -> list[str]:
 
 
 # What only a fresh process shows: a signal sent to the run (it would stop the tests), Lightning's ddp (it starts
-# the command again as a script), the cluster, and `rerun` (it replaces its own process with the sweep's).
-FRESH_PROCESS = ("callbacks.kill", "ddp", "hydra/launcher=slurm")
+# the command again as a script), the cluster, MLflow's and W&B's runs (finished as their process exits), and
+# `rerun` (it replaces its own process with the sweep's).
+FRESH_PROCESS = ("callbacks.kill", "ddp", "hydra/launcher=slurm", "mlflow", "wandb")
 
 
 def run_cli(
@@ -128,9 +129,11 @@ def run_in_process(module: str, *args: str, cwd: Path | None = None) -> subproce
 
     import torch
 
+    from lit_cifar.run.dirs import LOCKS, release
+
     out, err = io.StringIO(), io.StringIO()
     argv, here, environ = sys.argv, os.getcwd(), dict(os.environ)
-    code = 0
+    code, held_before = 0, set(LOCKS)
     try:
         os.chdir(cwd or REPO)
         sys.argv = [module, *args]
@@ -150,6 +153,8 @@ def run_in_process(module: str, *args: str, cwd: Path | None = None) -> subproce
         os.chdir(here)
         os.environ.clear()
         os.environ.update(environ)
+        for fd in LOCKS - held_before:  # the locks of a sweep stopped before its end, which its process's end frees
+            release(fd)
         torch.use_deterministic_algorithms(False)  # trainer.deterministic=true sets it for the whole process
         for handler in logging.getLogger().handlers:  # the run's log file and console, as its process end would
             handler.close()

@@ -53,6 +53,7 @@ def test_a_three_epoch_run_leaves_one_line_per_epoch_in_train_log_and_on_the_con
         *args,
         "logger=[tensorboard,csv]",
         f"hydra.run.dir={run_dir}",
+        fresh_process=True,  # what a console shows of a whole process, Lightning's once-a-process lines included
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (run_dir / "train.log").read_text()

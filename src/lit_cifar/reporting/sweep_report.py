@@ -1,13 +1,13 @@
 """The Hydra callback of every multirun (conf/hydra/default.yaml): the sweep guard before the sweep, its
 results table at its end."""
 
-import os
 import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from lit_cifar.run.dirs import release
 from lit_cifar.run.errors import exit_on_user_error
 from lit_cifar.run.record import FINAL
 from lit_cifar.sweep.guard import hold_sweep_dir
@@ -31,7 +31,7 @@ class SweepReport(Callback):
         try:
             rows = write_report(Path(config.hydra.sweep.dir))
         finally:
-            os.close(self.sweep_dir_lock)
+            release(self.sweep_dir_lock)
         finished = (*FINAL, "pruned", "failed") if is_search(config.hydra) else FINAL  # a failed trial: a result
         unfinished = [row["job"] for row in rows if row["status"] not in finished]
         if unfinished:

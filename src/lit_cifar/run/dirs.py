@@ -19,6 +19,9 @@ from omegaconf import OmegaConf
 from lit_cifar.run.errors import UserError
 
 CLAIMED_PARENTS: set[Path] = set()  # folders (outputs/DATE) this process created for its claims
+# The fds of the folders this process holds (see `lock`): a command run inside a longer-lived process (the tests)
+# lets go of those its own end would have, when a sweep stopped before its end released its sweep dir.
+LOCKS: set[int] = set()
 
 
 def claim_new_dir(path: str) -> str:
@@ -66,12 +69,18 @@ def _try_lock(path: Path) -> int | None:
 
 
 def lock(path: Path, what: str = "run") -> int:
-    """Hold the existing folder `path` for this process until the returned fd is closed (or the process
-    ends); refuse when a live process holds it."""
+    """Hold the existing folder `path` for this process until `release(fd)` (or the process ends); refuse when a
+    live process holds it."""
     fd = _try_lock(path)
     if fd is None:
         raise UserError(f"{path} is in use by a {what} that is still going; wait for it to end, or pick another folder")
+    LOCKS.add(fd)
     return fd
+
+
+def release(fd: int) -> None:
+    LOCKS.discard(fd)
+    os.close(fd)
 
 
 @contextmanager
@@ -80,7 +89,7 @@ def held(path: Path, what: str = "run") -> Iterator[None]:
     try:
         yield
     finally:
-        os.close(fd)
+        release(fd)
 
 
 def in_use(path: Path) -> bool:

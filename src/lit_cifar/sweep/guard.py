@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from lit_cifar.run.dirs import lock
+from lit_cifar.run.dirs import lock, release
 from lit_cifar.run.errors import UserError
 from lit_cifar.run.overrides import as_typed
 from lit_cifar.run.record import OUTCOME
@@ -63,5 +63,9 @@ def hold_sweep_dir(config: DictConfig) -> int:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     refuse_a_run_dir(sweep_dir)
     fd = lock(sweep_dir, what="sweep")
-    refuse_another_sweep(sweep_dir, config)
+    try:
+        refuse_another_sweep(sweep_dir, config)
+    except BaseException:
+        release(fd)
+        raise
     return fd
