@@ -150,7 +150,9 @@ def test_a_preempted_job_is_requeued_and_resumes_from_its_own_last_ckpt(slurm, t
         cwd=tmp_path,
     )
     assert preempted.returncode == 0, preempted.stderr[-3000:]
-    reference = run_cli("lit_cifar.train", "-m", *train, f"hydra.sweep.dir={tmp_path / 'reference'}", cwd=tmp_path)
+    reference = run_cli(  # a process of its own, so that OMP_NUM_THREADS=1 holds as in the job
+        "lit_cifar.train", "-m", *train, f"hydra.sweep.dir={tmp_path / 'reference'}", cwd=tmp_path, fresh_process=True
+    )
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     assert once.exists()
