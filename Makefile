@@ -4,13 +4,18 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: install train sweep report test test-fast bench bench-search tensorboard lint format clean
+.PHONY: install install-dev train sweep report test test-fast bench bench-search tensorboard dashboard lint format clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed          ## what training, sweeps, evaluate and predict need
+install-dev: $(VENV)/.installed-dev  ## and what tests, lint and benchmarks need (the loggers' extras too)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -24,26 +29,31 @@ report: install           ## a sweep's results table and plot again, e.g. make r
 	$(if $(DIR),,$(error make report needs DIR=multirun/DATE/TIME (a sweep dir or run dirs, quoted globs too)))
 	$(PY) -m lit_cifar.report $(DIR) $(ARGS)
 
-test: install             ## the whole suite, slow tests included (what CI runs)
+test: install-dev         ## the whole suite, slow tests included (what CI runs)
 	$(PY) -m pytest $(ARGS)
 
-test-fast: install        ## skip the slow end-to-end tests
+test-fast: install-dev    ## skip the slow end-to-end tests
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
-bench: install            ## speed figures (input pipeline, framework overhead, recipes) into bench/
+bench: install-dev        ## speed figures (input pipeline, framework overhead, recipes) into bench/
 	$(PY) -m benchmarks.bench $(ARGS)
 
-bench-search: install     ## the lr x batch-size grid against the Optuna search with pruning, and the lr finder, on the slice
+bench-search: install-dev ## the lr x batch-size grid against the Optuna search with pruning, and the lr finder, on the slice
 	$(PY) -m benchmarks.search_vs_grid $(ARGS)
 
 tensorboard: install      ## single runs and sweeps side by side
 	$(VENV)/bin/tensorboard --logdir_spec outputs:outputs,multirun:multirun $(ARGS)
 
-lint: install
+dashboard: install        ## optuna-dashboard on a search's study, live while it runs: make dashboard DIR=multirun/DATE/TIME
+	$(if $(DIR),,$(error make dashboard needs DIR=multirun/DATE/TIME (the sweep dir of a hydra/sweeper=optuna search)))
+	$(PY) -m pip install --quiet -e '.[dashboard]'
+	$(VENV)/bin/optuna-dashboard --host 127.0.0.1 --port $(or $(PORT),8080) $(DIR)/optuna.journal
+
+lint: install-dev
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
-format: install
+format: install-dev
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 	$(VENV)/bin/ruff format src tests benchmarks
 

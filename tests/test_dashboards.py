@@ -188,10 +188,10 @@ def test_tensorboard_serves_every_run_every_hparams_column_metrics_and_images(lo
         for run in sessions:
             assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/acc"} <= set(scalars[run])
             assert set(images[run]) == {"train/images", "test/confusion_matrix", "test/mistakes"}, run
-            assert "epoch" not in scalars[run]  # the horizontal axis of epoch-level curves: 0, 1 (not steps 2, 4)
+            assert "epoch" not in scalars[run]  # the horizontal axis of epoch-level curves: 1, 2 (not steps 2, 4)
             for tag in ("val/acc", "train/loss"):
                 points = get(f"{url}/data/plugin/scalars/scalars?run={run}&tag={tag}")
-                assert [step for _, step, _ in points] == [0, 1], (run, tag)
+                assert [step for _, step, _ in points] == [1, 2], (run, tag)
         query = "run=outputs/a/tensorboard&tag=test/confusion_matrix&sample=0"
         (shown,) = get(f"{url}/data/plugin/images/images?{query}")
         with Image.open(BytesIO(urlopen(f"{url}/data/plugin/images/individualImage?{shown['query']}").read())) as png:

@@ -22,4 +22,4 @@ def test_a_single_run_trains_with_ddp_on_two_cpu_processes_and_extends(tmp_path,
                    cwd=tmp_path)  # fmt: skip
     assert more.returncode == 0 and "Traceback" not in more.stderr, more.stderr[-3000:]
     assert "Restoring states from the checkpoint path at" in (run_dir / "train.log").read_text()
-    assert json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"].endswith("epoch_001.ckpt")
+    assert json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"].endswith("epoch_002.ckpt")

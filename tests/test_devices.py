@@ -111,5 +111,5 @@ def test_a_checkpoint_saved_on_another_gpu_resumes_here(trained_run, tmp_path):
     args = [*tiny_cifar_overrides(trained_run.parent / "data"), "model=week11_cnn", f"hydra.run.dir={run_dir}"]
     resumed = run_cli("lit_cifar.train", *args, "trainer.max_epochs=2", "ckpt_path=last")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    second = torch.load(run_dir / "checkpoints" / "epoch_001.ckpt", weights_only=True)
-    assert second["global_step"] == 2 * torch.load(run_dir / "checkpoints" / "epoch_000.ckpt")["global_step"]
+    second = torch.load(run_dir / "checkpoints" / "epoch_002.ckpt", weights_only=True)
+    assert second["global_step"] == 2 * torch.load(run_dir / "checkpoints" / "epoch_001.ckpt")["global_step"]

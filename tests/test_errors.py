@@ -302,6 +302,16 @@ CASES = [
         ("nope.ckpt does not exist", "pass ckpt_path="),
     ),
     Case(
+        "a folder that is not a finished run",
+        lambda tmp, run: ("lit_cifar.evaluate", [f"ckpt_path={tmp}"]),
+        ("is not the folder of a finished run (its metrics.json names no tested checkpoint)", "pass a finished run"),
+    ),
+    Case(
+        "predict with no checkpoint",
+        lambda tmp, run: ("lit_cifar.predict", [f"images={pixel_png(tmp)}"]),
+        ("pass the run to predict with: ckpt_path=outputs/DATE/TIME (its folder) or a .ckpt file",),
+    ),
+    Case(
         "a file that is not a checkpoint",
         lambda tmp, run: ("lit_cifar.predict", [f"ckpt_path={pixel_png(tmp)}", f"images={pixel_png(tmp)}"]),
         ("image.png is not a readable checkpoint",),
@@ -435,7 +445,7 @@ def test_a_nan_loss_stops_training_naming_its_step():
     trainer.global_step = 4
     with pytest.raises(
         NonFiniteLossError,
-        match=r"NaN or infinite at step 2 \(epoch 1; checked every "
+        match=r"NaN or infinite at step 2 \(epoch 2; checked every "
         r"trainer.log_every_n_steps=4 steps\); lower optim.lr",
     ):
         check.on_train_batch_end(trainer, None, {"loss": torch.tensor(float("inf"))}, None, 4)

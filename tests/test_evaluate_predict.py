@@ -4,6 +4,7 @@ import json
 import pickle
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +37,35 @@ def test_evaluate_reports_accuracy_per_class_and_a_confusion_matrix_next_to_the_
     events.Reload()
     assert "test/confusion_matrix" in events.Tags()["images"]
     assert {"test/acc", "test/acc_per_class/cat"} <= set(events.Tags()["scalars"])
+
+
+def test_a_run_folder_is_evaluated_and_predicted_with_the_checkpoint_its_test_used(trained_run, tmp_path):
+    """Wherever the folder has moved since: the record names the checkpoint, the folder holds it."""
+    run = tmp_path / "moved"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("evaluate"))
+    tested = json.loads((run / "metrics.json").read_text())["tested_checkpoint"]
+    assert not tested.startswith(str(run))
+
+    evaluated = run_cli("lit_cifar.evaluate", "ckpt_path=moved", cwd=tmp_path)
+    predicted = run_cli(
+        "lit_cifar.predict", "ckpt_path=moved", f"images={png_of_a_test_image(trained_run, tmp_path)}", cwd=tmp_path
+    )
+
+    assert evaluated.returncode == 0, evaluated.stderr
+    (folder,) = (run / "evaluate").iterdir()
+    evaluation = json.loads((folder / "evaluation.json").read_text())
+    assert evaluation["checkpoint"] == str(run / "checkpoints" / Path(tested).name)
+    trained = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert abs(evaluation["accuracy"] - trained["test/acc"]) < 1e-6
+    assert predicted.returncode == 0, predicted.stderr
+    assert re.search(r"image\.png: \w+ [\d.]+, \w+ [\d.]+, \w+ [\d.]+$", predicted.stdout.strip())
+
+
+def png_of_a_test_image(trained_run: Path, folder: Path) -> Path:
+    with open(trained_run.parent / "data" / CIFAR10.base_folder / "test_batch", "rb") as f:
+        image = pickle.load(f)["data"][0].reshape(3, 32, 32).transpose(1, 2, 0)
+    Image.fromarray(image).save(folder / "image.png")
+    return folder / "image.png"
 
 
 def test_predict_prints_top_k_classes_of_image_files_as_evaluate_scores_them(trained_run, tmp_path):

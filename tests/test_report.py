@@ -51,7 +51,7 @@ def make_run(folder: Path, overrides: list[str], record: dict | str | None = Non
     if epochs:
         in_sweep = (folder.parent / "multirun.yaml").is_file()
         writer = SummaryWriter(folder.parent / "tensorboard" / folder.name if in_sweep else folder / "tensorboard")
-        for epoch, acc in enumerate([0.2, 0.4, 0.3][:epochs]):
+        for epoch, acc in enumerate([0.2, 0.4, 0.3][:epochs], start=1):
             writer.add_scalar("val/acc", acc, epoch)  # against the epoch, as EpochTensorBoardLogger writes it
         writer.close()
     if record is not None:
@@ -109,8 +109,8 @@ def test_every_job_of_a_sweep_is_in_the_table_with_its_status(sweep, capsys):
     ]
     assert [(r["best_epoch"], r["val/acc_best"], r["test/acc"]) for r in rows[:3]] == [
         (None, 0.7, 0.66),
-        (1, 0.6, 0.55),
-        (1, 0.5, 0.48),
+        (2, 0.6, 0.55),
+        (2, 0.5, 0.48),
     ]
     with (sweep / "results.csv").open() as f:
         table = list(csv.reader(f))
@@ -149,7 +149,7 @@ def test_results_md_starts_with_what_the_sweep_held_fixed_and_how_to_rerun_it(sw
 
 def test_a_job_folder_passed_by_itself_says_to_rerun_its_sweep(sweep, capsys):
     (row,) = report_table.report([sweep / "optim.lr=5"], out=None)
-    assert row["status"] == "interrupted" and row["best_epoch"] == 1  # its curve, from the sweep's tensorboard/
+    assert row["status"] == "interrupted" and row["best_epoch"] == 2  # its curve, from the sweep's tensorboard/
     assert row["reason"] == (
         "stopped after 2 of 3 epochs; re-run its sweep's command to resume it: " + report_table.sweep_command(sweep)
     )
@@ -238,7 +238,7 @@ def _rows(values: dict[tuple[str, str], float]) -> list[dict]:
 
 def test_results_png_of_a_two_key_grid_is_a_heatmap_with_the_best_job_outlined():
     rows = _rows({("0.001", "64"): 0.45, ("0.003", "64"): 0.46, ("0.001", "128"): 0.44, ("0.003", "128"): 0.47})
-    curves = {row["job"]: [(0, 0.3), (1, row["val/acc_best"])] for row in rows}
+    curves = {row["job"]: [(1, 0.3), (2, row["val/acc_best"])] for row in rows}
     figure = plots.results_figure(
         ["optim.lr", "data.batch_size"], rows, curves, "week11_cnn on cifar10, 2 epochs", "val/acc_best"
     )

@@ -90,7 +90,7 @@ def test_last_checkpoint_is_written_in_epochs_that_did_not_improve(cifar_root, t
     args = train_args(cifar_root, run_dir, "optim.lr=1e-12", "trainer.max_epochs=4", "scheduler=none")
     killed = run_cli("lit_cifar.train", *args, *killed_at(3 * STEPS_PER_EPOCH + 2, signal.SIGKILL))
     assert killed.returncode == -signal.SIGKILL
-    assert [p.name for p in (run_dir / "checkpoints").glob("epoch_*")] == ["epoch_000.ckpt"]
+    assert [p.name for p in (run_dir / "checkpoints").glob("epoch_*")] == ["epoch_001.ckpt"]
     assert last_step(run_dir) == 3 * STEPS_PER_EPOCH  # the epoch before the kill, not the last improvement
 
 

@@ -14,21 +14,21 @@ from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from lit_cifar.callbacks.figures import confusion_figure
-from lit_cifar.run.checkpoints import read_checkpoint
 from lit_cifar.run.dirs import held, is_empty, removed_on_error
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.run.validate import check_values
 from lit_cifar.sweep.resolvers import register
-from lit_cifar.training.restore import load_datamodule, load_net, pick_device, run_logits
+from lit_cifar.training.restore import load_datamodule, load_net, pick_device, run_logits, trained_checkpoint
 
 log = logging.getLogger(__name__)
 register()
 
 
 @torch.inference_mode()
-def confusion_matrix(ckpt_path: str, data_overrides: dict, device: torch.device) -> tuple[torch.Tensor, list[str]]:
+def confusion_matrix(
+    ckpt_path: Path, ckpt: dict, data_overrides: dict, device: torch.device
+) -> tuple[torch.Tensor, list[str]]:
     """Rows: true class, columns: predicted class, over the test split; and the class names."""
-    ckpt = read_checkpoint(ckpt_path)
     logits_of = run_logits(ckpt, load_net(ckpt, ckpt_path).to(device))
     datamodule = load_datamodule(ckpt, **data_overrides)
     trained_classes, trained_stats = datamodule.class_names, (datamodule.mean, datamodule.std)
@@ -48,23 +48,22 @@ def confusion_matrix(ckpt_path: str, data_overrides: dict, device: torch.device)
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    if cfg.ckpt_path is None:
-        raise UserError("pass the checkpoint to evaluate: ckpt_path=outputs/DATE/TIME/checkpoints/<file>.ckpt")
     data_overrides = {key: value for key, value in cfg.data.items() if value is not None}  # null: the checkpoint's
     check_values(OmegaConf.create({"data": data_overrides}))
+    path, ckpt = trained_checkpoint(cfg.ckpt_path, "evaluate")
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    matrix, class_names = confusion_matrix(cfg.ckpt_path, data_overrides, pick_device(cfg.device))
+    matrix, class_names = confusion_matrix(path, ckpt, data_overrides, pick_device(cfg.device))
     matrix = matrix.double()  # exact ratios of the counts
     per_class = (matrix.diag() / matrix.sum(1).clamp(min=1)).tolist()
     result = {
-        "checkpoint": str(Path(cfg.ckpt_path).resolve()),
+        "checkpoint": str(path.resolve()),
         "test_images": int(matrix.sum()),
         "accuracy": (matrix.diag().sum() / matrix.sum()).item(),
         "per_class_accuracy": dict(zip(class_names, per_class, strict=True)),
         "confusion_matrix": matrix.long().tolist(),
     }
     (run_dir / "evaluation.json").write_text(json.dumps(result, indent=2))
-    title = f"test accuracy {result['accuracy']:.4f} on {result['test_images']} images, {Path(cfg.ckpt_path).name}"
+    title = f"test accuracy {result['accuracy']:.4f} on {result['test_images']} images, {path.name}"
     figure = confusion_figure(matrix.long(), class_names, title)
     figure.savefig(run_dir / "confusion_matrix.png", dpi=100)
     with SummaryWriter(str(run_dir / "tensorboard")) as writer:

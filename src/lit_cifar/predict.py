@@ -10,11 +10,10 @@ from omegaconf import DictConfig, ListConfig
 from PIL import Image, UnidentifiedImageError
 
 from lit_cifar.data.images import grayscale
-from lit_cifar.run.checkpoints import read_checkpoint
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.run.validate import integer
 from lit_cifar.sweep.resolvers import register
-from lit_cifar.training.restore import load_datamodule, load_net, pick_device, run_logits
+from lit_cifar.training.restore import load_datamodule, load_net, pick_device, run_logits, trained_checkpoint
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -58,14 +57,12 @@ def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict(cfg: DictConfig) -> list[tuple[Path, list[tuple[str, float]]]]:
-    if cfg.ckpt_path is None:
-        raise UserError("pass the checkpoint to predict with: ckpt_path=outputs/DATE/TIME/checkpoints/<file>.ckpt")
     if not integer(cfg.top_k) or cfg.top_k < 1:
         raise UserError(f"top_k={cfg.top_k} must be a whole number of classes, 1 or more, e.g. top_k=3")
     files = image_files(list(cfg.images) if isinstance(cfg.images, ListConfig) else cfg.images)
-    ckpt = read_checkpoint(cfg.ckpt_path)
+    path, ckpt = trained_checkpoint(cfg.ckpt_path, "predict with")
     device = pick_device(cfg.device)
-    logits_of = run_logits(ckpt, load_net(ckpt, cfg.ckpt_path).to(device))
+    logits_of = run_logits(ckpt, load_net(ckpt, path).to(device))
     datamodule = load_datamodule(ckpt)
     k = min(cfg.top_k, len(datamodule.class_names))
     images = torch.stack([read_image(f, datamodule.in_channels, datamodule.image_size) for f in files])

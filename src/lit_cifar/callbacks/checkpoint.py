@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class ResumableCheckpoint(ModelCheckpoint):
-    """Four additions to ModelCheckpoint:
+    """Five additions to ModelCheckpoint:
 
     - `last.ckpt` at the end of every epoch, whatever the monitored metric did (ModelCheckpoint writes it
       only in epochs that saved a top-k file), and never mid-epoch: a run stopped by a signal or a kill goes
@@ -21,7 +21,8 @@ class ResumableCheckpoint(ModelCheckpoint):
     - the random generators' states travel in the checkpoint, so a resumed run draws the same data
       order, augmentation and dropout as an uninterrupted one;
     - a fit without validation (`trainer.limit_val_batches=0`, which `data.val_size=0` sets) monitors
-      nothing and keeps `last.ckpt` alone, rather than warning every epoch that the monitored metric is missing.
+      nothing and keeps `last.ckpt` alone, rather than warning every epoch that the monitored metric is missing;
+    - `{epoch}` in file names counts from 1.
     """
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -41,6 +42,10 @@ class ResumableCheckpoint(ModelCheckpoint):
         super().on_train_epoch_end(trainer, pl_module)  # top-k (and last with it) when val/acc improved
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):  # not saved at this step yet
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def _monitor_candidates(self, trainer: pl.Trainer) -> dict[str, torch.Tensor]:
+        candidates = super()._monitor_candidates(trainer)
+        return {**candidates, "epoch": candidates["epoch"] + 1}
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "rng_states": rng_states()}

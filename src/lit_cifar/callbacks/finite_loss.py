@@ -37,7 +37,7 @@ class FiniteLossCheck(pl.Callback):
         step = -1 if self.first_bad_step is None else int(self.first_bad_step)
         if step >= 0:
             raise NonFiniteLossError(
-                f"the training loss became NaN or infinite at step {step} (epoch {trainer.current_epoch}; checked "
+                f"the training loss became NaN or infinite at step {step} (epoch {trainer.current_epoch + 1}; checked "
                 f"every trainer.log_every_n_steps={trainer.log_every_n_steps} steps); lower optim.lr, set "
                 "trainer.gradient_clip_val, or check the data"
             )

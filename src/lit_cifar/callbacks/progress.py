@@ -50,3 +50,7 @@ class EpochProgressBar(RichProgressBar):
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
         return {}
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        # Lightning's reads `Epoch 0/2` for the first of three; the log line beneath says `epoch 1/3`.
+        return f"Epoch {current_epoch + 1}/{self.trainer.max_epochs}".ljust(len(self.validation_description))

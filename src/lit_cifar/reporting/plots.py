@@ -117,7 +117,7 @@ def results_figure(keys: list[str], rows: list[dict], curves: dict[str, Curve], 
             width, order = (2.5, 3) if thick else (1, 2)
             ax.plot(*zip(*curve, strict=True), marker=".", label=name, linewidth=width, zorder=order)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="epoch (0 is the first)", ylabel="val/acc", title="validation accuracy by epoch")
+    ax.set(xlabel="epoch", ylabel="val/acc", title="validation accuracy by epoch")
     ax.grid(alpha=0.3)
     if any(curves.values()):
         ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)

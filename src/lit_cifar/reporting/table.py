@@ -69,7 +69,7 @@ def val_curve(log_dir: Path) -> Curve:
     tags = events.Tags()["scalars"]
     if "val/acc" not in tags:
         return []
-    return [(e.step, e.value) for e in events.Scalars("val/acc")]  # written against the epoch
+    return [(e.step, e.value) for e in events.Scalars("val/acc")]  # written against the epoch, 1 the first
 
 
 def _overrides(folder: Path) -> dict[str, str] | None:
@@ -85,7 +85,7 @@ def _epochs_done(folder: Path, curve: Curve) -> str:
     """`3 of 10 epochs`: how far a run without a result got, by its validation curve."""
     resolved = folder / ".hydra" / "resolved.yaml"
     total = OmegaConf.select(OmegaConf.load(resolved), "trainer.max_epochs") if resolved.is_file() else None
-    done = max(epoch for epoch, _ in curve) + 1 if curve else 0
+    done = max(epoch for epoch, _ in curve) if curve else 0
     return f"{done}{f' of {total}' if total else ''} epochs"
 
 

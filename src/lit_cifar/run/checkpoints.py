@@ -9,9 +9,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lit_cifar.run.errors import UserError
+from lit_cifar.run.record import read_outcome
 
 if TYPE_CHECKING:
     from torch import nn
+
+
+def checkpoint_file(ckpt_path: str | Path) -> Path:
+    """The checkpoint that `ckpt_path` names: the file itself, or for a run folder the checkpoint its test used
+    (the best by validation, or the last without validation), found in its `checkpoints/` wherever the folder
+    has moved since."""
+    path = Path(ckpt_path)
+    if not path.is_dir():
+        return path
+    tested = read_outcome(path).get("tested_checkpoint")
+    if not tested:
+        last = path / "checkpoints" / "last.ckpt"
+        example = last if last.is_file() else "outputs/DATE/TIME/checkpoints/last.ckpt"
+        raise UserError(
+            f"{path} is not the folder of a finished run (its metrics.json names no tested checkpoint); "
+            f"pass a finished run's folder or a checkpoint file, e.g. ckpt_path={example}"
+        )
+    return path / "checkpoints" / Path(tested).name
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -20,8 +39,8 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(
-            f"checkpoint {path} does not exist; pass ckpt_path=<a .ckpt file>, "
-            "e.g. outputs/DATE/TIME/checkpoints/last.ckpt"
+            f"checkpoint {path} does not exist; pass ckpt_path=<a run folder or a .ckpt file>, "
+            "e.g. outputs/DATE/TIME or outputs/DATE/TIME/checkpoints/last.ckpt"
         )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)  # no code runs from the file

@@ -16,6 +16,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
+from lit_cifar.run.checkpoints import checkpoint_file
 from lit_cifar.run.errors import UserError
 
 CLAIMED_PARENTS: set[Path] = set()  # folders (outputs/DATE) this process created for its claims
@@ -50,9 +51,12 @@ def this_run_dir() -> str:
 
 
 def evaluations_dir(ckpt_path: str | None) -> str:
-    """`<run dir>/evaluate` for a checkpoint in a run's `checkpoints/` folder; `outputs/evaluate` otherwise (also
-    for a path that names no file, which is refused: no folder is made for it)."""
-    path = Path(ckpt_path or "")
+    """`<run dir>/evaluate` for a run folder or a checkpoint in a run's `checkpoints/` folder; `outputs/evaluate`
+    otherwise (also for a path that names no checkpoint, which is refused: no folder is made for it)."""
+    try:
+        path = checkpoint_file(ckpt_path or "")
+    except UserError:
+        return "outputs/evaluate"
     in_run = path.is_file() and path.parent.name == "checkpoints"
     return str(path.parent.parent / "evaluate") if in_run else "outputs/evaluate"
 

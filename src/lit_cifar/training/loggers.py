@@ -73,10 +73,11 @@ def quiet_start() -> None:
 
 class EpochTensorBoardLogger(TensorBoardLogger):
     """TensorBoard with epoch-level metrics (those under train/, val/ and test/, but the per-step `…_step` ones)
-    written against the epoch (0 is the first) instead of the global step, so the curves of runs with different
-    batch sizes line up: Lightning writes everything against the step, where batch size 512 ends an epoch at
-    step 16 of the slice and 128 at step 64. Per-step values (the step loss, the lr) stay against the step; the
-    `epoch` scalar Lightning adds to every call is left out, as it is the horizontal axis of the others."""
+    written against the epoch (1 is the first, as everywhere a person reads) instead of the global step, so the
+    curves of runs with different batch sizes line up: Lightning writes everything against the step, where batch
+    size 512 ends an epoch at step 16 of the slice and 128 at step 64. Per-step values (the step loss, the lr)
+    stay against the step; the `epoch` scalar Lightning adds to every call is left out, as it is the horizontal
+    axis of the others."""
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         epoch = metrics.get("epoch")
@@ -89,4 +90,11 @@ class EpochTensorBoardLogger(TensorBoardLogger):
         if per_step:
             super().log_metrics(per_step, step)
         if per_epoch:
-            super().log_metrics(per_epoch, int(epoch) if epoch is not None else step)
+            super().log_metrics(per_epoch, _epochs_done(per_epoch, epoch) if epoch is not None else step)
+
+
+def _epochs_done(metrics: dict[str, float], epoch: float) -> int:
+    """The epochs finished when `metrics` were measured. Lightning's `epoch` is the running epoch, counted from 0,
+    during fit; a test after fit gets the count of the epochs that fit finished."""
+    testing = any(name.startswith("test/") for name in metrics)
+    return int(epoch) + (0 if testing else 1)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from hydra.utils import instantiate
 
-from lit_cifar.run.checkpoints import _name, check_fits
+from lit_cifar.run.checkpoints import _name, check_fits, checkpoint_file, read_checkpoint
 from lit_cifar.run.errors import UserError
 
 if TYPE_CHECKING:
@@ -35,6 +35,16 @@ def pick_device(name: str) -> torch.device:
             f"device={name} but this machine has {torch.cuda.device_count()} CUDA GPU(s); use device=auto or device=cpu"
         )
     return device
+
+
+def trained_checkpoint(ckpt_path: str | None, use: str) -> tuple[Path, dict]:
+    """The checkpoint file that `ckpt_path` (a run folder or a file) names, and its contents."""
+    if ckpt_path is None:
+        raise UserError(
+            f"pass the run to {use}: ckpt_path=outputs/DATE/TIME (its folder) or a .ckpt file in its checkpoints/"
+        )
+    path = checkpoint_file(ckpt_path)
+    return path, read_checkpoint(path)
 
 
 def load_net(ckpt: dict, path: str | Path) -> nn.Module:
