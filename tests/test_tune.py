@@ -1,10 +1,13 @@
 import json
+import math
 from pathlib import Path
 
 import pytest
 from conftest import MODELS, run_cli, tiny_cifar_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_chars import chars_overrides, chars_root  # noqa: F401 (a fixture)
+
+from lit_cifar.tune import LR_FINDER_BETA, debiased, steepest_descent
 
 STEPS = ["tune.steps=20"]
 
@@ -72,3 +75,29 @@ def test_the_lr_finder_works_on_characters_with_sgd_and_onecycle(tmp_path, chars
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "optim.lr=" in result.stdout
+
+
+def test_the_lr_finder_curve_starts_at_an_untrained_nets_loss(tmp_path, cifar_root):
+    """An untrained 10-class net's loss is about ln 10 = 2.30 at the smallest lr; Lightning's smoothing had it 1.18."""
+    run_dir = tmp_path / "tune"
+    result = tune(run_dir, *tiny_cifar_overrides(cifar_root), "model=week11_cnn")
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = json.loads((run_dir / "lr_find.json").read_text())["loss"]
+    assert losses[0] == pytest.approx(math.log(10), rel=0.15)
+
+
+@pytest.mark.parametrize("start_step", [0, 7])
+def test_debiasing_gives_back_a_constant_loss_from_lightnings_recorded_curve(start_step):
+    beta, loss, average, recorded = LR_FINDER_BETA, 2.3, 0.0, []
+    for n in range(1, 40):  # what Lightning 2.6 records: the global step is read after it counted the batch
+        average = beta * average + (1 - beta) * loss
+        recorded.append(average / (1 - beta ** (start_step + n + 1)))
+    assert debiased(recorded, start_step) == pytest.approx([loss] * len(recorded))
+
+
+def test_the_suggestion_is_the_steepest_fall_per_decade_not_per_unit_of_lr():
+    lrs = [1e-6 * 10 ** (i / 10) for i in range(60)]  # six decades
+    losses = [2.3 - 1.5 / (1 + math.exp(-(math.log10(lr) + 3) * 4)) for lr in lrs]  # falls fastest at lr 1e-3
+    losses[12] -= 0.01  # a wiggle of noise at a small lr
+    assert lrs[steepest_descent(lrs, losses)] == pytest.approx(1e-3, rel=0.3)
+    assert steepest_descent(lrs[:11], losses[:11]) is None  # too few points past the skipped start

@@ -24,6 +24,12 @@ from lit_cifar.sweep.resolvers import register
 log = logging.getLogger(__name__)
 register()
 
+# Tuner.lr_find records an exponential average of the step losses (this beta; it lets no one set it) divided by
+# 1 - beta^(global_step + 1), the global step read after the optimizer step has counted the batch: one step too many
+# (Lightning 2.6). Its first point was 1 / (1 + beta) of the loss (1.18 for an untrained 10-class net, not
+# ln 10 = 2.30), and the curve climbed back over ~50 steps whatever the lr did.
+LR_FINDER_BETA = 0.98
+
 
 def check(tune: DictConfig) -> None:
     if not 0 < tune.min_lr < tune.max_lr:
@@ -42,6 +48,27 @@ def check_optim(optim: DictConfig) -> None:
             f"the lr finder tries one lr in torch's units on all parameters, not optim.units={units} with "
             f"optim.norm_lr_scale={norm_lr_scale}; tune with optim.units=torch optim.norm_lr_scale=1"
         )
+
+
+def debiased(losses: list[float], start_step: int) -> list[float]:
+    """The finder's curve (begun after `start_step` optimizer steps) with its n-th point, the average of n losses,
+    divided by 1 - beta^n."""
+    beta = LR_FINDER_BETA
+    return [loss * (1 - beta ** (start_step + n + 1)) / (1 - beta**n) for n, loss in enumerate(losses, start=1)]
+
+
+def steepest_descent(lrs: list[float], losses: list[float], skip_begin: int = 10, skip_end: int = 1) -> int | None:
+    """The index of the loss's steepest fall per decade of lr, skipping the ends as `_LRFinder.suggestion` does.
+    That one (Lightning 2.6) differentiates by the lr itself: on lrs spaced by a ratio, the smallest steps win, and
+    once the curve is no longer biased upwards there, a wiggle of noise at lr 5e-6 outweighs the real fall."""
+    import torch
+
+    points = [(i, math.log10(lrs[i])) for i in range(skip_begin, len(losses) - skip_end) if math.isfinite(losses[i])]
+    if len(points) < 2:
+        return None
+    index, log_lr = zip(*points, strict=True)
+    slopes = torch.gradient(torch.tensor([losses[i] for i in index]), spacing=[torch.tensor(log_lr)])[0]
+    return index[int(slopes.argmin())]
 
 
 def find(cfg: DictConfig, run_dir: Path) -> dict:
@@ -69,19 +96,26 @@ def find(cfg: DictConfig, run_dir: Path) -> dict:
             module, datamodule=datamodule, mode="power", init_val=cfg.data.batch_size,
             max_trials=cfg.tune.max_batch_doublings,
         )  # fmt: skip
+    start_step = trainer.global_step
     finder = tuner.lr_find(
         module, datamodule=datamodule, min_lr=cfg.tune.min_lr, max_lr=cfg.tune.max_lr,
         num_training=cfg.tune.steps, update_attr=False,
     )  # fmt: skip
-    suggestion = finder.suggestion() if finder is not None else None
-    if suggestion is None or not math.isfinite(suggestion):
+    best = None
+    if finder is not None:
+        finder.results["loss"] = debiased(finder.results["loss"], start_step)
+        best = steepest_descent(finder.results["lr"], finder.results["loss"])
+    if best is None:
         finite = sum(math.isfinite(loss) for loss in finder.results["loss"]) if finder is not None else 0
         raise UserError(
             f"the lr finder got {finite} finite losses between tune.min_lr={cfg.tune.min_lr} and "
             f"tune.max_lr={cfg.tune.max_lr}, too few to suggest an lr; lower both, or give it more tune.steps"
         )
-    found["optim.lr"] = float(f"{suggestion:.2g}")
-    figure = finder.plot(suggest=True)
+    found["optim.lr"] = float(f"{finder.results['lr'][best]:.2g}")
+    figure = finder.plot()
+    figure.axes[0].plot(
+        finder.results["lr"][best], finder.results["loss"][best], markersize=10, marker="o", color="red"
+    )
     figure.axes[0].set_title(f"{len(finder.results['lr'])} steps; suggested optim.lr={found['optim.lr']}")
     figure.savefig(run_dir / "lr_find.png", dpi=110)
     with SummaryWriter(str(run_dir / "tensorboard")) as writer:
