@@ -11,7 +11,7 @@ from conftest import WEEK11_HPARAMS, run_cli, tiny_cifar_overrides
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from lit_cifar.callbacks.hparams import HParamsSummary
 from lit_cifar.callbacks.images import ImageSummary
@@ -103,7 +103,8 @@ def test_a_run_without_validation_tests_its_last_weights_resumes_and_refuses_a_s
     assert len(epochs) == 2 and all("train loss" in line and "val" not in line for line in epochs)
     assert "test/acc=" in result.stderr + result.stdout and "val/acc_best=nan" not in result.stderr
     columns, metrics = hparams_of(run_dir / "tensorboard")
-    assert sorted(columns) == sorted(WEEK11_HPARAMS) and metrics == ["val/acc_best", "test/acc", "time/fit_s"]
+    assert sorted(columns) == sorted([*WEEK11_HPARAMS, "run", "status", "epochs"])
+    assert metrics == ["test/acc", "time/fit_s"]  # the metric it is ranked by, as in the tables
     (row,) = report.report([run_dir], out=None)
     assert row["status"] == "ok" and row["val/acc_best"] is None and row["test/acc"] == record["metrics"]["test/acc"]
 
@@ -210,11 +211,15 @@ def test_a_run_failing_in_its_test_ends_its_hparams_session(tmp_path):
     logger = TensorBoardLogger(str(tmp_path))
     logger.experiment.add_scalar("x", 1.0)
     logger.finalize("success")
-    trainer = SimpleNamespace(is_global_zero=True, loggers=[logger])
+    trainer = SimpleNamespace(is_global_zero=True, loggers=[logger], global_step=3, current_epoch=1)
     HParamsSummary(numbers={}, texts={}).on_exception(trainer, None, RuntimeError("in the test"))
-    accumulator = EventAccumulator(logger.log_dir)  # its event files in turn: the session's end is in the last
+    accumulator = EventAccumulator(logger.log_dir)  # its event files in turn
     accumulator.Reload()
-    assert "_hparams_/session_end_info" in accumulator.PluginTagToContent("hparams")
+    content = accumulator.PluginTagToContent("hparams")
+    end = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_end_info"]).session_end_info
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert end.status == api_pb2.STATUS_FAILURE and start.hparams["status"].string_value == "failed"
+    assert "time/fit_s" in accumulator.Tags()["scalars"]
 
 
 @pytest.mark.slow

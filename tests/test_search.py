@@ -10,6 +10,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 from hydra_plugins.lit_cifar_optuna.optuna_sweeper import consecutive_runs
 from lit_cifar.run.errors import UserError
@@ -153,12 +155,30 @@ def test_a_search_prunes_hopeless_trials_and_goes_on_after_a_kill(tmp_path, cifa
         record = json.loads((sweep_dir / f"trial-{t.number:03d}" / "metrics.json").read_text())
         assert record["status"] == "pruned" and record["pruned_at_epoch"] == len(t.intermediate_values) < 3
     assert {name: file_hashes(sweep_dir / name) for name in done_before} == done_before
+    # TensorBoard's HParams: every trial a row with its status and epochs, and each metric column it shows (a
+    # row missing one is left out of the parallel coordinates); the killed trial's row is its resumed end's
+    for t in trials(sweep_dir):
+        hparams, metrics = hparams_session(sweep_dir / "tensorboard" / f"trial-{t.number:03d}")
+        pruned = t.state == TrialState.PRUNED
+        assert hparams["status"] == ("pruned" if pruned else "ok") and hparams["run"] == f"trial-{t.number:03d}"
+        assert hparams["epochs"] == (len(t.intermediate_values) if pruned else 3)
+        assert {"val/acc_best", "time/fit_s"} <= metrics
     resumed = (sweep_dir / "trial-002" / "train.log").read_text()
     assert "Restoring states from the checkpoint" in resumed
     table = (sweep_dir / "results.md").read_text()
     assert table.count("| trial-") == 6 and "| pruned |" in table
     assert "best: trial-" in again.stdout and "python -m lit_cifar.train" in again.stdout
     assert (sweep_dir / "search_history.png").stat().st_size > 0
+
+
+def hparams_session(log_dir: Path) -> tuple[dict, set[str]]:
+    """The HParams columns of the one session TensorBoard reads in `log_dir`, and the scalars there."""
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    values = {name: value.string_value or value.number_value for name, value in start.hparams.items()}
+    return values, set(events.Tags()["scalars"])
 
 
 def log_span(job_dir: Path) -> tuple[str, str]:

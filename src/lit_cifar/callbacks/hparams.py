@@ -12,9 +12,14 @@ from tensorboard.plugins.hparams import api_pb2, metadata
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo, SessionStartInfo
 from torch.utils.tensorboard import SummaryWriter
 
+from lit_cifar.run.record import RunPruned
+
 NOT_APPLICABLE = "n/a"
 FIT_TIME = "time/fit_s"
 CONFIG_SUFFIX = ".hparams_config"  # the event file that holds a log dir's experiment config
+SESSION_SUFFIX = ".hparams_session"  # the event file that holds a run's session: its columns and how it ended
+OUTCOME_TEXTS = ("run", "status")  # columns this callback fills in when the run ends
+OUTCOME_NUMBERS = ("epochs",)
 
 
 def _summary(tag: str, data: HParamsPluginData) -> Summary:
@@ -41,27 +46,25 @@ def experiment_config(
 class HParamsSummary(Callback):
     """The same columns in every run: `numbers` (name → a number every run has) and `texts` (name → a name, or a
     value some runs do not have, such as the gamma of a step schedule: written as text, `n/a` where it does not
-    apply). Every logger gets them when fitting starts, so a run still going or failed shows them too. `shown`:
-    the five columns TensorBoard's HParams table shows before others are ticked.
+    apply). Every logger but TensorBoard gets them when fitting starts, so a run still going or failed shows them
+    too. `shown`: the five columns TensorBoard's HParams table shows before others are ticked.
 
-    TensorBoard: the run's hyperparameters (HParams' session) when fitting starts, its status (success, or
-    failure on an error) when it ends; the metric columns are the last values of the run's scalars `metrics`
-    (val/acc_best, test/acc, and the seconds fitting took, logged here to every logger). The experiment config
-    goes into the log dir's root (a sweep's `tensorboard/`, a single run's own), once."""
+    TensorBoard gets them when the run ends (tested, pruned or failed), with what ended it: `run` (the job's short
+    name: its swept values or trial, or a single run's folder), `status` (ok, pruned, failed) and `epochs`
+    trained. TensorBoard keeps the first session a run dir holds, so a run stopped by a signal writes none, and a
+    run that ends again (a failed job re-run) replaces the session it wrote before. The metric columns are the
+    last values of the run's scalars: the ranked metric (val/acc_best, or test/acc without a validation split, as
+    the tables rank) and the seconds fitting took. Not test/acc beside val/acc_best: a pruned trial has none, and
+    TensorBoard's parallel coordinates leave out a run missing a shown metric. The experiment config goes into
+    the log dir's root (a sweep's `tensorboard/`, a single run's own), once."""
 
-    def __init__(
-        self,
-        numbers: dict[str, float],
-        texts: dict[str, object],
-        shown: Sequence[str] = (),
-        metrics: Sequence[str] = ("val/acc_best", "test/acc", FIT_TIME),
-    ) -> None:
-        self.numbers, self.texts, self.metrics, self.shown = dict(numbers), dict(texts), list(metrics), list(shown)
+    def __init__(self, numbers: dict[str, float], texts: dict[str, object], shown: Sequence[str] = ()) -> None:
+        self.numbers, self.texts, self.shown = dict(numbers), dict(texts), list(shown)
         self.hparams = {
             **self.numbers,
             **{name: NOT_APPLICABLE if value is None else str(value) for name, value in self.texts.items()},
         }
-        self._fit_started = 0.0
+        self._started, self._fit_started, self._fit_time_logged = 0.0, 0.0, False
 
     def _tensorboards(self, trainer: pl.Trainer) -> list[TensorBoardLogger]:
         """The TensorBoard loggers that write: rank 0's (the other ranks of a ddp run hold stand-ins)."""
@@ -70,44 +73,59 @@ class HParamsSummary(Callback):
         return [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._fit_started = time.perf_counter()
+        self._started, self._fit_started = time.time(), time.perf_counter()
         for logger in trainer.loggers:
             if not isinstance(logger, TensorBoardLogger):
                 logger.log_hyperparams(self.hparams)
-        if not trainer.is_global_zero:
-            return
-        start = SessionStartInfo(start_time_secs=time.time())
-        for name, value in self.hparams.items():
-            if isinstance(value, str):
-                start.hparams[name].string_value = value
-            else:
-                start.hparams[name].number_value = value
+        ranked = "test/acc" if trainer.limit_val_batches == 0 else "val/acc_best"
         for logger in self._tensorboards(trainer):
             root = Path(logger.root_dir)
             if not list(root.glob(f"events.out.tfevents.*{CONFIG_SUFFIX}")):
                 with SummaryWriter(str(root), filename_suffix=CONFIG_SUFFIX) as writer:
-                    writer.file_writer.add_summary(
-                        experiment_config(self.numbers, self.texts, self.metrics, self.shown)
+                    config = experiment_config(
+                        [*self.numbers, *OUTCOME_NUMBERS], [*self.texts, *OUTCOME_TEXTS], [ranked, FIT_TIME], self.shown
                     )
-            logger.experiment.file_writer.add_summary(
-                _summary(metadata.SESSION_START_INFO_TAG, HParamsPluginData(session_start_info=start))
-            )
+                    writer.file_writer.add_summary(config)
+
+    def _log_fit_time(self, trainer: pl.Trainer) -> None:
+        if not self._fit_time_logged:
+            self._fit_time_logged = True
+            for logger in trainer.loggers:
+                logger.log_metrics({FIT_TIME: time.perf_counter() - self._fit_started}, step=trainer.global_step)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        for logger in trainer.loggers:
-            logger.log_metrics({FIT_TIME: time.perf_counter() - self._fit_started}, step=trainer.global_step)
+        self._log_fit_time(trainer)
 
-    def _end(self, trainer: pl.Trainer, status: int) -> None:
-        end = HParamsPluginData(session_end_info=SessionEndInfo(status=status, end_time_secs=time.time()))
+    def _end(self, trainer: pl.Trainer, status: str, epochs: int) -> None:
+        start = SessionStartInfo(start_time_secs=self._started)
         for logger in self._tensorboards(trainer):
-            # The writer Lightning closed when fitting ended is reopened by the next scalar logged; an error
-            # in the test before any leaves it closed (file_writer None), and _get_file_writer reopens it.
-            logger.experiment._get_file_writer().add_summary(_summary(metadata.SESSION_END_INFO_TAG, end))
-            logger.experiment.flush()
+            run = logger.version or "/".join(Path(logger.save_dir).parts[-2:])  # a sweep job's name, or the run dir
+            for name, value in {**self.hparams, "run": run, "status": status, "epochs": epochs}.items():
+                if isinstance(value, str):
+                    start.hparams[name].string_value = value
+                else:
+                    start.hparams[name].number_value = value
+            ended = api_pb2.STATUS_FAILURE if status == "failed" else api_pb2.STATUS_SUCCESS
+            end = SessionEndInfo(status=ended, end_time_secs=time.time())
+            log_dir = Path(logger.log_dir)
+            for earlier in log_dir.glob(f"events.out.tfevents.*{SESSION_SUFFIX}"):
+                earlier.unlink()
+            with SummaryWriter(str(log_dir), filename_suffix=SESSION_SUFFIX) as writer:
+                writer.file_writer.add_summary(
+                    _summary(metadata.SESSION_START_INFO_TAG, HParamsPluginData(session_start_info=start))
+                )
+                writer.file_writer.add_summary(
+                    _summary(metadata.SESSION_END_INFO_TAG, HParamsPluginData(session_end_info=end))
+                )
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._end(trainer, api_pb2.STATUS_SUCCESS)
+        self._end(trainer, "ok", trainer.current_epoch)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, Exception):  # not a stop by a signal or Ctrl-C, which a resume goes on from
-            self._end(trainer, api_pb2.STATUS_FAILURE)
+        if not isinstance(exception, Exception):  # a stop by a signal or Ctrl-C, which a resume goes on from
+            return
+        self._log_fit_time(trainer)
+        if isinstance(exception, RunPruned):
+            self._end(trainer, "pruned", exception.epoch)
+        else:
+            self._end(trainer, "failed", trainer.current_epoch)
