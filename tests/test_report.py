@@ -14,6 +14,7 @@ from lit_cifar import report
 from lit_cifar.reporting import plots
 from lit_cifar.reporting import table as report_table
 from lit_cifar.run.dirs import held
+from lit_cifar.sweep.overrides import log_scaled_keys
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -240,7 +241,7 @@ def test_results_png_of_a_two_key_grid_is_a_heatmap_with_the_best_job_outlined()
     rows = _rows({("0.001", "64"): 0.45, ("0.003", "64"): 0.46, ("0.001", "128"): 0.44, ("0.003", "128"): 0.47})
     curves = {row["job"]: [(1, 0.3), (2, row["val/acc_best"])] for row in rows}
     figure = plots.results_figure(
-        ["optim.lr", "data.batch_size"], rows, curves, "week11_cnn on cifar10, 2 epochs", "val/acc_best"
+        ["optim.lr", "data.batch_size"], rows, curves, "week11_cnn on cifar10, 2 epochs", "val/acc_best", set()
     )
     heatmap, lines, colour_bar = figure.axes
     assert heatmap.images[0].get_array().tolist() == [[0.45, 0.46], [0.44, 0.47]]  # batch 64 below 128
@@ -261,10 +262,48 @@ def test_results_png_of_other_sweeps_colours_other_keys_labels_the_best_and_logs
     for row in rows:
         row["overrides"]["model.dropout"] = "0.2"
     rows[0]["overrides"]["model.dropout"] = "0.4"  # a third compared key: panels, not a heatmap
-    figure = plots.results_figure(["optim.lr", "data.batch_size", "model.dropout"], rows, {}, "title", "val/acc_best")
+    keys = ["optim.lr", "data.batch_size", "model.dropout"]
+    figure = plots.results_figure(keys, rows, {}, "title", "val/acc_best", set())
     lr = figure.axes[0]
     assert lr.get_xscale() == "log" and figure.axes[1].get_xscale() == "linear"
     assert len(lr.collections) == 3  # one colour per value of the other keys
     assert "data.batch_size=128, model.dropout=0.2" in [t.get_text() for t in lr.get_legend().get_texts()]
     (label,) = lr.texts
     assert label.get_text() == "best 0.4700\nlr=0.01,bs=128"
+
+
+def test_results_png_of_a_search_plots_each_searched_value_with_pruned_trials_crossed_and_log_keys_logged():
+    """A search's two keys are sampled, not a grid: a panel per key (not a one-cell heatmap), pruned trials as
+    crosses at their metric when stopped, a key searched with tag(log, …) on a log axis though it is no rate."""
+    sampled = [("0.0013", "37"), ("0.0071", "90"), ("0.003", "300"), ("0.0002", "64"), ("0.0005", "45")]
+    rows = _rows({**dict(zip(sampled, [0.45, 0.47, 0.41, 0.40, 0.44], strict=True)), ("0.02", "200"): 0.3,
+                  ("0.05", "51"): 0.2, ("0.09", "128"): 0.1})  # fmt: skip
+    for row in rows[5:]:
+        row["status"] = "pruned"
+    figure = plots.results_figure(
+        ["optim.lr", "data.batch_size"], rows, {}, "title", "val/acc_best", {"data.batch_size"}
+    )
+    lr, batch, _ = figure.axes
+    assert lr.get_xscale() == batch.get_xscale() == "log"
+    assert not lr.images and batch.get_xlabel() == "data.batch_size (log)"
+    for panel in (lr, batch):
+        (complete, pruned) = panel.collections[:2]
+        assert sorted(complete.get_offsets()[:, 1].tolist()) == [0.40, 0.41, 0.44, 0.45, 0.47]
+        assert sorted(pruned.get_offsets()[:, 1].tolist()) == [0.1, 0.2, 0.3]
+        assert "pruned" in [t.get_text() for t in panel.get_legend().get_texts()]
+
+
+def test_results_png_of_a_two_key_grid_with_a_failed_job_is_not_a_heatmap_with_a_hole():
+    rows = _rows({("0.001", "64"): 0.45, ("0.003", "64"): 0.46, ("0.001", "128"): 0.44, ("0.003", "128"): 0.47})
+    rows[1]["status"], rows[1]["val/acc_best"] = "failed", None
+    figure = plots.results_figure(["optim.lr", "data.batch_size"], rows, {}, "title", "val/acc_best", set())
+    assert len(figure.axes) == 3 and not figure.axes[0].images
+
+
+def test_the_keys_a_search_draws_on_a_log_scale_are_read_from_its_multirun_yaml(tmp_path):
+    hydra = {
+        "sweeper": {"params": {"optim.lr": "tag(log, interval(1e-4, 1e-1))", "model.dropout": "interval(0, 0.5)"}},
+        "overrides": {"task": ["data.batch_size=tag(log, int(interval(32, 512)))", "trainer.max_epochs=3"]},
+    }
+    OmegaConf.save({"hydra": hydra}, tmp_path / "multirun.yaml")
+    assert log_scaled_keys(tmp_path) == {"optim.lr", "data.batch_size"}

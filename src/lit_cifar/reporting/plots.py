@@ -1,5 +1,6 @@
-"""A sweep's figures: `results.png` (the ranking metric against each compared key, or a heatmap of a two-key
-grid, beside every validation curve) and a search's `search_history.png`. Matplotlib is imported here only."""
+"""A sweep's figures: `results.png` (the ranking metric against each compared key, or a heatmap of a full
+two-key grid, beside every validation curve) and a search's `search_history.png`. Matplotlib is imported here
+only."""
 
 from pathlib import Path
 
@@ -9,7 +10,8 @@ from matplotlib.ticker import MaxNLocator
 
 from lit_cifar.reporting.rows import Curve, row_value
 
-RATE_KEYS = ("lr", "weight_decay", "eta_min", "max_lr")  # keys compared on a log axis
+RATE_KEYS = ("lr", "weight_decay", "eta_min", "max_lr")  # keys compared on a log axis, as keys searched on one
+MAX_GROUPS = 6  # more combinations of the other keys than this (a search's sampled values): one colour
 
 
 def _numbers(values: list[str]) -> list[float] | None:
@@ -56,24 +58,43 @@ def _heatmap(ax, keys: list[str], done: list[dict], best: dict, metric: str) -> 
     ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
 
 
-def _panel(ax, key: str, keys: list[str], done: list[dict], best: dict, metric: str) -> None:
-    """`metric` against one key; the jobs that share a value sit side by side, coloured by the values of
-    the other compared keys; the best job is labelled."""
+def _full_grid(keys: list[str], done: list[dict]) -> bool:
+    """Two keys with two values or more each, and a finished job for every pair of them."""
+    if len(keys) != 2:
+        return False
+    pairs = {(str(row_value(r, keys[0])), str(row_value(r, keys[1]))) for r in done}
+    firsts, seconds = {a for a, _ in pairs}, {b for _, b in pairs}
+    return len(firsts) > 1 and len(seconds) > 1 and len(pairs) == len(firsts) * len(seconds)
+
+
+def _panel(ax, key: str, keys: list[str], shown: list[dict], best: dict, metric: str, log_keys: set[str]) -> None:
+    """`metric` against one key, on a log axis for a rate or a key searched on one; the jobs that share a value
+    sit side by side, coloured by the values of the other compared keys; pruned trials are crosses (their metric
+    when stopped); the best job is labelled."""
     others = [k for k in keys if k != key]
+    if len({tuple(str(row_value(r, k)) for k in others) for r in shown}) > MAX_GROUPS:
+        others = []  # a search's sampled values: too many combinations to tell apart by colour
 
     def group(row: dict) -> str:
         return ", ".join(f"{k}={row_value(row, k)}" for k in others) or "jobs"
 
-    groups = sorted({group(r) for r in done})
-    xs, labels = _axis_values([str(row_value(r, key)) for r in done])
-    log = labels is None and _is_rate(key) and min(xs) > 0
+    groups = sorted({group(r) for r in shown})
+    xs, labels = _axis_values([str(row_value(r, key)) for r in shown])
+    log = labels is None and (key in log_keys or _is_rate(key)) and min(xs) > 0
     span = (max(xs) - min(xs)) or 1.0
     for n, name in enumerate(groups):
         shift = n - (len(groups) - 1) / 2  # side by side, not on top of each other
-        points = [(x, r) for x, r in zip(xs, done, strict=True) if group(r) == name]
-        at = [x * 1.06**shift if log else x + 0.03 * span * shift for x, _ in points]
-        ax.scatter(at, [r[metric] for _, r in points], label=name, s=40, zorder=3)
-    best_x = xs[done.index(best)]
+        for status, marker in (("ok", "o"), ("pruned", "x")):
+            points = [(x, r) for x, r in zip(xs, shown, strict=True) if group(r) == name and r["status"] == status]
+            if not points:
+                continue
+            at = [x * 1.06**shift if log else x + 0.03 * span * shift for x, _ in points]
+            colour = f"C{n}" if status == "ok" else "grey"
+            label = name if status == "ok" else None
+            ax.scatter(at, [r[metric] for _, r in points], label=label, s=40, marker=marker, color=colour, zorder=3)
+    if any(r["status"] == "pruned" for r in shown):
+        ax.scatter([], [], marker="x", color="grey", label="pruned")
+    best_x = xs[shown.index(best)]
     ax.annotate(
         f"best {best[metric]:.4f}\n{best['job']}",
         (best_x, best[metric]),
@@ -85,23 +106,27 @@ def _panel(ax, key: str, keys: list[str], done: list[dict], best: dict, metric: 
     )
     if log:
         ax.set_xscale("log")
-    if labels is not None:
+    elif labels is not None:
         ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 3 else 0)
-    else:
+    if labels is None and len(set(xs)) <= 8:  # a grid's values as its ticks; a search's sampled ones are too many
         ax.set_xticks(sorted(set(xs)), [f"{x:g}" for x in sorted(set(xs))])
         ax.minorticks_off()
-    ax.set(xlabel=key, ylabel=metric)
+    ax.set(xlabel=key + (" (log)" if log else ""), ylabel=metric)
     ax.grid(alpha=0.3)
-    if others:
-        ax.legend(fontsize="x-small", title=", ".join(others), title_fontsize="x-small")
+    if len(groups) > 1 or any(r["status"] == "pruned" for r in shown):
+        ax.legend(fontsize="x-small", title=", ".join(others) or None, title_fontsize="x-small")
 
 
-def results_figure(keys: list[str], rows: list[dict], curves: dict[str, Curve], title: str, metric: str) -> Figure:
-    """A two-key grid: a heatmap of the ranking `metric`; otherwise that metric against each compared key. Then
-    every job's validation curve by epoch, the best one thick, the legend outside the plot."""
+def results_figure(
+    keys: list[str], rows: list[dict], curves: dict[str, Curve], title: str, metric: str, log_keys: set[str]
+) -> Figure:
+    """A full two-key grid: a heatmap of the ranking `metric`; otherwise that metric against each compared key,
+    pruned trials included. Then every job's validation curve by epoch, the best one thick, the legend outside
+    the plot."""
     done = [r for r in rows if r["status"] == "ok" and r[metric] is not None]
+    shown = [r for r in rows if r["status"] in ("ok", "pruned") and r[metric] is not None]
     best = max(done, key=lambda r: r[metric]) if done else None
-    heatmap = len(keys) == 2 and best is not None
+    heatmap = best is not None and len(shown) == len(done) and _full_grid(keys, done)
     panels = 1 if heatmap else len(keys) if best is not None else 0
     fig = Figure(figsize=(5.5 * panels + 7, 4.8), layout="constrained")
     axes = fig.subplots(1, panels + 1, squeeze=False)[0]
@@ -109,7 +134,7 @@ def results_figure(keys: list[str], rows: list[dict], curves: dict[str, Curve], 
         _heatmap(axes[0], keys, done, best, metric)
     elif best is not None:
         for ax, key in zip(axes, keys, strict=False):
-            _panel(ax, key, keys, done, best, metric)
+            _panel(ax, key, keys, shown, best, metric, log_keys)
     ax = axes[-1]
     for name, curve in curves.items():
         if curve:
@@ -125,9 +150,11 @@ def results_figure(keys: list[str], rows: list[dict], curves: dict[str, Curve], 
     return fig
 
 
-def plot(keys: list[str], rows: list[dict], curves: dict[str, Curve], path: Path, title: str, metric: str) -> None:
+def plot(
+    keys: list[str], rows: list[dict], curves: dict[str, Curve], path: Path, title: str, metric: str, log_keys: set
+) -> None:
     """results.png: see `results_figure`."""
-    results_figure(keys, rows, curves, title, metric).savefig(path, dpi=110)
+    results_figure(keys, rows, curves, title, metric, log_keys).savefig(path, dpi=110)
 
 
 def plot_history(rows: list[dict], curves: dict[str, list], path: Path, title: str, metric: str) -> None:

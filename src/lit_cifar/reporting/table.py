@@ -35,7 +35,15 @@ from lit_cifar.run.errors import UserError
 from lit_cifar.run.metrics import higher_is_better
 from lit_cifar.run.overrides import as_typed, overrides_of
 from lit_cifar.run.record import read_outcome
-from lit_cifar.sweep.overrides import expected_jobs, run_command, run_name, sweep_command, sweep_overrides, swept_keys
+from lit_cifar.sweep.overrides import (
+    expected_jobs,
+    log_scaled_keys,
+    run_command,
+    run_name,
+    sweep_command,
+    sweep_overrides,
+    swept_keys,
+)
 from lit_cifar.sweep.search import is_search
 
 STATUSES = (
@@ -355,7 +363,8 @@ def report(paths: list[Path], out: Path | None) -> list[dict]:
         from lit_cifar.reporting.plots import plot, plot_history  # matplotlib only where a figure is drawn
 
         metric = ranked_by(rows)
-        plot(keys, rows, {labels[f]: curve for f, curve in curves.items()}, out / "results.png", title, metric)
+        log_keys = log_scaled_keys(paths[0]) if one_sweep else set()
+        plot(keys, rows, {labels[f]: c for f, c in curves.items()}, out / "results.png", title, metric, log_keys)
         written = ["results.md", "results.csv", "results.png"]
         if one_sweep and is_search(OmegaConf.load(paths[0] / "multirun.yaml").hydra):
             plot_history(rows, curves, out / "search_history.png", title, metric)

@@ -19,15 +19,25 @@ def grid_of(hydra_cfg: DictConfig) -> list[str]:
     return [f"{key}={value}" for key, value in as_typed(params).items()] if params else []
 
 
-def swept_keys(sweep_dir: Path) -> list[str]:
-    """The keys a sweep varies: those in sweep syntax (`a=1,2`, `range(…)`, `interval(…)`) on its command line
-    or in `hydra.sweeper.params` (the named `sweep=` configs), read from the sweep's `multirun.yaml`."""
+def _final_overrides(sweep_dir: Path) -> dict:
+    """A sweep's overrides by key, the command line's over `hydra.sweeper.params`, from its `multirun.yaml`."""
     path = sweep_dir / "multirun.yaml"
     if not path.is_file():
         raise UserError(f"{sweep_dir} is not a sweep dir (no multirun.yaml); pass a multirun/DATE/TIME folder")
     hydra_cfg = OmegaConf.load(path).hydra
-    last = last_of_each(grid_of(hydra_cfg) + as_typed(hydra_cfg.overrides.task))  # the command line's come last
-    return [key for key, override in last.items() if override.is_sweep_override()]
+    return last_of_each(grid_of(hydra_cfg) + as_typed(hydra_cfg.overrides.task))  # the command line's come last
+
+
+def swept_keys(sweep_dir: Path) -> list[str]:
+    """The keys a sweep varies: those in sweep syntax (`a=1,2`, `range(…)`, `interval(…)`) on its command line
+    or in `hydra.sweeper.params` (the named `sweep=` configs)."""
+    return [key for key, override in _final_overrides(sweep_dir).items() if override.is_sweep_override()]
+
+
+def log_scaled_keys(sweep_dir: Path) -> set[str]:
+    """The swept keys tagged `tag(log, …)`: a search draws them log-uniformly, and a plot shows them so."""
+    final = _final_overrides(sweep_dir)
+    return {key for key, o in final.items() if o.is_sweep_override() and "log" in o.value().tags}
 
 
 def run_name(keys: list[str], overrides: dict[str, str], job: str) -> str:
