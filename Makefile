@@ -47,7 +47,7 @@ tensorboard: install      ## single runs and sweeps side by side
 dashboard: install        ## optuna-dashboard on a search's study, live while it runs: make dashboard DIR=multirun/DATE/TIME
 	$(if $(DIR),,$(error make dashboard needs DIR=multirun/DATE/TIME (the sweep dir of a hydra/sweeper=optuna search)))
 	$(PY) -m pip install --quiet -e '.[dashboard]'
-	$(VENV)/bin/optuna-dashboard --host 127.0.0.1 --port $(or $(PORT),8080) $(DIR)/optuna.journal
+	$(VENV)/bin/optuna-dashboard --storage-class JournalFileStorage --host 127.0.0.1 $(DIR)/optuna.journal --port $(or $(PORT),8080)
 
 lint: install-dev
 	$(VENV)/bin/ruff check src tests benchmarks

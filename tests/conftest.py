@@ -4,9 +4,14 @@ import logging
 import os
 import pickle
 import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.request import Request, urlopen
 
 import lightning.pytorch as pl
 import numpy as np
@@ -247,3 +252,38 @@ def file_hashes(folder: Path) -> dict[str, str]:
         for path in sorted(folder.rglob("*"))
         if path.is_file()
     }
+
+
+@contextmanager
+def served(command: list, ready: Callable[[str], bool]) -> Iterator[str]:
+    """The URL of a real server started with `command` + a free port on 127.0.0.1, once `ready(url)` holds
+    (within a minute); stopped by its pid."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([*command, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            if server.poll() is not None:
+                raise AssertionError(f"{command[0]} ended: {server.stderr.read().decode()[-2000:]}")
+            try:
+                if ready(url):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"{command[0]} was not ready within a minute")
+        yield url
+    finally:
+        if server.poll() is None:
+            os.kill(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def get(url: str, body: dict | None = None) -> dict | list:
+    """The JSON a server answers at `url` (a POST of `body` when given)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = Request(url, data=data, headers={"Content-Type": "application/json"})
+    return json.loads(urlopen(request).read())

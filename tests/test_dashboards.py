@@ -2,22 +2,15 @@
 
 import csv
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
-from urllib.request import Request, urlopen
+from urllib.request import urlopen
 
 import pytest
 import torch
-from conftest import run_cli, tiny_cifar_overrides
+from conftest import get, run_cli, served, tiny_cifar_overrides
 from PIL import Image
 
 from lit_cifar.callbacks.figures import confusion_figure
@@ -113,37 +106,10 @@ def logs(tmp_path_factory) -> Path:
     return root
 
 
-@contextmanager
-def tensorboard(logdir: Path, runs: int) -> Iterator[str]:
-    """The URL of a real TensorBoard server over `logdir`, once it serves `runs` runs; stopped by its pid."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [Path(sys.executable).parent / "tensorboard", "--logdir", str(logdir), "--host", "127.0.0.1"]
-    server = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            if server.poll() is not None:
-                raise AssertionError(f"tensorboard ended: {server.stderr.read().decode()[-2000:]}")
-            try:
-                if len(json.loads(urlopen(f"{url}/data/runs").read())) >= runs:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise AssertionError("tensorboard did not serve the runs within a minute")
-        yield url
-    finally:
-        os.kill(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-
-
-def get(url: str, body: dict | None = None) -> dict | list:
-    data = None if body is None else json.dumps(body).encode()
-    request = Request(url, data=data, headers={"Content-Type": "application/json"})
-    return json.loads(urlopen(request).read())
+def tensorboard(logdir: Path, runs: int):
+    """A real TensorBoard server over `logdir`, once it serves `runs` runs."""
+    command = [Path(sys.executable).parent / "tensorboard", "--logdir", str(logdir), "--host", "127.0.0.1", "--port"]
+    return served(command, lambda url: len(json.loads(urlopen(f"{url}/data/runs").read())) >= runs)
 
 
 @pytest.mark.slow
