@@ -281,7 +281,7 @@ def test_results_png_of_a_search_plots_each_searched_value_with_pruned_trials_cr
     for row in rows[5:]:
         row["status"] = "pruned"
     figure = plots.results_figure(
-        ["optim.lr", "data.batch_size"], rows, {}, "title", "val/acc_best", {"data.batch_size"}
+        ["optim.lr", "data.batch_size"], rows, {}, "title", "val/acc_best", {"data.batch_size"}, search=True
     )
     lr, batch, _ = figure.axes
     assert lr.get_xscale() == batch.get_xscale() == "log"
@@ -290,7 +290,8 @@ def test_results_png_of_a_search_plots_each_searched_value_with_pruned_trials_cr
         (complete, pruned) = panel.collections[:2]
         assert sorted(complete.get_offsets()[:, 1].tolist()) == [0.40, 0.41, 0.44, 0.45, 0.47]
         assert sorted(pruned.get_offsets()[:, 1].tolist()) == [0.1, 0.2, 0.3]
-        assert "pruned" in [t.get_text() for t in panel.get_legend().get_texts()]
+        assert [t.get_text() for t in panel.get_legend().get_texts()] == ["complete", "pruned"]
+        assert len(panel.get_xticks()) < 8  # the axis's own ticks, not every sampled value
 
 
 def test_results_png_of_a_two_key_grid_with_a_failed_job_is_not_a_heatmap_with_a_hole():

@@ -67,7 +67,9 @@ def _full_grid(keys: list[str], done: list[dict]) -> bool:
     return len(firsts) > 1 and len(seconds) > 1 and len(pairs) == len(firsts) * len(seconds)
 
 
-def _panel(ax, key: str, keys: list[str], shown: list[dict], best: dict, metric: str, log_keys: set[str]) -> None:
+def _panel(
+    ax, key: str, keys: list[str], shown: list[dict], best: dict, metric: str, log_keys: set[str], search: bool
+) -> None:
     """`metric` against one key, on a log axis for a rate or a key searched on one; the jobs that share a value
     sit side by side, coloured by the values of the other compared keys; pruned trials are crosses (their metric
     when stopped); the best job is labelled."""
@@ -76,7 +78,7 @@ def _panel(ax, key: str, keys: list[str], shown: list[dict], best: dict, metric:
         others = []  # a search's sampled values: too many combinations to tell apart by colour
 
     def group(row: dict) -> str:
-        return ", ".join(f"{k}={row_value(row, k)}" for k in others) or "jobs"
+        return ", ".join(f"{k}={row_value(row, k)}" for k in others) or "complete"
 
     groups = sorted({group(r) for r in shown})
     xs, labels = _axis_values([str(row_value(r, key)) for r in shown])
@@ -108,7 +110,7 @@ def _panel(ax, key: str, keys: list[str], shown: list[dict], best: dict, metric:
         ax.set_xscale("log")
     elif labels is not None:
         ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 3 else 0)
-    if labels is None and len(set(xs)) <= 8:  # a grid's values as its ticks; a search's sampled ones are too many
+    if labels is None and not search:  # a grid's values as its ticks; a search's sampled ones would overlap
         ax.set_xticks(sorted(set(xs)), [f"{x:g}" for x in sorted(set(xs))])
         ax.minorticks_off()
     ax.set(xlabel=key + (" (log)" if log else ""), ylabel=metric)
@@ -118,7 +120,13 @@ def _panel(ax, key: str, keys: list[str], shown: list[dict], best: dict, metric:
 
 
 def results_figure(
-    keys: list[str], rows: list[dict], curves: dict[str, Curve], title: str, metric: str, log_keys: set[str]
+    keys: list[str],
+    rows: list[dict],
+    curves: dict[str, Curve],
+    title: str,
+    metric: str,
+    log_keys: set[str] = frozenset(),
+    search: bool = False,
 ) -> Figure:
     """A full two-key grid: a heatmap of the ranking `metric`; otherwise that metric against each compared key,
     pruned trials included. Then every job's validation curve by epoch, the best one thick, the legend outside
@@ -134,7 +142,7 @@ def results_figure(
         _heatmap(axes[0], keys, done, best, metric)
     elif best is not None:
         for ax, key in zip(axes, keys, strict=False):
-            _panel(ax, key, keys, shown, best, metric, log_keys)
+            _panel(ax, key, keys, shown, best, metric, log_keys, search)
     ax = axes[-1]
     for name, curve in curves.items():
         if curve:
@@ -150,11 +158,9 @@ def results_figure(
     return fig
 
 
-def plot(
-    keys: list[str], rows: list[dict], curves: dict[str, Curve], path: Path, title: str, metric: str, log_keys: set
-) -> None:
+def plot(path: Path, *args, **kwargs) -> None:
     """results.png: see `results_figure`."""
-    results_figure(keys, rows, curves, title, metric, log_keys).savefig(path, dpi=110)
+    results_figure(*args, **kwargs).savefig(path, dpi=110)
 
 
 def plot_history(rows: list[dict], curves: dict[str, list], path: Path, title: str, metric: str) -> None:

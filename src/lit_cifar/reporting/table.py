@@ -363,10 +363,12 @@ def report(paths: list[Path], out: Path | None) -> list[dict]:
         from lit_cifar.reporting.plots import plot, plot_history  # matplotlib only where a figure is drawn
 
         metric = ranked_by(rows)
+        search = one_sweep and is_search(OmegaConf.load(paths[0] / "multirun.yaml").hydra)
         log_keys = log_scaled_keys(paths[0]) if one_sweep else set()
-        plot(keys, rows, {labels[f]: c for f, c in curves.items()}, out / "results.png", title, metric, log_keys)
+        figure_curves = {labels[f]: curve for f, curve in curves.items()}
+        plot(out / "results.png", keys, rows, figure_curves, title, metric, log_keys, search)
         written = ["results.md", "results.csv", "results.png"]
-        if one_sweep and is_search(OmegaConf.load(paths[0] / "multirun.yaml").hydra):
+        if search:
             plot_history(rows, curves, out / "search_history.png", title, metric)
             written.append("search_history.png")
         print(f"\nwritten into {out}: {', '.join(written)}")
