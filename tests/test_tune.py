@@ -7,8 +7,6 @@ from conftest import MODELS, run_cli, tiny_cifar_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_chars import chars_overrides, chars_root  # noqa: F401 (a fixture)
 
-from lit_cifar.tune import LR_FINDER_BETA, debiased, steepest_descent
-
 STEPS = ["tune.steps=20"]
 
 
@@ -88,6 +86,8 @@ def test_the_lr_finder_curve_starts_at_an_untrained_nets_loss(tmp_path, cifar_ro
 
 @pytest.mark.parametrize("start_step", [0, 7])
 def test_debiasing_gives_back_a_constant_loss_from_lightnings_recorded_curve(start_step):
+    from lit_cifar.tune import LR_FINDER_BETA, debiased  # here: run_cli runs lit_cifar.tune as __main__
+
     beta, loss, average, recorded = LR_FINDER_BETA, 2.3, 0.0, []
     for n in range(1, 40):  # what Lightning 2.6 records: the global step is read after it counted the batch
         average = beta * average + (1 - beta) * loss
@@ -96,6 +96,8 @@ def test_debiasing_gives_back_a_constant_loss_from_lightnings_recorded_curve(sta
 
 
 def test_the_suggestion_is_the_steepest_fall_per_decade_not_per_unit_of_lr():
+    from lit_cifar.tune import steepest_descent
+
     lrs = [1e-6 * 10 ** (i / 10) for i in range(60)]  # six decades
     losses = [2.3 - 1.5 / (1 + math.exp(-(math.log10(lr) + 3) * 4)) for lr in lrs]  # falls fastest at lr 1e-3
     losses[12] -= 0.01  # a wiggle of noise at a small lr

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from lit_cifar.run.dirs import held, is_empty, removed_on_error
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
+from lit_cifar.run.lifecycle import quiet_console
 from lit_cifar.run.overrides import as_typed, key_of
 from lit_cifar.run.validate import check_and_complete
 from lit_cifar.sweep.resolvers import register
@@ -77,6 +78,7 @@ def find(cfg: DictConfig, run_dir: Path) -> dict:
     from lightning.pytorch.tuner import Tuner
     from torch.utils.tensorboard import SummaryWriter
 
+    quiet_console()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     check_optim(cfg.optim)

@@ -1,12 +1,15 @@
 """A run's life around its training: the folder held for one process, what an error leaves behind (a single
 run's new folder removed unless it saved a checkpoint; a sweep job's failure recorded so the sweep runs on),
-and the second entry of a ddp run, whose other ranks Lightning starts as this same command."""
+and the second entry of a ddp run, whose other ranks Lightning starts as this same command. And `quiet_console`:
+what the commands show of Lightning's own output, set in this one place."""
 
 import dataclasses
+import functools
 import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -85,3 +88,73 @@ def other_rank() -> Iterator[None]:
         yield
     except RunStopped as stop:
         raise SystemExit(stop.code) from None
+
+
+# Lightning's (2.6) warnings and log lines that a user of these commands cannot act on, each hidden by its text (a
+# regex of the warning's start; a log line's start) and the module or logger that gives it; the rest stays.
+_WARNINGS = [
+    # its own copy of torch's tree_flatten builds a LeafSpec, which torch 2.10+ deprecates (a FutureWarning whose
+    # text names isinstance); nothing in a run's config changes it
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", r"lightning\.pytorch\.utilities\._pytree"),
+    # given on any machine where `srun` is installed, whether or not the run is meant for SLURM (hydra/launcher=slurm
+    # is how a run goes there)
+    (
+        r"The `srun` command is available on your system but is not used",
+        r"lightning\.fabric\.plugins\.environments\.slurm",
+    ),
+    # a resumed or extended run writes on into its own checkpoints/; the run dir's claim and the resume checks decide
+    # when a folder may be written into, and a fresh run never shares one
+    (r"Checkpoint directory .* exists and is not empty", r"lightning\.pytorch\.callbacks\.model_checkpoint"),
+]
+_LOG_LINES = {
+    "lightning.pytorch.utilities.rank_zero": (
+        "💡 Tip",  # adverts for Lightning's services (litlogger, litmodels)
+        "TPU available: False",  # no TPU in any config here; "GPU available" stays: it says where the run trains
+        # the line after "Restoring states from the checkpoint path at X" (which stays: the resume's record)
+        "Restored all states from the checkpoint at",
+        "Loaded model weights from the checkpoint at",
+        "`Trainer.fit` stopped: `max_",  # the last epoch's line says `epoch N/N`; the lr finder's steps are its own
+    ),
+    # the lr finder's save of the weights it restores after its search (its path, a .lr_find_<uuid>.ckpt, is deleted)
+    "lightning.pytorch.trainer.connectors.checkpoint_connector": ("`weights_only` was not set",),
+}
+
+
+class _NotForUsers(logging.Filter):
+    def __init__(self, starts: tuple[str, ...]) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not message.startswith(self.starts) and "/.lr_find_" not in message  # the finder's own checkpoint
+
+
+def quiet_console() -> None:
+    """What the commands show of Lightning; called once Lightning is imported, before a Trainer is built.
+
+    - Each log line once, through the handlers Hydra set up (the console and the run's log): the `lightning`
+      package adds a console handler of its own at import and lets its lines propagate to Hydra's too, so each was
+      printed twice; `lightning.pytorch` and `lightning.fabric`, when imported before Hydra's handlers exist, give
+      themselves a handler and keep their lines from the run's log.
+    - None of the lines in `_WARNINGS` and `_LOG_LINES`.
+    - The lr finder's bar only on a terminal: Lightning builds that tqdm without `disable=None` (tqdm's switch for
+      a terminal only), and it drew one line per step into a pipe or a file.
+
+    The jobs of a sweep share a process: each step is done once."""
+    import lightning
+    from lightning.pytorch.tuner import lr_finder
+
+    logging.getLogger("lightning").removeHandler(lightning._console)
+    if logging.getLogger().hasHandlers():  # Hydra's; `lightning.pytorch` and `lightning.fabric` imported before them
+        for name in ("lightning.pytorch", "lightning.fabric"):  # gave themselves a handler and kept their lines
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True
+    for name, starts in _LOG_LINES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NotForUsers) for f in logger.filters):
+            logger.addFilter(_NotForUsers(starts))
+    for message, module in _WARNINGS:
+        warnings.filterwarnings("ignore", message=message, module=module + r"\Z")
+    if not isinstance(lr_finder.tqdm, functools.partial):
+        lr_finder.tqdm = functools.partial(lr_finder.tqdm, disable=None)
