@@ -3,6 +3,7 @@
 import json
 import pickle
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -123,3 +124,12 @@ def test_evaluate_scores_a_batched_tta_run_as_its_own_test_did(cifar_root, tmp_p
     assert evaluation["test_images"] == 40
     test_acc = json.loads((run / "metrics.json").read_text())["metrics"]["test/acc"]
     assert evaluation["accuracy"] == pytest.approx(test_acc, abs=1e-6)
+
+
+def test_the_quotes_suggested_for_a_sweep_jobs_folder_work_when_pasted_into_a_shell(tmp_path):
+    job = tmp_path / "sweep" / "optim.lr=0.001"
+    refused = run_cli("lit_cifar.evaluate", f"ckpt_path={job}")
+    assert refused.returncode == 2 and "cannot parse the override" in refused.stderr
+    pasted = shlex.split(refused.stderr.strip().rsplit("needs quotes that reach Hydra: ", 1)[1])
+    again = run_cli("lit_cifar.evaluate", *pasted)
+    assert again.returncode == 2 and "cannot parse" not in again.stderr and str(job) in again.stderr

@@ -2,6 +2,7 @@
 
 import shlex
 import subprocess
+import time
 
 import optuna
 import pytest
@@ -46,7 +47,12 @@ def test_the_dashboard_serves_a_searchs_trials_and_sees_the_search_go_on(tmp_pat
         assert [t["values"] for t in served_trials] == [t.values for t in ours]
 
         search(cifar_root, sweep_dir, trials=3)  # the same command, one trial more: the open page sees it
-        assert len(get(f"{url}/api/studies/{study['study_id']}")["trials"]) == 3
+        for _ in range(300):  # within the dashboard's cache of a study's trials (at most 10 s)
+            if len(get(f"{url}/api/studies/{study['study_id']}")["trials"]) == 3:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the dashboard did not show the new trial within 30 s")
 
 
 def test_make_dashboard_without_a_sweep_dir_says_what_it_needs():

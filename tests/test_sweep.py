@@ -135,7 +135,8 @@ def test_four_job_sweep_writes_job_dirs_table_csv_plot_and_hparams(tmp_path, cif
     assert sorted(p.name for p in (sweep_dir / "tensorboard").iterdir() if p.is_dir()) == names
     job = metrics(sweep_dir / "data.batch_size=16,optim.lr=0.002")["metrics"]
     params, scalars = hparams_and_scalars(sweep_dir / "tensorboard" / "data.batch_size=16,optim.lr=0.002")
-    assert params == {**WEEK11_HPARAMS, "max_epochs": 2}
+    run = {"run": "data.batch_size=16,optim.lr=0.002", "status": "ok", "epochs": 2}  # written at the run's end
+    assert params == {**WEEK11_HPARAMS, "max_epochs": 2, **run}
     assert scalars["val/acc_best"] == pytest.approx(job["val/acc_best"])  # the final value, not a placeholder
     assert scalars["test/acc"] == pytest.approx(job["test/acc"])
 

@@ -103,3 +103,5 @@ def test_the_suggestion_is_the_steepest_fall_per_decade_not_per_unit_of_lr():
     losses[12] -= 0.01  # a wiggle of noise at a small lr
     assert lrs[steepest_descent(lrs, losses)] == pytest.approx(1e-3, rel=0.3)
     assert steepest_descent(lrs[:11], losses[:11]) is None  # too few points past the skipped start
+    blown_up = [*losses[:45], 4.0, *(4.0 - 0.2 * n for n in range(1, 15))]  # a spike at lr 3e-2, then a drift down
+    assert lrs[steepest_descent(lrs, blown_up)] == pytest.approx(1e-3, rel=0.3)

@@ -58,13 +58,19 @@ def debiased(losses: list[float], start_step: int) -> list[float]:
     return [loss * (1 - beta ** (start_step + n + 1)) / (1 - beta**n) for n, loss in enumerate(losses, start=1)]
 
 
-def steepest_descent(lrs: list[float], losses: list[float], skip_begin: int = 10, skip_end: int = 1) -> int | None:
-    """The index of the loss's steepest fall per decade of lr, skipping the ends as `_LRFinder.suggestion` does.
-    That one (Lightning 2.6) differentiates by the lr itself: on lrs spaced by a ratio, the smallest steps win, and
-    once the curve is no longer biased upwards there, a wiggle of noise at lr 5e-6 outweighs the real fall."""
+def steepest_descent(lrs: list[float], losses: list[float], skip_begin: int = 10) -> int | None:
+    """The index of the loss's steepest fall per decade of lr, up to the curve's lowest point (past it the loss
+    has blown up, and may drift down again at absurd lrs), skipping the first points as `_LRFinder.suggestion`
+    does. That one (Lightning 2.6) differentiates by the lr itself: on lrs spaced by a ratio, the smallest steps
+    win, and once the curve is no longer biased upwards there, a wiggle of noise at lr 5e-6 outweighs the real
+    fall."""
     import torch
 
-    points = [(i, math.log10(lrs[i])) for i in range(skip_begin, len(losses) - skip_end) if math.isfinite(losses[i])]
+    finite = [i for i in range(len(losses)) if math.isfinite(losses[i])]
+    if not finite:
+        return None
+    lowest = min(finite, key=lambda i: losses[i])
+    points = [(i, math.log10(lrs[i])) for i in finite if skip_begin <= i <= lowest]
     if len(points) < 2:
         return None
     index, log_lr = zip(*points, strict=True)

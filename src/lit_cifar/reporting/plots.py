@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from lit_cifar.reporting.rows import Curve, row_value
 
@@ -108,6 +108,7 @@ def _panel(
     )
     if log:
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # matplotlib labels minor ticks under a decade: they overlap
     elif labels is not None:
         ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 3 else 0)
     if labels is None and not search:  # a grid's values as its ticks; a search's sampled ones would overlap

@@ -137,7 +137,8 @@ def run_app(main: Callable[[], object]) -> None:
             text = f"cannot parse the override '{err.override}': {text}"
             if err.override.count("=") > 1 or "," in err.override:  # e.g. a path into a sweep job's folder
                 key, _, value = err.override.partition("=")
-                text += f"; a value holding '=' or ',' needs quotes: {key}='{value}'"
+                quoted = f"{key}='{value}'"
+                text += f"; a value holding '=' or ',' needs quotes that reach Hydra: \"{quoted}\""
         first, _, rest = one_line(text).partition("; ")
         print(f"error: {first}{cause}{'; ' + rest if rest else ''}", file=sys.stderr)
         raise SystemExit(2) from None

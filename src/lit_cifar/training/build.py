@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from lit_cifar.run.config import resolved_config
 from lit_cifar.run.errors import UserError
-from lit_cifar.training.loggers import quiet_start
+from lit_cifar.run.lifecycle import quiet_console
 
 
 @dataclass
@@ -34,7 +34,7 @@ def check_input_size(net, in_channels: int, image_size: int, num_classes: int) -
 
 def build(cfg: DictConfig, extra_callbacks: list[pl.Callback] = ()) -> Built:
     """Seeded, then built in the order the config's facts flow: data, net (checked against the data), trainer."""
-    quiet_start()
+    quiet_console()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in metrics.json
     datamodule = instantiate(cfg.data)
     module = instantiate(cfg.module)

@@ -1,11 +1,9 @@
 """Targets of conf/logger/*.yaml: TensorBoard with epoch-level curves against the epoch; MLflow and W&B, built
 only when their package is installed, else one error line naming the extra to install (Lightning's own message
-names no extra). And `quiet_start`: what Lightning prints at a start that is not about the run."""
+names no extra)."""
 
 import fcntl
 import importlib
-import logging
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from types import ModuleType
@@ -52,23 +50,6 @@ def wandb_logger(name: str | None = None, **kwargs) -> WandbLogger:
     if wandb.run is not None:  # the previous job of a sweep in this process: WandbLogger would log on into it
         wandb.finish()
     return WandbLogger(name=name or None, **kwargs)
-
-
-class _NoAdverts(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("💡 Tip")
-
-
-def quiet_start() -> None:
-    """Before the Trainer is built: Lightning's log lines once, through the handlers Hydra set up (console and
-    train.log; the `lightning` package adds a console handler of its own at import, which printed each line a
-    second time), without its adverts for other services, and without its hint to prepend `srun`, which it
-    gives on any machine where that command is installed, whether or not the run is meant for SLURM."""
-    logging.getLogger("lightning").handlers.clear()
-    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(f, _NoAdverts) for f in rank_zero.filters):  # the jobs of a sweep share a process
-        rank_zero.addFilter(_NoAdverts())
-    warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
 
 
 class EpochTensorBoardLogger(TensorBoardLogger):
