@@ -102,6 +102,9 @@ def test_the_suggestion_is_the_steepest_fall_per_decade_not_per_unit_of_lr():
     losses = [2.3 - 1.5 / (1 + math.exp(-(math.log10(lr) + 3) * 4)) for lr in lrs]  # falls fastest at lr 1e-3
     losses[12] -= 0.01  # a wiggle of noise at a small lr
     assert lrs[steepest_descent(lrs, losses)] == pytest.approx(1e-3, rel=0.3)
-    assert steepest_descent(lrs[:11], losses[:11]) is None  # too few points past the skipped start
+    assert steepest_descent(lrs, [math.nan] * len(lrs)) is None
+    early = [2.3, 2.2, 1.9, 1.6, 1.5, *(1.5 + n for n in range(1, 16))]  # 20 steps, lowest at the fifth
+    assert steepest_descent(lrs[:20], early) in (2, 3)
+    assert steepest_descent(lrs[:20], sorted(early)) == 0  # rising from the start: the lowest point's lr
     blown_up = [*losses[:45], 4.0, *(4.0 - 0.2 * n for n in range(1, 15))]  # a spike at lr 3e-2, then a drift down
     assert lrs[steepest_descent(lrs, blown_up)] == pytest.approx(1e-3, rel=0.3)

@@ -59,20 +59,21 @@ def debiased(losses: list[float], start_step: int) -> list[float]:
 
 
 def steepest_descent(lrs: list[float], losses: list[float], skip_begin: int = 10) -> int | None:
-    """The index of the loss's steepest fall per decade of lr, up to the curve's lowest point (past it the loss
-    has blown up, and may drift down again at absurd lrs), skipping the first points as `_LRFinder.suggestion`
-    does. That one (Lightning 2.6) differentiates by the lr itself: on lrs spaced by a ratio, the smallest steps
-    win, and once the curve is no longer biased upwards there, a wiggle of noise at lr 5e-6 outweighs the real
-    fall."""
+    """The index of the loss's steepest fall per decade of lr (None without a finite loss), up to the curve's
+    lowest point (past it the loss has blown up, and may drift down again at absurd lrs), skipping the first
+    points as `_LRFinder.suggestion` does. That one (Lightning 2.6) differentiates by the lr itself: on lrs spaced
+    by a ratio, the smallest steps win, and once the curve is no longer biased upwards there, a wiggle of noise
+    at lr 5e-6 outweighs the real fall."""
     import torch
 
     finite = [i for i in range(len(losses)) if math.isfinite(losses[i])]
     if not finite:
         return None
     lowest = min(finite, key=lambda i: losses[i])
-    points = [(i, math.log10(lrs[i])) for i in finite if skip_begin <= i <= lowest]
+    first = skip_begin if lowest - skip_begin >= 2 else 0  # a short curve whose lowest point comes early
+    points = [(i, math.log10(lrs[i])) for i in finite if first <= i <= lowest]
     if len(points) < 2:
-        return None
+        return lowest  # the loss rose from its first steps: the lr where it was lowest
     index, log_lr = zip(*points, strict=True)
     slopes = torch.gradient(torch.tensor([losses[i] for i in index]), spacing=[torch.tensor(log_lr)])[0]
     return index[int(slopes.argmin())]
