@@ -16,6 +16,7 @@ from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from lit_cifar.callbacks.hparams import HParamsSummary
 from lit_cifar.callbacks.images import ImageSummary
 from lit_cifar.data.make_chars import generate
+from lit_cifar.reporting.settings import settings
 from lit_cifar.reporting import table as report
 from lit_cifar.run.errors import UserError
 from lit_cifar.run.validate import check_needs_validation, check_values
@@ -168,11 +169,13 @@ def test_runs_without_validation_rank_by_test_accuracy_and_the_table_says_so():
         {"status": "ok", "val/acc_best": None, "test/acc": 0.5, "dir": "b"},
         {"status": "failed", "val/acc_best": None, "test/acc": None, "dir": "c"},
     ]
-    assert [row["dir"] for row in report.ranked(rows)] == ["b", "a", "c"]
-    assert [row["dir"] for row in report.ranked([rows[0], rows[2]])] == ["a", "c"]  # all validated: by val/acc_best
+    assert [row["dir"] for row in report.ranked(rows, report.ranked_by(rows))] == ["b", "a", "c"]
+    validated = [rows[0], rows[2]]
+    assert [row["dir"] for row in report.ranked(validated, report.ranked_by(validated))] == ["a", "c"]
     for row in rows:
-        row["overrides"] = {}
-    assert report.RANKED_BY_TEST in report.render([("Runs", [])], [], rows, ["dir", "test/acc"])
+        row |= {"overrides": {}, "code": None, "images": {}, "job": row["dir"]}
+    found = settings(rows, [], "test/acc")
+    assert report.RANKED_BY_TEST in report.render([("Runs", [])], [], rows, ["dir", "test/acc"], found, "test/acc")
 
 
 @pytest.mark.slow

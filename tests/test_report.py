@@ -65,6 +65,7 @@ def ok(val: float, test: float, dirty: bool = False, commit: str = COMMIT) -> di
         "status": "ok",
         "metrics": {"val/acc_best": val, "test/acc": test, "val/acc": val},
         "wall_time_s": 61.25,
+        "images": {"val": 500, "test": 846},
         "git_commit": commit,
         "git_dirty": dirty,
         "seed": 42,
@@ -115,11 +116,16 @@ def test_every_job_of_a_sweep_is_in_the_table_with_its_status(sweep, capsys):
     ]
     with (sweep / "results.csv").open() as f:
         table = list(csv.reader(f))
-    assert table[0] == ["job", "optim.lr", "best_epoch", "val/acc_best", "test/acc", "wall_time_s", "status", "reason"]
-    assert table[1] == ["optim.lr=9", "9", "", "0.7", "0.66", "61.25", "ok", ""]
+    results = ["best_epoch", "val/acc_best", "95% ±", "vs best", "test/acc", "wall_time_s", "status", "reason"]
+    assert table[0] == ["job", "optim.lr", *results]
+    assert table[1][:4] == ["optim.lr=9", "9", "", "0.7"]
+    assert float(table[1][4]) == pytest.approx(1.96 * (0.7 * 0.3 / 500) ** 0.5, abs=1e-4)  # binomial, 500 images
+    assert table[1][5:] == ["best", "0.66", "61.25", "ok", ""]
+    assert [line[5] for line in table[1:4]] == ["best", "", ""]  # 0.6 ± 0.043 stays below 0.7 - 0.040
     assert [line[0] for line in table[1:]] == [r["job"] for r in rows]
     markdown = (sweep / "results.md").read_text()
-    assert markdown.split("## Runs\n\n")[1].splitlines()[2] == "| optim.lr=9 | 9 |  | 0.7000 | 0.6600 | 61.2 | ok |  |"
+    first = markdown.split("## Runs\n\n")[1].splitlines()[2]
+    assert first == "| optim.lr=9 | 9 |  | 0.7000 | 0.0402 | best | 0.6600 | 61.2 | ok |  |"
     assert "## By setting" not in markdown  # no two runs differ only in seed
     assert markdown in capsys.readouterr().out
     assert (sweep / "results.png").read_bytes()[:4] == b"\x89PNG"
@@ -145,6 +151,13 @@ def test_results_md_starts_with_what_the_sweep_held_fixed_and_how_to_rerun_it(sw
         "- jobs: 9 (3 ok, 3 interrupted, 1 failed, 1 unreadable, 1 pending)",
         f"- command: `{command}`; re-running it skips finished jobs, resumes interrupted ones and runs pending "
         "ones (and failed ones with `rerun_failed=true`)",
+        "",
+        f"warning: these runs ran different code (git commits {COMMIT}, fedcba9876)",
+        "",
+        "Ranked by val/acc_best, 95% intervals: a single run: ±1.96 binomial standard errors of an accuracy on its "
+        "500 validation images (the noise of the measurement alone: seeds add the spread of training). `tied`: its "
+        "interval overlaps the best's, so the two cannot be told apart; run more seeds to separate them "
+        "(python -m lit_cifar.rerun SWEEP_DIR --top K --seeds N).",
     ]
 
 
@@ -174,15 +187,26 @@ def test_seeds_of_a_setting_are_grouped_with_mean_std_and_n(tmp_path, capsys):
     assert markdown in out and f"written into {tmp_path / 'cmp'}: results.md, results.csv, results.png" in out
     assert markdown.startswith("# 7 runs from 5 folders\n\n## Sweep ")
     by_setting, runs = markdown.split("## By setting\n\n")[1].split("## Runs\n\n")
+    runs, best = runs.split("\nbest: ")
+    assert ("best: " + best).splitlines() == [
+        "best: optim.lr=0.002, val/acc_best=0.6100 ± 0.1271 (t, n=2)",
+        "  cannot be told apart from it (intervals overlap): optim.lr=0.001 0.5400 ± 0.0994",
+        "  train it again with:",
+        "    python -m lit_cifar.train optim.lr=2e-3 seed=1",  # its best run, less its ckpt_path
+    ]
     assert by_setting.splitlines()[2:] == [
-        "| optim.lr | n | val/acc_best | test/acc | not ok |",
-        "|---|---|---|---|---|",
-        "| 0.002 | 2 | 0.6100 ± 0.0141 | 0.5750 ± 0.0071 |  |",
-        "| 0.001 | 3 | 0.5400 ± 0.0400 | 0.4200 ± 0.0200 | seed=2 failed |",
-        "| 0.005 | 1 | 0.3000 | 0.2500 |  |",
+        "| optim.lr | n | val/acc_best | test/acc | vs best | not ok |",
+        "|---|---|---|---|---|---|",
+        # t(0.975, 1) = 12.706: 12.706 * 0.0141 / sqrt(2) = 0.1271; t(0.975, 2) = 4.303: 4.303 * 0.04 / sqrt(3)
+        "| 0.002 | 2 | 0.6100 ± 0.1271 | 0.5750 ± 0.0635 | best |  |",
+        "| 0.001 | 3 | 0.5400 ± 0.0994 | 0.4200 ± 0.0497 | tied | seed=2 failed |",
+        # one run: 1.96 * sqrt(0.3 * 0.7 / 500) = 0.0402 and 1.96 * sqrt(0.25 * 0.75 / 846) = 0.0292
+        "| 0.005 | 1 | 0.3000 ± 0.0402 | 0.2500 ± 0.0292 |  |  |",
         "",
     ]
-    header = "| dir | seed | optim.lr | best_epoch | val/acc_best | test/acc | wall_time_s | status | reason |"
+    header = (
+        "| dir | seed | optim.lr | best_epoch | val/acc_best | 95% ± | vs best | test/acc | wall_time_s | status | reason |"
+    )
     assert runs.splitlines()[0] == header
     assert [line.split(" | ")[:3] for line in runs.splitlines()[2:]] == [
         [f"| {outputs / 'b'}", "1", "0.002"],
@@ -212,9 +236,8 @@ def test_several_folders_print_one_table_and_write_files_only_with_out(tmp_path,
     assert rows[1]["reason"] == f"stopped after 1 of 3 epochs; resume it with: {command}"
     assert not list(tmp_path.rglob("results.*"))
     table = capsys.readouterr().out.split("## Runs\n\n")[1]
-    assert (
-        table.splitlines()[0] == "| dir | seed | best_epoch | val/acc_best | test/acc | wall_time_s | status | reason |"
-    )
+    columns = "| dir | seed | best_epoch | val/acc_best | 95% ± | vs best | test/acc | wall_time_s | status | reason |"
+    assert table.splitlines()[0] == columns
 
 
 @pytest.mark.parametrize("name", ["nothing", "file.txt", "nothing/*"])

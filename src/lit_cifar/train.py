@@ -81,6 +81,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
         "best_checkpoint": "" if smoke else checkpoints.best_model_path if checkpoints else "",  # by val/acc
         "tested_checkpoint": "" if smoke else tested,
         "wall_time_s": time.perf_counter() - begin,
+        "images": datamodule.evaluation_images(sum(trainer.num_val_batches), sum(trainer.num_test_batches)),
         **start.record(),
         **provenance(trainer, cfg.seed),
     }

@@ -9,6 +9,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from lit_cifar.reporting.rows import Curve, row_value
+from lit_cifar.reporting.settings import BEST, HALF_WIDTH, TIED, VERDICT
+from lit_cifar.run.metrics import higher_is_better
 
 RATE_KEYS = ("lr", "weight_decay", "eta_min", "max_lr")  # keys compared on a log axis, as keys searched on one
 MAX_GROUPS = 6  # more combinations of the other keys than this (a search's sampled values): one colour
@@ -35,25 +37,33 @@ def _is_rate(key: str) -> bool:
 
 
 def _heatmap(ax, keys: list[str], done: list[dict], best: dict, metric: str) -> None:
-    """`metric` of a two-key grid: one cell per pair of values, the best one outlined."""
+    """`metric` of a two-key grid: one cell per pair of values with its 95% interval, the best one outlined in red,
+    those that cannot be told apart from it dashed."""
     from matplotlib.patches import Rectangle
 
     x_key, y_key = keys
     x_values = sorted({str(row_value(r, x_key)) for r in done}, key=lambda v: (_numbers([v]) or [0.0], v))
     y_values = sorted({str(row_value(r, y_key)) for r in done}, key=lambda v: (_numbers([v]) or [0.0], v))
     grid = np.full((len(y_values), len(x_values)), np.nan)
+    spread = {}
     for r in done:
-        grid[y_values.index(str(row_value(r, y_key))), x_values.index(str(row_value(r, x_key)))] = r[metric]
+        cell = y_values.index(str(row_value(r, y_key))), x_values.index(str(row_value(r, x_key)))
+        grid[cell], spread[cell] = r[metric], r.get(HALF_WIDTH)
+        if r.get(VERDICT) == TIED:
+            box = Rectangle((cell[1] - 0.5, cell[0] - 0.5), 1, 1, fill=False, edgecolor="orange", linewidth=2, ls="--")
+            ax.add_patch(box)
     shown = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
     ax.figure.colorbar(shown, ax=ax, label=metric)
     ax.set_xticks(range(len(x_values)), x_values)
     ax.set_yticks(range(len(y_values)), y_values)
-    ax.set(xlabel=x_key, ylabel=y_key, title=f"{metric} of each job (best outlined)")
+    ax.set(xlabel=x_key, ylabel=y_key, title=f"{metric}, 95% interval (best in red; dashed: cannot be told apart)")
     middle = np.nanmin(grid) + (np.nanmax(grid) - np.nanmin(grid)) / 2
     for (row, col), value in np.ndenumerate(grid):
         if not np.isnan(value):
             colour = "black" if value > middle else "white"  # viridis is light at the top
-            ax.text(col, row, f"{value:.4f}", ha="center", va="center", color=colour, fontsize=9)
+            half = spread.get((row, col))
+            text = f"{value:.4f}" + (f"\n± {half:.4f}" if half is not None else "")
+            ax.text(col, row, text, ha="center", va="center", color=colour, fontsize=9)
     col, row = x_values.index(str(row_value(best, x_key))), y_values.index(str(row_value(best, y_key)))
     ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
 
@@ -93,12 +103,18 @@ def _panel(
             at = [x * 1.06**shift if log else x + 0.03 * span * shift for x, _ in points]
             colour = f"C{n}" if status == "ok" else "grey"
             label = name if status == "ok" else None
-            ax.scatter(at, [r[metric] for _, r in points], label=label, s=40, marker=marker, color=colour, zorder=3)
+            errors = [r.get(HALF_WIDTH) or 0.0 for _, r in points] if status == "ok" else None
+            ax.errorbar(at, [r[metric] for _, r in points], yerr=errors, label=label, fmt=marker, color=colour,
+                        markersize=6, capsize=3, zorder=3)  # fmt: skip
     if any(r["status"] == "pruned" for r in shown):
         ax.scatter([], [], marker="x", color="grey", label="pruned")
     best_x = xs[shown.index(best)]
+    half, ties = best.get(HALF_WIDTH), sum(r.get(VERDICT) == TIED for r in shown)
     ax.annotate(
-        f"best {best[metric]:.4f}\n{best['job']}",
+        f"best {best[metric]:.4f}"
+        + (f" ± {half:.4f}" if half is not None else "")
+        + f"\n{best['job']}"
+        + (f"\n{ties} more cannot be told apart" if ties else ""),
         (best_x, best[metric]),
         xytext=(0, -30),
         textcoords="offset points",
@@ -134,7 +150,7 @@ def results_figure(
     the plot."""
     done = [r for r in rows if r["status"] == "ok" and r[metric] is not None]
     shown = [r for r in rows if r["status"] in ("ok", "pruned") and r[metric] is not None]
-    best = max(done, key=lambda r: r[metric]) if done else None
+    best = next((r for r in done if r.get(VERDICT) == BEST), None)  # the table's best (lowest for a loss)
     heatmap = best is not None and len(shown) == len(done) and _full_grid(keys, done)
     panels = 1 if heatmap else len(keys) if best is not None else 0
     fig = Figure(figsize=(5.5 * panels + 7, 4.8), layout="constrained")
@@ -176,7 +192,7 @@ def plot_history(rows: list[dict], curves: dict[str, list], path: Path, title: s
         spent += len(curves.get(row["dir"], []))
         value = row[metric]
         if row["status"] == "ok" and isinstance(value, int | float):
-            best = value if best is None else max(best, value)
+            best = value if best is None else (max if higher_is_better(metric) else min)(best, value)
         steps.append((number, spent, best))
     styles = {"ok": ("o", "tab:blue", "complete"), "pruned": ("x", "tab:orange", "pruned")}
     for status, (marker, colour, label) in styles.items():

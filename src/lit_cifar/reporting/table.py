@@ -5,9 +5,10 @@ sweep's grid gets a row, and so does every job folder the grid no longer holds (
 row's status is `ok`; `pruned` (a search's trial its pruner stopped, and after which epoch); `failed` (with
 the reason); `unreadable` (its metrics.json is corrupt); `running` (a live process holds its folder);
 `interrupted` (no result and no process: after how many epochs it stopped, and how to resume it); or `pending`
-(never started); or `smoke` (one batch or none: never ranked). Finished runs come first, best val/acc_best
-first (best test/acc first when some ran without a validation split, `data.val_size=0`: the table then says
-that this selects on the test set).
+(never started); or `smoke` (one batch or none: never ranked). Finished runs come first, best first by the
+sweep's `optimized_metric` (val/acc_best unless a search set another; a loss ranks lowest first), or by test/acc
+when some ran without a validation split (`data.val_size=0`: the table then says that this selects on the test
+set).
 
 `results.md` starts with what each sweep held fixed (model, data, epochs, its other overrides, the commit of
 the code) and the command that re-runs it, then the table; `results.csv` is the table alone; `results.png`
@@ -15,24 +16,37 @@ plots val/acc_best (or test/acc, as ranked) against each compared key, and every
 adds `search_history.png` (the best val/acc_best so far against trials and against epochs trained). For one
 sweep dir they are written into it (also at the end of every sweep, by `reporting.sweep_report.SweepReport`). For
 several dirs, or run dirs, the table gets a `dir` column and a column for each override whose value differs
-between runs, and the files are written only into `--out`. Runs whose overrides differ only in `seed` are one
-setting: a second table gives each setting's number n of ok runs and the mean ± sample std of their
-val/acc_best and test/acc. The table is printed in every case."""
+between runs, and the files are written only into `--out`.
+
+Every ranking carries its uncertainty (lit_cifar.reporting.settings): runs whose overrides differ only in `seed`
+are one setting, ranked by their mean with a 95% interval (a second table gives n and the intervals of the ranked
+metric and of test/acc when a setting has several runs); a single run's interval is the binomial one of its
+accuracy on the images it was measured on. Each run's `vs best` says whether its setting is the best or cannot be
+told apart from it (`tied`), and the `best:` line at the end names them all. A warning says when the runs ran
+different code or were measured on different data."""
 
 import csv
 import glob
 import logging
-import statistics
 from collections import Counter
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from lit_cifar.reporting.rows import Curve, row_value
-from lit_cifar.run.config import FREE_TO_CHANGE
+from lit_cifar.reporting.settings import (
+    HALF_WIDTH,
+    VERDICT,
+    Setting,
+    best_lines,
+    changed_settings,
+    mark_runs,
+    settings,
+    uncertainty_note,
+)
 from lit_cifar.run.dirs import in_use
 from lit_cifar.run.errors import UserError
-from lit_cifar.run.metrics import higher_is_better
+from lit_cifar.run.metrics import METRICS, higher_is_better
 from lit_cifar.run.overrides import as_typed, overrides_of
 from lit_cifar.run.record import read_outcome
 from lit_cifar.sweep.overrides import (
@@ -116,8 +130,8 @@ def job_row(folder: Path, overrides: dict[str, str] | None, curve: Curve, resume
         "dir": str(folder),
         "overrides": overrides,
         "best_epoch": max(curve, key=lambda point: point[1])[0] if curve else None,
-        "val/acc_best": metrics.get("val/acc_best"),
-        "test/acc": metrics.get("test/acc"),
+        **{name: metrics.get(name) for name in METRICS},
+        "images": record.get("images") or {},  # how many images val and test measured accuracy on
         "wall_time_s": record.get("wall_time_s"),
         "status": record.get("status", "ok"),
         "reason": record.get("reason", ""),
@@ -125,19 +139,22 @@ def job_row(folder: Path, overrides: dict[str, str] | None, curve: Curve, resume
     }
 
 
-def ranked_by(rows: list[dict]) -> str:
-    """The metric that ranks `rows`: val/acc_best, unless a finished run has none (it had no validation split)."""
+def ranked_by(rows: list[dict], optimized: str = "val/acc_best") -> str:
+    """The metric that ranks `rows`: the sweeps' `optimized` one (val/acc_best unless set), but test/acc when a
+    finished run has no val/acc_best (it had no validation split)."""
     no_val = any(row["status"] == "ok" and row["val/acc_best"] is None for row in rows)
-    return "test/acc" if no_val else "val/acc_best"
+    if no_val:
+        return "test/acc"
+    has_it = any(row["status"] == "ok" and row.get(optimized) is not None for row in rows)
+    return optimized if has_it else "val/acc_best"
 
 
-def ranked(rows: list[dict]) -> list[dict]:
-    """`rows` in the table's order: by status, then best first by `ranked_by`, then by folder."""
-    metric = ranked_by(rows)
+def ranked(rows: list[dict], metric: str) -> list[dict]:
+    """`rows` in the table's order: by status, then best first by `metric`, then by folder."""
 
     def rank(row: dict) -> tuple:
         status = STATUSES.index(row["status"]) if row["status"] in STATUSES else len(STATUSES)
-        value = row[metric]
+        value = row.get(metric)
         if not isinstance(value, int | float):
             return status, 1, 0.0, row["dir"]  # no value: after those with one
         return status, 0, -value if higher_is_better(metric) else value, row["dir"]
@@ -162,7 +179,7 @@ def collect(sweep_dir: Path) -> tuple[list[str], list[dict], dict[str, Curve]]:
             overrides = overrides_of(grid[name])
         curves[str(folder)] = curve = val_curve(sweep_dir / "tensorboard" / name)
         rows.append(job_row(folder, overrides, curve, RESUME_JOB))
-    return keys, ranked(rows), curves
+    return keys, ranked(rows, ranked_by(rows)), curves
 
 
 def collect_run(run_dir: Path) -> tuple[dict, Curve]:
@@ -232,54 +249,39 @@ def describe_run(row: dict) -> tuple[str, list[str]]:
     return f"Run {row['dir']}", [f"overrides: {overrides or 'none'}", *_code([row])]
 
 
-def _setting(overrides: dict[str, str]) -> dict[str, str]:
-    """What a run's overrides set that changes what it computes."""
-    return {key: value for key, value in overrides.items() if not key.startswith(FREE_TO_CHANGE)}
-
-
 def compared_keys(swept: list[str], rows: list[dict]) -> list[str]:
     """The swept keys, then every other key whose value differs between the runs (unset is a value too)."""
-    settings = [_setting(row["overrides"]) for row in rows if row["overrides"] is not None]
-    others = {key for setting in settings for key in setting} - set(swept)
-    return swept + sorted(key for key in others if len({setting.get(key) for setting in settings}) > 1)
+    found = [changed_settings(row["overrides"]) for row in rows if row["overrides"] is not None]
+    others = {key for setting in found for key in setting} - set(swept)
+    return swept + sorted(key for key in others if len({setting.get(key) for setting in found}) > 1)
 
 
-def _mean_std(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.4f}" if values else ""
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+def by_setting_table(found: list[Setting], keys: list[str], metric: str) -> list[dict]:
+    """One row per setting, best first: n ok runs, the mean and 95% interval of the ranked metric and of
+    test/acc, the verdict, and the runs that are not ok."""
+    table = []
+    for setting in found:
+        row = {key: row_value(setting.runs[0], key) for key in keys if key != "seed"}
+        values = {metric: setting.value, "test/acc": setting.test}
+        row |= {"n": len(setting.ok), **{name: "" if v is None else str(v) for name, v in values.items()}}
+        row[VERDICT] = setting.verdict
+        row["not ok"] = ", ".join(f"{_who(run)} {run['status']}" for run in setting.runs if run["status"] != "ok")
+        table.append(row)
+    return table
 
 
-def _setting_id(row: dict) -> tuple:
-    """What runs of one setting share: their overrides, but `seed` and those that change nothing computed."""
-    if row["overrides"] is None:
-        return (("dir", row["dir"]),)  # a run that recorded no overrides is a setting of its own
-    return tuple(sorted((key, value) for key, value in _setting(row["overrides"]).items() if key != "seed"))
-
-
-def by_setting(keys: list[str], rows: list[dict]) -> list[dict]:
-    """One row per setting (runs whose overrides differ only in `seed`), best mean first (of `ranked_by`): the
-    number n of its ok runs, the mean ± sample std of their val/acc_best and test/acc, and the runs that are
-    not ok. Empty when no setting has two runs."""
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(_setting_id(row), []).append(row)
-    if all(len(runs) == 1 for runs in groups.values()):
-        return []
-    table, metric = [], ranked_by(rows)
-    for runs in groups.values():
-        ok = [run for run in runs if run["status"] == "ok"]
-        values = {name: [run[name] for run in ok if run[name] is not None] for name in ("val/acc_best", "test/acc")}
-        others = [run for run in runs if run["status"] != "ok"]
-        row = {key: row_value(runs[0], key) for key in keys if key != "seed"}
-        row |= {
-            "n": len(ok),
-            **{name: _mean_std(found) for name, found in values.items()},
-            "not ok": ", ".join(f"{_who(run)} {run['status']}" for run in others),
-        }
-        mean = statistics.mean(values[metric]) if values[metric] else None
-        table.append(((1, 0.0) if mean is None else (0, -mean if higher_is_better(metric) else mean), row))
-    return [row for _, row in sorted(table, key=lambda item: item[0])]
+def setting_rows(found: list[Setting], metric: str) -> list[dict]:
+    """Each setting as a row the figures draw like a run's: its mean, interval and verdict."""
+    rows = []
+    for setting in found:
+        if setting.value is None:
+            continue
+        first = setting.ok[0]
+        rows.append(
+            first | {"job": setting.label, metric: setting.value.mean, HALF_WIDTH: setting.value.half_width,
+                     VERDICT: setting.verdict}
+        )  # fmt: skip
+    return rows
 
 
 def _who(row: dict) -> str:
@@ -291,7 +293,7 @@ def _cell(column: str, value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.4f}" if "acc" in column else f"{value:.1f}"
+        return f"{value:.4f}" if column in (*METRICS, HALF_WIDTH) else f"{value:.1f}"
     return str(value).replace("|", "\\|")
 
 
@@ -305,9 +307,17 @@ def is_sweep_dir(path: Path) -> bool:
     return (path / "multirun.yaml").is_file()
 
 
-def gather(paths: list[Path]) -> tuple[list[str], list[dict], dict[str, Curve], list[tuple[str, list[str]]]]:
+def optimized_metric(paths: list[Path]) -> str:
+    """The metric the sweeps among `paths` optimized (`optimized_metric`): a search may minimize a loss. Run
+    dirs, and sweeps that disagree, are ranked by val/acc_best."""
+    sweeps = [OmegaConf.load(path / "multirun.yaml") for path in paths if is_sweep_dir(path)]
+    found = {OmegaConf.select(config, "optimized_metric") for config in sweeps}
+    return found.pop() if len(found) == 1 and None not in found else "val/acc_best"
+
+
+def gather(paths: list[Path]) -> tuple[list[str], list[dict], dict[str, Curve], list[tuple[str, list[str]]], str]:
     """Every run in `paths` (sweep dirs and run dirs): the swept keys, one row per run in the table's order,
-    the validation curves by folder, and a title and description of each path."""
+    the validation curves by folder, a title and description of each path, and the metric that ranks them."""
     for path in paths:
         if not is_sweep_dir(path) and not (path / ".hydra" / "overrides.yaml").is_file():
             raise UserError(
@@ -326,32 +336,61 @@ def gather(paths: list[Path]) -> tuple[list[str], list[dict], dict[str, Curve], 
             row, curves[str(path)] = collect_run(path)
             rows.append(row)
             blocks.append(describe_run(row))
-    return swept, ranked(rows), curves, blocks
+    metric = ranked_by(rows, optimized_metric(paths))
+    return swept, ranked(rows, metric), curves, blocks, metric
 
 
-def render(blocks: list[tuple[str, list[str]]], keys: list[str], rows: list[dict], columns: list[str]) -> str:
-    """results.md: what each folder ran, one row per setting when some runs differ only in seed, every run."""
+def render(
+    blocks: list[tuple[str, list[str]]], keys: list[str], rows: list[dict], columns: list[str], found: list[Setting],
+    metric: str,
+) -> str:  # fmt: skip
+    """results.md: what each folder ran, how sure the ranking is, one row per setting when some runs differ only
+    in seed, every run, and the best setting with those that cannot be told apart from it."""
     parts = [] if len(blocks) == 1 else [f"# {len(rows)} runs from {len(blocks)} folders\n"]
     heading = "#" if len(blocks) == 1 else "##"
     parts += [f"{heading} {title}\n\n" + "".join(f"- {line}\n" for line in lines) for title, lines in blocks]
-    if settings := by_setting(keys, rows):
+    parts += [*_mixed(rows), f"Ranked by {uncertainty_note(found, metric)}\n"]
+    if metric == "test/acc":
+        parts.append(f"{RANKED_BY_TEST}.\n")
+    if any(len(setting.runs) > 1 for setting in found):
+        table = by_setting_table(found, keys, metric)
         parts.append(
-            "## By setting\n\nRuns whose overrides differ only in `seed` are one setting; n of them are ok, "
-            "and their accuracies are given as mean ± sample std.\n\n" + markdown(settings, list(settings[0]))
+            "## By setting\n\nRuns whose overrides differ only in `seed` are one setting; n of them are ok, and "
+            "their accuracies are given as mean ± the half-width of a 95% interval.\n\n"
+            + markdown(table, list(table[0]))
         )
-    ranking = f"{RANKED_BY_TEST}.\n\n" if ranked_by(rows) == "test/acc" else ""
-    parts.append("## Runs\n\n" + ranking + markdown(rows, columns))
+    parts.append("## Runs\n\n" + markdown(rows, columns))
+    if len(found) > 1 or len(blocks) > 1 or is_sweep_dir(Path(rows[0]["dir"]).parent):
+        parts.append("\n".join(best_lines(found, metric)) + "\n")
     return "\n".join(parts)
+
+
+def _mixed(rows: list[dict]) -> list[str]:
+    """A warning when the runs ran different code (git commits) or data (image counts): their numbers may not
+    compare."""
+    warnings = []
+    commits = {row["code"].split()[0] for row in rows if row["code"]}  # a dirty tree shows in the `code:` lines
+    if len(commits) > 1:
+        warnings.append(f"warning: these runs ran different code (git commits {', '.join(sorted(commits))})")
+    images = {tuple(sorted(row["images"].items())) for row in rows if row["images"]}
+    if len(images) > 1:
+        counts = "; ".join(", ".join(f"{split} {n}" for split, n in found) for found in sorted(images))
+        warnings.append(f"warning: these runs were measured on different data (images: {counts})")
+    return [f"{line}\n" for line in warnings]
 
 
 def report(paths: list[Path], out: Path | None) -> list[dict]:
     """One table of every run in `paths`: printed, and written into `out` as results.md, results.csv and
     results.png when `out` is given. Returns the rows, one per run, in the table's order."""
-    swept, rows, curves, blocks = gather(paths)
+    swept, rows, curves, blocks, metric = gather(paths)
     one_sweep = len(paths) == 1 and is_sweep_dir(paths[0])
     keys = compared_keys(swept, rows)
-    columns = ["job" if one_sweep else "dir", *keys, *RESULTS]
-    text = render(blocks, keys, rows, columns)
+    found = settings(rows, keys, metric)
+    mark_runs(found, metric)
+    results = [*RESULTS[:1], *([] if metric in RESULTS else [metric]), *RESULTS[1:]]
+    at = results.index(metric) + 1
+    columns = ["job" if one_sweep else "dir", *keys, *results[:at], HALF_WIDTH, VERDICT, *results[at:]]
+    text = render(blocks, keys, rows, columns, found, metric)
     print(text, end="")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -362,11 +401,12 @@ def report(paths: list[Path], out: Path | None) -> list[dict]:
         title = sweep_title(paths[0], keys) if one_sweep else f"{len(rows)} runs"
         from lit_cifar.reporting.plots import plot, plot_history  # matplotlib only where a figure is drawn
 
-        metric = ranked_by(rows)
         search = one_sweep and is_search(OmegaConf.load(paths[0] / "multirun.yaml").hydra)
         log_keys = log_scaled_keys(paths[0]) if one_sweep else set()
         figure_curves = {labels[f]: curve for f, curve in curves.items()}
-        plot(out / "results.png", keys, rows, figure_curves, title, metric, log_keys, search)
+        seeds = any(len(setting.runs) > 1 for setting in found)  # then the figure shows settings, not runs
+        shown = (setting_rows(found, metric), [k for k in keys if k != "seed"]) if seeds else (rows, keys)
+        plot(out / "results.png", shown[1], shown[0], figure_curves, title, metric, log_keys, search)
         written = ["results.md", "results.csv", "results.png"]
         if search:
             plot_history(rows, curves, out / "search_history.png", title, metric)

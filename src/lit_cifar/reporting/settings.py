@@ -1,0 +1,145 @@
+"""Runs grouped into settings (runs whose overrides differ only in `seed`), each setting's ranked metric with its
+95% interval (lit_cifar.reporting.stats), best first, and which settings cannot be told apart from the best:
+what the `By setting` table, the `vs best` column, the plot and the `best:` line all show."""
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from lit_cifar.reporting.rows import row_value
+from lit_cifar.reporting.stats import Estimate, estimate, tied
+from lit_cifar.run.config import FREE_TO_CHANGE
+from lit_cifar.run.metrics import higher_is_better
+from lit_cifar.run.overrides import as_typed, without_keys
+
+HALF_WIDTH = "95% ±"  # a run's own interval (binomial), beside its value in the runs table
+VERDICT = "vs best"  # `best`, `tied` (cannot be told apart from the best) or empty, for a setting and its runs
+BEST, TIED = "best", "tied"
+
+
+def changed_settings(overrides: dict[str, str]) -> dict[str, str]:
+    """What a run's overrides set that changes what it computes."""
+    return {key: value for key, value in overrides.items() if not key.startswith(FREE_TO_CHANGE)}
+
+
+def setting_id(row: dict) -> tuple:
+    """What runs of one setting share: their overrides, but `seed` and those that change nothing computed."""
+    if row["overrides"] is None:
+        return (("dir", row["dir"]),)  # a run that recorded no overrides is a setting of its own
+    return tuple(sorted((key, value) for key, value in changed_settings(row["overrides"]).items() if key != "seed"))
+
+
+def evaluated_on(metric: str) -> str:
+    """The split a metric is measured on, as a run records its image counts: `val` or `test`."""
+    return metric.split("/", 1)[0]
+
+
+def run_estimate(row: dict, metric: str) -> Estimate | None:
+    """One run's value of `metric` with its binomial interval (an accuracy, on the images it was measured on)."""
+    value = row.get(metric)
+    if not isinstance(value, int | float):
+        return None
+    return estimate([value], (row.get("images") or {}).get(evaluated_on(metric)), not metric.endswith("/loss"))
+
+
+@dataclass
+class Setting:
+    runs: list[dict]  # in the table's order
+    label: str
+    value: Estimate | None = None  # of the ranked metric, over the ok runs
+    test: Estimate | None = None  # of test/acc
+    verdict: str = ""
+    ok: list[dict] = field(default_factory=list)
+
+
+def _label(runs: list[dict], keys: list[str]) -> str:
+    if len(runs) == 1:
+        return runs[0]["job"]
+    shown = [key for key in keys if key != "seed"]
+    return ",".join(f"{key}={row_value(runs[0], key)}" for key in shown) or runs[0]["job"]
+
+
+def _estimate(runs: list[dict], metric: str) -> Estimate | None:
+    if len(runs) == 1:
+        return run_estimate(runs[0], metric)
+    return estimate([run[metric] for run in runs if run.get(metric) is not None], None, True)
+
+
+def settings(rows: list[dict], keys: list[str], metric: str) -> list[Setting]:
+    """The settings of `rows` (in the table's order), best first by the mean of `metric` over their ok runs,
+    those without a value last; the best one's verdict is `best`, and every one whose interval overlaps it
+    `tied`."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(setting_id(row), []).append(row)
+    found = []
+    for runs in groups.values():
+        ok = [run for run in runs if run["status"] == "ok"]
+        setting = Setting(runs, _label(runs, keys), _estimate(ok, metric), _estimate(ok, "test/acc"), ok=ok)
+        found.append(setting)
+    sign = -1 if higher_is_better(metric) else 1
+    found.sort(key=lambda s: (s.value is None, 0.0 if s.value is None else sign * s.value.mean))
+    if found and found[0].value is not None:
+        best = found[0]
+        best.verdict = BEST
+        for other in found[1:]:
+            if other.value is not None and tied(best.value, other.value):
+                other.verdict = TIED
+    return found
+
+
+def mark_runs(found: list[Setting], metric: str) -> None:
+    """Each run's own interval of `metric` and its setting's verdict, as columns of the runs table."""
+    for setting in found:
+        for run in setting.runs:
+            own = run_estimate(run, metric) if run["status"] == "ok" else None
+            run[HALF_WIDTH] = None if own is None else own.half_width
+            run[VERDICT] = setting.verdict
+
+
+def uncertainty_note(found: list[Setting], metric: str) -> str:
+    """What the intervals are, for the head of a table."""
+    counts = sorted({s.value.images for s in found if s.value and s.value.n == 1 and s.value.images})
+    several = any(s.value and s.value.n > 1 for s in found)
+    parts = []
+    if several:
+        parts.append("a setting run with several seeds: Student's t interval of their mean (n - 1 degrees of freedom)")
+    if counts:
+        split = "validation" if evaluated_on(metric) == "val" else "test"
+        images = " or ".join(map(str, counts))
+        parts.append(
+            f"a single run: ±1.96 binomial standard errors of an accuracy on its {images} {split} images "
+            "(the noise of the measurement alone: seeds add the spread of training)"
+        )
+    if any(s.value and s.value.half_width is None for s in found):
+        parts.append("no interval where a single run gives none (a loss, or a run that recorded no image count)")
+    return (
+        f"{metric}, 95% intervals: {'; '.join(parts)}. `tied`: its interval overlaps the best's, so the two "
+        "cannot be told apart; run more seeds to separate them (python -m lit_cifar.rerun SWEEP_DIR --top K --seeds N)."
+    )
+
+
+def train_command(run_dir: Path) -> str:
+    """The command that trains a run's setting again as a single run: its overrides, less the sweep's own."""
+    lines = as_typed(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
+    kept = without_keys(lines, {"sweep", "ckpt_path", "rerun_failed"})
+    return shlex.join(["python", "-m", "lit_cifar.train", *kept])
+
+
+def best_lines(found: list[Setting], metric: str) -> list[str]:
+    """`best: …`, every setting that cannot be told apart from it, and the command that trains it again."""
+    if not found or found[0].value is None:
+        return [f"best: none; no run finished with a {metric}"]
+    best, ties = found[0], [s for s in found[1:] if s.verdict == TIED]
+    lines = [f"best: {best.label}, {metric}={best.value} ({best.value.how()})"]
+    if ties:
+        named = ", ".join(f"{s.label} {s.value}" for s in ties)
+        lines.append(f"  cannot be told apart from it (intervals overlap): {named}")
+    elif best.value.half_width is None:
+        lines.append("  without an interval, which other settings are as good cannot be told: run more seeds")
+    else:
+        lines.append("  no other setting's interval overlaps it")
+    lines += ["  train it again with:", f"    {train_command(Path(best.ok[0]['dir']))}"]
+    return lines
