@@ -12,6 +12,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from lit_cifar import report
 from lit_cifar.reporting import plots
+from lit_cifar.reporting.settings import mark_runs, settings
 from lit_cifar.reporting import table as report_table
 from lit_cifar.run.dirs import held
 from lit_cifar.sweep.overrides import log_scaled_keys
@@ -252,12 +253,15 @@ def test_a_folder_that_is_no_sweep_or_run_is_a_one_line_error(tmp_path, capsys, 
     )
 
 
-def _rows(values: dict[tuple[str, str], float]) -> list[dict]:
-    return [
+def _rows(values: dict[tuple[str, str], float], images: int | None = None) -> list[dict]:
+    """Rows of a grid as the table marks them: each run's interval (binomial, on `images`) and verdict."""
+    rows = [
         {"job": f"lr={lr},bs={bs}", "dir": f"s/lr={lr},bs={bs}", "status": "ok", "val/acc_best": acc,
-         "overrides": {"optim.lr": lr, "data.batch_size": bs}}
+         "overrides": {"optim.lr": lr, "data.batch_size": bs}, "images": {"val": images} if images else {}}
         for (lr, bs), acc in values.items()
     ]  # fmt: skip
+    mark_runs(settings(rows, ["optim.lr", "data.batch_size"], "val/acc_best"), "val/acc_best")
+    return rows
 
 
 def test_results_png_of_a_two_key_grid_is_a_heatmap_with_the_best_job_outlined():
@@ -278,6 +282,17 @@ def test_results_png_of_a_two_key_grid_is_a_heatmap_with_the_best_job_outlined()
     thick = [line.get_label() for line in lines.lines if line.get_linewidth() > 2]
     assert thick == ["lr=0.003,bs=128"]
     assert lines.get_legend().get_bbox_to_anchor().x0 > lines.get_window_extent().x1 - 1  # outside the axes
+
+
+def test_the_heatmap_shows_each_cells_interval_and_dashes_the_cells_tied_with_the_best():
+    # 500 images: 0.47 ± 0.0437 reaches down to 0.4263; 0.44 ± 0.0435 overlaps it, 0.38 ± 0.0425 (up to 0.4225)
+    # does not.
+    rows = _rows({("0.001", "64"): 0.38, ("0.003", "64"): 0.46, ("0.001", "128"): 0.44, ("0.003", "128"): 0.47}, 500)
+    heatmap = plots.results_figure(["optim.lr", "data.batch_size"], rows, {}, "t", "val/acc_best", set()).axes[0]
+    assert "0.4700\n± 0.0437" in [t.get_text() for t in heatmap.texts]
+    tied = [box.get_xy() for box in heatmap.patches if box.get_linestyle() == "--"]
+    assert sorted(tied) == [(-0.5, 0.5), (0.5, -0.5)]  # 0.44 and 0.46, not 0.38
+    assert [box.get_xy() for box in heatmap.patches if box.get_linestyle() == "solid"] == [(0.5, 0.5)]
 
 
 def test_results_png_of_other_sweeps_colours_other_keys_labels_the_best_and_logs_rates():

@@ -1,10 +1,16 @@
-"""`python -m lit_cifar.rerun SWEEP_DIR [override ...]`: the sweep in SWEEP_DIR again, with its own command.
+"""`python -m lit_cifar.rerun SWEEP_DIR [--top K --seeds N] [override ...]`: the sweep in SWEEP_DIR again, with its
+own command.
 
 Short for its whole `python -m lit_cifar.train -m … hydra.sweep.dir=SWEEP_DIR` (as `results.md` shows it):
 finished jobs are skipped, killed ones resumed, those never started run. An override replaces the sweep's
 own value for its key, so `optim.lr=1e-3,2e-3,5e-3` widens the grid (only the new jobs train),
-`trainer.max_epochs=20` extends every job and `rerun_failed=true` retries the failed ones."""
+`trainer.max_epochs=20` extends every job and `rerun_failed=true` retries the failed ones.
 
+`--top K --seeds N` then confirms the sweep's winner: the K best settings of its table train again with N seeds
+that none of its jobs used, in the same sweep dir, and the table ranks settings by their mean with a 95% interval
+(`hydra.sweeper.confirm.top` and `.seeds`, which a sweep or search can also set from its start)."""
+
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -14,14 +20,22 @@ from lit_cifar.sweep.overrides import sweep_arguments
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m lit_cifar.rerun", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", nargs="?", type=Path, metavar="SWEEP_DIR", help="a multirun/DATE/TIME folder")
+    parser.add_argument("--top", type=int, metavar="K", help="confirm the K best settings with new seeds")
+    parser.add_argument("--seeds", type=int, metavar="N", help="new seeds for each confirmed setting (default 2)")
+    parser.add_argument("overrides", nargs="*", metavar="override", help="key=value, replacing the sweep's own")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     with exit_on_user_error():
-        if not args or args[0].startswith("-"):
+        if args.sweep_dir is None:
             raise UserError("pass the sweep dir to re-run: python -m lit_cifar.rerun multirun/DATE/TIME [override ...]")
-        sweep_dir = Path(args[0])
-        if not (sweep_dir / "multirun.yaml").is_file():
-            raise UserError(f"{sweep_dir} is not a sweep dir (no multirun.yaml); pass a multirun/DATE/TIME folder")
-        train = [sys.executable, "-m", "lit_cifar.train", *sweep_arguments(sweep_dir, args[1:])]
+        if not (args.sweep_dir / "multirun.yaml").is_file():
+            raise UserError(f"{args.sweep_dir} is not a sweep dir (no multirun.yaml); pass a multirun/DATE/TIME folder")
+        if args.seeds is not None and args.top is None:
+            raise UserError("--seeds needs --top K: how many of the best settings to confirm, e.g. --top 2 --seeds 2")
+        confirm = [f"hydra.sweeper.confirm.top={args.top}"] if args.top is not None else []
+        confirm += [f"hydra.sweeper.confirm.seeds={args.seeds}"] if args.seeds is not None else []
+        train = [sys.executable, "-m", "lit_cifar.train", *sweep_arguments(args.sweep_dir, [*args.overrides, *confirm])]
     os.execv(sys.executable, train)
 
 

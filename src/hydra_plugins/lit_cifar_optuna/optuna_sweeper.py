@@ -2,12 +2,13 @@
 trial's values, runs the trials through the configured launcher as jobs `trial-NNN`, and tells the study how
 each ended: complete (its `optimized_metric`), pruned at an epoch (`lit_cifar.sweep.search`'s trial report), or
 failed. Re-running the command into the same sweep dir goes on with the study: finished trials count towards
-`n_trials`, a trial whose sweep was killed is run again in its own folder (which resumes its last epoch)."""
+`n_trials`, a trial whose sweep was killed is run again in its own folder (which resumes its last epoch). With
+`confirm.top` set, the search ends with the confirmation stage (lit_cifar.reporting.confirm): its best settings
+again with new seeds, so that the winner it prints is a confirmed one."""
 
 import itertools
 import logging
 import math
-import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,11 +22,11 @@ log = logging.getLogger(__name__)
 
 class OptunaSweeper(Sweeper):
     def __init__(self, study_name: str, n_trials: int, n_jobs: int | None, monitor: str | None,
-                 sampler: DictConfig, pruner: DictConfig, params: DictConfig | None,
+                 sampler: DictConfig, pruner: DictConfig, params: DictConfig | None, confirm: DictConfig,
                  direction: str | None = None) -> None:  # fmt: skip
         # `direction` is no longer set here: optimized_metric's own direction is the study's (lit_cifar.run.metrics)
         self.study_name, self.given_direction, self.n_trials, self.n_jobs = study_name, direction, n_trials, n_jobs
-        self.monitor, self.sampler, self.pruner = monitor, sampler, pruner
+        self.monitor, self.sampler, self.pruner, self.confirm = monitor, sampler, pruner, confirm
         self.params = OmegaConf.to_container(params, resolve=False) if params else {}
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -85,7 +86,11 @@ class OptunaSweeper(Sweeper):
         started = [s for s in TrialState if s != TrialState.WAITING]  # enqueued ones are asked for in turn
         while (room := n_trials - len(study.get_trials(deepcopy=False, states=started))) > 0:
             self._launch(study, [study.ask(space) for _ in range(min(at_once, room))], overrides)
-        self._summary(study, sweep_dir)
+        if self.confirm.top:  # the best trials' settings again with new seeds (lit_cifar.reporting.confirm)
+            from lit_cifar.reporting.confirm import confirm
+
+            confirm(self.launcher, sweep_dir, self.confirm.top, self.confirm.seeds, first_job=len(study.trials))
+        # the sweep's table (lit_cifar.reporting) names the best setting, and those that cannot be told apart from it
 
     def _check(self, space: dict, fixed: list[str]) -> None:
         """Before any trial: a search space that Hydra composes (every key exists), a positive n_trials, and a
@@ -179,21 +184,6 @@ class OptunaSweeper(Sweeper):
             record_failed(job_dir, f"its values do not fit the config: {str(err).splitlines()[0]}")
             return False
 
-    def _summary(self, study, sweep_dir: Path) -> None:
-        from optuna.trial import TrialState
-
-        from lit_cifar.sweep.search import trial_name
-
-        done = study.get_trials(deepcopy=False, states=[TrialState.COMPLETE])
-        if not done:
-            log.warning("no trial completed in %s", sweep_dir)
-            return
-        best = study.best_trial
-        lines = _task_overrides(sweep_dir / trial_name(best.number))
-        command = shlex.join(["python", "-m", "lit_cifar.train", *[o for o in lines if not o.startswith("sweep=")]])
-        print(f"best: {trial_name(best.number)}, {self.config.optimized_metric}={best.value:.4f}; train it again with:")
-        print(f"  {command}")
-
 
 def _some_value(distribution) -> object:
     """A value inside `distribution`, to check that the search space composes."""
@@ -237,7 +227,3 @@ def _record(job_dir: Path) -> dict:
     if record.get("status") not in (*RANKED, "pruned", "failed"):  # unreadable, or a smoke run: no result
         return {"reason": record.get("reason") or f"status {record.get('status')}"}
     return record
-
-
-def _task_overrides(job_dir: Path) -> list[str]:
-    return OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))

@@ -103,9 +103,11 @@ def _panel(
             at = [x * 1.06**shift if log else x + 0.03 * span * shift for x, _ in points]
             colour = f"C{n}" if status == "ok" else "grey"
             label = name if status == "ok" else None
-            errors = [r.get(HALF_WIDTH) or 0.0 for _, r in points] if status == "ok" else None
-            ax.errorbar(at, [r[metric] for _, r in points], yerr=errors, label=label, fmt=marker, color=colour,
-                        markersize=6, capsize=3, zorder=3)  # fmt: skip
+            values = [r[metric] for _, r in points]
+            ax.scatter(at, values, label=label, s=40, marker=marker, color=colour, zorder=3)
+            errors = [r.get(HALF_WIDTH) or 0.0 for _, r in points]
+            if status == "ok" and any(errors):  # each value's 95% interval
+                ax.errorbar(at, values, yerr=errors, fmt="none", ecolor=colour, capsize=3, alpha=0.6, zorder=2)
     if any(r["status"] == "pruned" for r in shown):
         ax.scatter([], [], marker="x", color="grey", label="pruned")
     best_x = xs[shown.index(best)]

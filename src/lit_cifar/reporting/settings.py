@@ -115,6 +115,8 @@ def uncertainty_note(found: list[Setting], metric: str) -> str:
         )
     if any(s.value and s.value.half_width is None for s in found):
         parts.append("no interval where a single run gives none (a loss, or a run that recorded no image count)")
+    if not parts:
+        return f"{metric}; no setting has a value yet."
     return (
         f"{metric}, 95% intervals: {'; '.join(parts)}. `tied`: its interval overlaps the best's, so the two "
         "cannot be told apart; run more seeds to separate them (python -m lit_cifar.rerun SWEEP_DIR --top K --seeds N)."

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from lit_cifar.run.config import FREE_TO_CHANGE
 from lit_cifar.run.errors import UserError
 from lit_cifar.run.overrides import as_typed, key_of, last_of_each, overrides_of, parse, without_keys
+from lit_cifar.sweep.confirmation import confirmation_name
 from lit_cifar.sweep.search import is_search, trial_name
 
 
@@ -19,7 +20,7 @@ def grid_of(hydra_cfg: DictConfig) -> list[str]:
     return [f"{key}={value}" for key, value in as_typed(params).items()] if params else []
 
 
-def _final_overrides(sweep_dir: Path) -> dict:
+def final_overrides(sweep_dir: Path) -> dict:
     """A sweep's overrides by key, the command line's over `hydra.sweeper.params`, from its `multirun.yaml`."""
     path = sweep_dir / "multirun.yaml"
     if not path.is_file():
@@ -31,12 +32,12 @@ def _final_overrides(sweep_dir: Path) -> dict:
 def swept_keys(sweep_dir: Path) -> list[str]:
     """The keys a sweep varies: those in sweep syntax (`a=1,2`, `range(…)`, `interval(…)`) on its command line
     or in `hydra.sweeper.params` (the named `sweep=` configs)."""
-    return [key for key, override in _final_overrides(sweep_dir).items() if override.is_sweep_override()]
+    return [key for key, override in final_overrides(sweep_dir).items() if override.is_sweep_override()]
 
 
 def log_scaled_keys(sweep_dir: Path) -> set[str]:
     """The swept keys tagged `tag(log, …)`: a search draws them log-uniformly, and a plot shows them so."""
-    final = _final_overrides(sweep_dir)
+    final = final_overrides(sweep_dir)
     return {key for key, o in final.items() if o.is_sweep_override() and "log" in o.value().tags}
 
 
@@ -92,7 +93,10 @@ def run_command(overrides: list[str], run_dir: Path) -> str:
 
 
 def job_name(hydra_cfg: DictConfig, overrides: list[str], job_num: int) -> str:
-    """A sweep job's folder and TensorBoard run: `trial-007` in a search, else its swept values (`run_name`)."""
+    """A sweep job's folder and TensorBoard run: a confirmation job's own, `trial-007` in a search, else its
+    swept values (`run_name`)."""
+    if name := confirmation_name(overrides):
+        return name
     if is_search(hydra_cfg):
         return trial_name(job_num)
     return run_name(swept_keys(Path(hydra_cfg.sweep.dir)), overrides_of(overrides, as_written=True), str(job_num))

@@ -15,13 +15,17 @@ def _log_root() -> str:
     return hydra_cfg.sweep.dir if in_multirun() else this_run_dir()
 
 
-def _run_name() -> str:
-    if not in_multirun():
-        return ""
+def _job_name() -> str:
+    """A sweep job's folder (hydra.sweep.subdir), unless its overrides set one (a confirmation job)."""
     hydra_cfg = HydraConfig.get()
     if OmegaConf.is_missing(hydra_cfg.job, "num"):  # a config printed with --cfg job --resolve: no job yet
         return "<job name>"
     return job_name(hydra_cfg, as_typed(hydra_cfg.overrides.task), hydra_cfg.job.num)
+
+
+def _run_name() -> str:
+    """What loggers name a run: a sweep job's folder name; empty for a single run."""
+    return str(HydraConfig.get().sweep.subdir) if in_multirun() else ""
 
 
 def register() -> None:
@@ -32,5 +36,6 @@ def register() -> None:
     # conf/logger/*.yaml: a single run logs into its run dir; the jobs of a sweep log side by side under the
     # sweep dir, each named by its overrides.
     OmegaConf.register_new_resolver("lit_cifar.log_root", _log_root, replace=True)
+    OmegaConf.register_new_resolver("lit_cifar.job_name", _job_name, replace=True)  # conf/hydra/default.yaml
     OmegaConf.register_new_resolver("lit_cifar.run_name", _run_name, replace=True)
     OmegaConf.register_new_resolver("lit_cifar.evaluations_dir", evaluations_dir, replace=True)  # conf/evaluate.yaml

@@ -17,7 +17,8 @@ from omegaconf import DictConfig
 
 from lit_cifar.run.errors import UserError
 from lit_cifar.run.metrics import higher_is_better
-from lit_cifar.run.overrides import parse
+from lit_cifar.run.overrides import as_typed, parse
+from lit_cifar.sweep.confirmation import confirmation_name
 
 STUDY_FILE = "optuna.journal"
 SWEEPER = "hydra_plugins.lit_cifar_optuna.optuna_sweeper.OptunaSweeper"
@@ -161,6 +162,8 @@ def trial_callbacks(metric: str) -> list:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN or not is_search(hydra_cfg):
         return []
+    if confirmation_name(as_typed(hydra_cfg.overrides.hydra)):
+        return []  # a confirmation job (lit_cifar.reporting.confirm): a setting's new seed, no trial of the study
     from lit_cifar.sweep.pruning import TrialReport
 
     trial = trial_of(hydra_cfg.sweeper, Path(hydra_cfg.sweep.dir), hydra_cfg.job.num)

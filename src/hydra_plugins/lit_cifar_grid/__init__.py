@@ -1,0 +1,1 @@
+"""lit_cifar's Hydra sweeper plugin (hydra/sweeper=grid, the default)."""

@@ -1,0 +1,67 @@
+"""The confirmation stage of a sweep or search (`hydra.sweeper.confirm`, or `python -m lit_cifar.rerun SWEEP_DIR
+--top K --seeds N`): the K best settings of its table train again with N seeds that none of its own jobs used,
+in the same sweep dir, so that the table ranks them by a mean with its interval instead of by one run.
+
+A confirmation job's folder is named by the sweep's swept values and its seed (`optim.lr=0.001,seed=3`, a trial's
+searched values and its seed), set as its `hydra.sweep.subdir`: a killed confirmation resumes when the stage runs
+again, a finished one is left as it is, and a later re-run that widens `seed` finds it."""
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from lit_cifar.reporting.settings import settings
+from lit_cifar.reporting.table import collect, compared_keys, optimized_metric, ranked_by
+from lit_cifar.run.errors import UserError
+from lit_cifar.run.overrides import as_typed, overrides_of, without_keys
+from lit_cifar.sweep.confirmation import SUBDIR
+from lit_cifar.sweep.overrides import final_overrides, run_name, swept_keys
+
+
+def own_seeds(sweep_dir: Path) -> list[int]:
+    """The seeds the sweep's own jobs train with: the values of a swept `seed`, or the one its config holds."""
+    override = final_overrides(sweep_dir).get("seed")
+    if override is None or not override.is_sweep_override():
+        return [int(OmegaConf.load(sweep_dir / "multirun.yaml").seed)]
+    try:
+        return [int(seed) for seed in override.sweep_iterator()]
+    except Exception:  # an interval: a search draws its seeds, so none is known to be new
+        raise UserError(
+            f"seed is searched in {sweep_dir} ({override.input_line}); a confirmation needs seeds none of its jobs "
+            "used: search other keys, and confirm with new seeds"
+        ) from None
+
+
+def confirmation_jobs(sweep_dir: Path, top: int, seeds: int) -> list[list[str]]:
+    """The jobs of the confirmation stage: for each of the `top` best settings of the sweep's table (by their
+    mean, its confirmation runs counted), its best run's overrides with each of `seeds` new seeds."""
+    if top < 1 or seeds < 1:
+        raise UserError(
+            f"hydra.sweeper.confirm: top={top} and seeds={seeds} must both be positive integers, e.g. --top 2 --seeds 2"
+        )
+    keys, rows, _ = collect(sweep_dir)
+    metric = ranked_by(rows, optimized_metric([sweep_dir]))
+    ranked = [setting for setting in settings(rows, compared_keys(keys, rows), metric) if setting.value is not None]
+    if not ranked:
+        raise UserError(f"{sweep_dir} has no finished job to confirm yet; run the sweep first")
+    first = max(own_seeds(sweep_dir)) + 1
+    named = sorted({*swept_keys(sweep_dir), "seed"})
+    jobs = []
+    for setting in ranked[:top]:
+        lines = without_keys(
+            as_typed(OmegaConf.load(Path(setting.ok[0]["dir"]) / ".hydra" / "overrides.yaml")), {"seed"}
+        )
+        for seed in range(first, first + seeds):
+            job = [*lines, f"seed={seed}"]
+            name = run_name(named, overrides_of(job, as_written=True), "").replace("\\", "\\\\").replace("'", "\\'")
+            jobs.append([*job, f"{SUBDIR}='{name}'"])  # quoted: a name holds `=` and `,`
+    return jobs
+
+
+def confirm(launcher, sweep_dir: Path, top: int, seeds: int, first_job: int) -> None:
+    """Run the confirmation stage's jobs through a sweeper's `launcher`, numbered from `first_job`."""
+    import logging
+
+    jobs = confirmation_jobs(sweep_dir, top, seeds)
+    logging.getLogger(__name__).info("confirming the %d best settings with %d new seeds each", top, seeds)
+    launcher.launch(jobs, initial_job_idx=first_job)
