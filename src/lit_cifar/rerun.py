@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top", type=int, metavar="K", help="confirm the K best settings with new seeds")
     parser.add_argument("--seeds", type=int, metavar="N", help="new seeds for each confirmed setting (default 2)")
     parser.add_argument("overrides", nargs="*", metavar="override", help="key=value, replacing the sweep's own")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_intermixed_args(sys.argv[1:] if argv is None else argv)  # overrides before or after
     with exit_on_user_error():
         if args.sweep_dir is None:
             raise UserError("pass the sweep dir to re-run: python -m lit_cifar.rerun multirun/DATE/TIME [override ...]")

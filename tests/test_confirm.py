@@ -1,0 +1,118 @@
+"""The confirmation stage: the best settings of a sweep or search again with new seeds, in its sweep dir."""
+
+import csv
+import json
+
+import optuna
+import pytest
+from conftest import run_cli, tiny_cifar_overrides
+from omegaconf import OmegaConf
+from test_report import make_run, make_sweep
+
+from lit_cifar.reporting.confirm import confirmation_jobs
+from lit_cifar.run.errors import UserError
+from lit_cifar.sweep.search import journal
+
+
+def result(acc: float) -> dict:
+    return {"status": "ok", "metrics": {"val/acc_best": acc, "test/acc": acc}, "images": {"val": 500, "test": 846}}
+
+
+def test_the_best_settings_by_their_mean_get_seeds_none_of_the_sweeps_jobs_used(tmp_path):
+    sweep = make_sweep(tmp_path / "s", "optim.lr=1e-3,2e-3,5e-3", "seed=0,1", "data.root=/data")
+    values = {"0.001": (0.50, 0.60), "0.002": (0.58, 0.58), "0.005": (0.70, 0.30)}  # means 0.55, 0.58, 0.50
+    for lr, accs in values.items():
+        for seed, acc in enumerate(accs):
+            make_run(sweep / f"optim.lr={lr},seed={seed}", [f"optim.lr={lr}", f"seed={seed}", "data.root=/data"],
+                     result(acc))  # fmt: skip
+    assert confirmation_jobs(sweep, top=2, seeds=2) == [
+        ["optim.lr=0.002", "data.root=/data", f"seed={seed}", f"hydra.sweep.subdir='optim.lr=0.002,seed={seed}'"]
+        for seed in (2, 3)
+    ] + [
+        ["optim.lr=0.001", "data.root=/data", f"seed={seed}", f"hydra.sweep.subdir='optim.lr=0.001,seed={seed}'"]
+        for seed in (2, 3)
+    ]  # the best run's overrides of each; seeds after the sweep's own 0 and 1
+
+
+def test_a_sweep_that_holds_its_seed_fixed_confirms_with_the_next_ones(tmp_path):
+    sweep = make_sweep(tmp_path / "s", "optim.lr=1e-3,2e-3")
+    config = OmegaConf.load(sweep / "multirun.yaml")
+    config.seed = 42
+    OmegaConf.save(config, sweep / "multirun.yaml")
+    make_run(sweep / "optim.lr=0.001", ["optim.lr=0.001"], result(0.4))
+    make_run(sweep / "optim.lr=0.002", ["optim.lr=0.002"], result(0.5))
+    jobs = confirmation_jobs(sweep, top=1, seeds=1)
+    assert jobs == [["optim.lr=0.002", "seed=43", "hydra.sweep.subdir='optim.lr=0.002,seed=43'"]]
+
+
+@pytest.mark.parametrize(
+    ("top", "seeds", "expected"),
+    [(0, 2, "top=0 and seeds=2 must both be positive"), (2, 0, "top=2 and seeds=0 must both be positive")],
+)
+def test_a_confirmation_of_nothing_is_refused(tmp_path, top, seeds, expected):
+    sweep = make_sweep(tmp_path / "s", "optim.lr=1e-3,2e-3")
+    with pytest.raises(UserError, match=expected):
+        confirmation_jobs(sweep, top=top, seeds=seeds)
+
+
+def test_a_sweep_without_a_finished_job_has_nothing_to_confirm(tmp_path):
+    sweep = make_sweep(tmp_path / "s", "optim.lr=1e-3,2e-3", "seed=0,1")
+    make_run(sweep / "optim.lr=0.001,seed=0", ["optim.lr=0.001", "seed=0"], {"status": "failed", "reason": "x"})
+    with pytest.raises(UserError, match="has no finished job to confirm yet; run the sweep first"):
+        confirmation_jobs(sweep, top=1, seeds=2)
+
+
+def test_rerun_seeds_without_top_is_a_one_line_error(tmp_path):
+    sweep = make_sweep(tmp_path / "s", "optim.lr=1e-3,2e-3")
+    result = run_cli("lit_cifar.rerun", str(sweep), "--seeds", "2")
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "error: --seeds needs --top K: how many of the best settings to confirm, e.g. --top 2 --seeds 2"
+    )
+
+
+def rows(sweep_dir) -> list[dict]:
+    with (sweep_dir / "results.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_a_grid_with_seeds_then_rerun_top_seeds_ranks_settings_by_their_confirmed_mean(tmp_path, cifar_root):
+    sweep_dir = tmp_path / "sweep"
+    args = [*tiny_cifar_overrides(cifar_root), "model=week11_cnn", "trainer.max_epochs=1"]
+    grid = run_cli("lit_cifar.train", "-m", *args, "optim.lr=1e-3,3e-3", "seed=0,1", f"hydra.sweep.dir={sweep_dir}")
+    assert grid.returncode == 0, grid.stderr[-3000:]
+    assert "\nbest: optim.lr=" in grid.stdout and "(t, n=2)" in grid.stdout  # a grid names its best too
+
+    # Confirmed by jobs of the parallel launcher, side by side.
+    confirm = run_cli("lit_cifar.rerun", str(sweep_dir), "--top", "1", "--seeds", "2", "hydra/launcher=parallel")
+    assert confirm.returncode == 0, confirm.stderr[-3000:]
+    best = grid.stdout.split("\nbest: ")[1].split(",")[0]  # optim.lr=0.001 or optim.lr=0.003
+    new = sorted(p.name for p in sweep_dir.iterdir() if p.name.endswith(("seed=2", "seed=3")))
+    assert new == [f"{best},seed=2", f"{best},seed=3"]
+    assert all((sweep_dir / "tensorboard" / name).is_dir() for name in new)  # logged under its own name
+    assert all(json.loads((sweep_dir / name / "metrics.json").read_text())["seed"] == int(name[-1]) for name in new)
+    markdown = (sweep_dir / "results.md").read_text()
+    by_setting = markdown.split("## By setting")[1].split("## Runs")[0]
+    assert sorted(line.split(" | ")[1] for line in by_setting.splitlines() if line.startswith("| 0.")) == ["2", "4"]
+    assert "(t, n=" in confirm.stdout.split("\nbest: ")[1].splitlines()[0]
+
+    again = run_cli("lit_cifar.rerun", str(sweep_dir), "--top", "1", "--seeds", "2")  # nothing left to train
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("ok already, left as it is") >= 6 and len(rows(sweep_dir)) == 6
+
+
+@pytest.mark.slow
+def test_a_search_ends_with_its_confirmation_by_config_outside_the_study(tmp_path, cifar_root):
+    sweep_dir = tmp_path / "search"
+    args = [*tiny_cifar_overrides(cifar_root), "model=week11_cnn", "trainer.max_epochs=2"]
+    search = ["hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=2"]
+    confirm = ["hydra.sweeper.confirm.top=1", "hydra.sweeper.confirm.seeds=1"]
+    result = run_cli("lit_cifar.train", "-m", *search, *confirm, *args, "optim.lr=choice(1e-3,3e-3)",
+                     f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="search", storage=journal(sweep_dir))
+    assert len(study.trials) == 2  # the confirmation is no trial
+    (confirmation,) = [p for p in sweep_dir.iterdir() if p.name.endswith(",seed=43")]  # after the trials' seed 42
+    assert confirmation.name in ("optim.lr=0.001,seed=43", "optim.lr=0.003,seed=43")
+    assert json.loads((confirmation / "metrics.json").read_text())["status"] == "ok"  # never pruned as a trial
+    assert "(t, n=2)" in result.stdout.split("\nbest: ")[1].splitlines()[0]

@@ -1,0 +1,119 @@
+"""A table ranks with the uncertainty it has, on sweep folders with known metrics (no training): the intervals,
+the `tied` marks and the `best:` line, checked against values computed by hand."""
+
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+from test_report import make_run, make_sweep
+
+from lit_cifar.reporting import table
+from lit_cifar.reporting.stats import estimate, t_quantile, tied
+
+
+def result(metrics: dict, images: int = 500, status: str = "ok") -> dict:
+    return {"status": status, "metrics": metrics, "images": {"val": images, "test": 846}}
+
+
+def test_the_intervals_by_hand():
+    assert t_quantile(2) == pytest.approx(12.706, abs=1e-3) and t_quantile(3) == pytest.approx(4.303, abs=1e-3)
+    one = estimate([0.4], 500, accuracy=True)  # 1.96 * sqrt(0.4 * 0.6 / 500) = 0.04294
+    assert (one.mean, one.n, one.half_width) == (0.4, 1, pytest.approx(0.04294, abs=1e-5))
+    seeds = estimate([0.50, 0.54, 0.58], None, accuracy=True)  # sd 0.04: 4.303 * 0.04 / sqrt(3) = 0.09937
+    assert (seeds.mean, seeds.n, seeds.half_width) == (pytest.approx(0.54), 3, pytest.approx(0.09937, abs=1e-4))
+    assert estimate([0.9], 500, accuracy=False).half_width is None  # one loss: no formula gives an interval
+    assert estimate([0.4], None, accuracy=True).half_width is None  # a run that recorded no image count
+    assert tied(one, estimate([0.44], 500, True)) and not tied(one, estimate([0.50], 500, True))
+
+
+def read_best(out: str) -> list[str]:
+    lines = out.split("\nbest: ", 1)[1].split("\n\nwritten into")[0]
+    return ("best: " + lines).splitlines()
+
+
+def test_one_seed_a_difference_inside_the_noise_of_500_images_is_a_tie_and_the_best_line_names_it(tmp_path, capsys):
+    """The issue's grid: 0.382 and 0.362 on 500 validation images, 2 points apart where one standard error is
+    2.2 points; 0.300 is 8 points behind."""
+    sweep = make_sweep(tmp_path / "s", "optim.lr=1e-3,2e-3,5e-3")
+    for lr, acc in (("0.001", 0.362), ("0.002", 0.382), ("0.005", 0.300)):
+        make_run(sweep / f"optim.lr={lr}", [f"optim.lr={lr}"], result({"val/acc_best": acc, "test/acc": acc}))
+    rows = table.write_report(sweep)
+    # 1.96 * sqrt(0.382 * 0.618 / 500) = 0.04259; 1.96 * sqrt(0.362 * 0.638 / 500) = 0.04213, so 0.362 reaches
+    # 0.4041 > 0.382 - 0.0426 = 0.3394; 0.300 + 0.04017 = 0.3402 reaches it too by 0.0008: also tied.
+    assert [(r["job"], r["vs best"], round(r["95% ±"], 4)) for r in rows] == [
+        ("optim.lr=0.002", "best", 0.0426),
+        ("optim.lr=0.001", "tied", 0.0421),
+        ("optim.lr=0.005", "tied", 0.0402),
+    ]
+    assert read_best(capsys.readouterr().out)[:2] == [
+        "best: optim.lr=0.002, val/acc_best=0.3820 ± 0.0426 (binomial, 500 images)",
+        "  cannot be told apart from it (intervals overlap): optim.lr=0.001 0.3620 ± 0.0421, "
+        "optim.lr=0.005 0.3000 ± 0.0402",
+    ]
+    markdown = (sweep / "results.md").read_text()
+    assert "±1.96 binomial standard errors of an accuracy on its 500 validation images" in markdown
+
+    # On CIFAR-10's 10,000 test images the same numbers are told apart: 0.382 - 0.0095 = 0.3725 is above
+    # 0.362 + 0.0094 = 0.3714.
+    for folder in sweep.glob("optim.lr=*"):
+        record = json.loads((folder / "metrics.json").read_text())
+        (folder / "metrics.json").write_text(json.dumps(record | {"images": {"val": 10000, "test": 846}}))
+    assert [r["vs best"] for r in table.write_report(sweep)] == ["best", "", ""]
+    assert read_best(capsys.readouterr().out)[1] == "  no other setting's interval overlaps it"
+
+
+def test_several_seeds_rank_by_their_mean_with_a_t_interval_and_a_pruned_seed_is_left_out(tmp_path, capsys):
+    sweep = make_sweep(tmp_path / "s", "optim.lr=1e-3,2e-3", "seed=0,1,2")
+    values = {("0.001", 0): 0.50, ("0.001", 1): 0.54, ("0.001", 2): 0.58, ("0.002", 0): 0.66, ("0.002", 1): 0.70}
+    for (lr, seed), acc in values.items():
+        name = f"optim.lr={lr},seed={seed}"
+        make_run(sweep / name, [f"optim.lr={lr}", f"seed={seed}"], result({"val/acc_best": acc, "test/acc": acc}))
+    pruned = {"status": "pruned", "reason": "pruned after epoch 1", "metrics": {"val/acc_best": 0.1}}
+    make_run(sweep / "optim.lr=0.002,seed=2", ["optim.lr=0.002", "seed=2"], pruned)
+    table.write_report(sweep)
+    by_setting = (sweep / "results.md").read_text().split("## By setting\n\n")[1].split("## Runs")[0]
+    # 0.002: mean 0.68, sd 0.02828 over n = 2: 12.706 * 0.02828 / sqrt(2) = 0.2541, reaching 0.4259 < 0.54 + 0.0994
+    assert by_setting.splitlines()[-3:-1] == [
+        "| 0.002 | 2 | 0.6800 ± 0.2541 | 0.6800 ± 0.2541 | best | seed=2 pruned |",
+        "| 0.001 | 3 | 0.5400 ± 0.0994 | 0.5400 ± 0.0994 | tied |  |",
+    ]
+    best = read_best(capsys.readouterr().out)
+    assert best[0] == "best: optim.lr=0.002, val/acc_best=0.6800 ± 0.2541 (t, n=2)"
+    assert best[1] == "  cannot be told apart from it (intervals overlap): optim.lr=0.001 0.5400 ± 0.0994"
+    assert best[3].endswith("python -m lit_cifar.train optim.lr=0.002 seed=1")  # its best run's own overrides
+
+
+def test_a_loss_ranks_lowest_first(tmp_path, capsys):
+    """A search that minimizes val/loss: the table ranks by it, downward; one run of a loss has no interval, and
+    several seeds give it one."""
+    sweep = make_sweep(tmp_path / "s", "optim.lr=1e-3,2e-3,5e-3")
+    config = OmegaConf.load(sweep / "multirun.yaml")
+    config.optimized_metric = "val/loss"
+    OmegaConf.save(config, sweep / "multirun.yaml")
+    for lr, loss in (("0.001", 1.9), ("0.002", 1.2), ("0.005", 1.5)):
+        metrics = {"val/loss": loss, "val/acc_best": 0.9 - loss / 3, "test/acc": 0.4}
+        make_run(sweep / f"optim.lr={lr}", [f"optim.lr={lr}"], result(metrics))
+    rows = table.write_report(sweep)
+    assert [(r["job"], r["val/loss"], r["vs best"]) for r in rows] == [
+        ("optim.lr=0.002", 1.2, "best"),
+        ("optim.lr=0.005", 1.5, ""),
+        ("optim.lr=0.001", 1.9, ""),
+    ]
+    out = capsys.readouterr().out
+    assert "| job | optim.lr | best_epoch | val/loss | 95% ± | vs best | val/acc_best | test/acc |" in out
+    assert read_best(out)[:2] == [
+        "best: optim.lr=0.002, val/loss=1.2000 (no interval)",
+        "  without an interval, which other settings are as good cannot be told: run more seeds",
+    ]
+
+    for lr, seed, loss in (("0.002", 1, 1.4), ("0.005", 1, 1.7)):  # a second seed, as a confirmation names it
+        metrics = {"val/loss": loss, "val/acc_best": 0.5, "test/acc": 0.4}
+        make_run(sweep / f"optim.lr={lr},seed={seed}", [f"optim.lr={lr}", f"seed={seed}"], result(metrics))
+    table.write_report(sweep)
+    # 0.002: 1.2 and 1.4, mean 1.3, 12.706 * 0.1414 / sqrt(2) = 1.2706; 0.005: 1.5 and 1.7, mean 1.6, the same
+    # half-width; 0.001's one loss, 1.9, lies inside 0.002's interval (up to 2.5706).
+    assert read_best(capsys.readouterr().out)[:2] == [
+        "best: optim.lr=0.002, val/loss=1.3000 ± 1.2706 (t, n=2)",
+        "  cannot be told apart from it (intervals overlap): optim.lr=0.005 1.6000 ± 1.2706, optim.lr=0.001 1.9000",
+    ]
