@@ -4,8 +4,10 @@ pruning over the same ranges, and the lr finder's suggestion against the grid's 
 For each seed, through the commands a user types: the 3 x 3 grid of lr x batch size (`-m optim.lr=a,b,c
 data.batch_size=…`), the search over the same lr interval (log-uniform) and batch sizes (TPE + ASHA,
 `--trials` trials), and `python -m lit_cifar.tune`. Figures per method: the best val/acc_best, the test accuracy
-of that job, the epochs trained by all jobs together and the wall time; printed, and written as markdown + JSON
-to `<out>/search_<timestamp>.{md,json}`."""
+of that job, the epochs trained by all jobs together and the wall time. Then the search's confirmation stage
+(`python -m lit_cifar.rerun SEARCH_DIR --top K --seeds N`): whether the search's single-seed winner is still the
+best setting once its K best settings have N more seeds each. Printed, and written as markdown + JSON to
+`<out>/search_<timestamp>.{md,json}`."""
 
 import argparse
 import json
@@ -17,7 +19,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from lit_cifar.reporting.table import collect
+from lit_cifar.reporting.settings import Setting, setting_id, settings
+from lit_cifar.reporting.table import collect, compared_keys, ranked_by
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
 
 
@@ -33,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--trials", type=int, default=9, help="the search's n_trials")
     p.add_argument("--seeds", default="0,1", help="each seed trains every grid job, search trial and finder")
+    p.add_argument("--confirm-top", type=int, default=3, help="the search's best settings its confirmation retrains")
+    p.add_argument("--confirm-seeds", type=int, default=2, help="new seeds for each of them")
     p.add_argument("--overrides", default="model=week11_cnn data.val_size=500 trainer=cpu", help="for every run")
     p.add_argument("--out", default="bench")
     args = p.parse_args(argv)
@@ -74,6 +79,32 @@ def outcome(name: str, sweep_dir: Path, wall: float) -> dict:
     }
 
 
+def winner(sweep_dir: Path) -> Setting:
+    """The best setting of a sweep dir, as its table ranks settings (by their mean when they have several seeds)."""
+    keys, rows, _ = collect(sweep_dir)
+    return settings(rows, compared_keys(keys, rows), ranked_by(rows))[0]
+
+
+def confirmation(args: argparse.Namespace, search_dir: Path) -> dict:
+    """The search's confirmation stage: its single-seed winner against the winner once confirmed."""
+    before = winner(search_dir)
+    begin = time.perf_counter()
+    command = [sys.executable, "-m", "lit_cifar.rerun", str(search_dir), "--top", str(args.confirm_top),
+               "--seeds", str(args.confirm_seeds)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    after = winner(search_dir)
+    return {
+        "single-seed winner": before.label,
+        "its value": before.value.mean,
+        "confirmed winner": after.label,
+        "confirmed mean": str(after.value),
+        "same": setting_id(before.runs[0]) == setting_id(after.runs[0]),
+        "wall s": time.perf_counter() - begin,
+    }
+
+
 def one_seed(args: argparse.Namespace, seed: int, folder: Path) -> dict:
     grid_dir, search_dir, tune_dir = folder / f"grid-{seed}", folder / f"search-{seed}", folder / f"tune-{seed}"
     wall = run(args, "lit_cifar.train", f"optim.lr={args.lrs}", f"data.batch_size={args.batch_sizes}",
@@ -91,7 +122,7 @@ def one_seed(args: argparse.Namespace, seed: int, folder: Path) -> dict:
     suggested = json.loads((tune_dir / "lr_find.json").read_text())["found"]["optim.lr"]
     finder = {"suggested lr": suggested, "grid best lr": grid["best lr"], "wall s": wall}
     finder["factor"] = max(suggested, grid["best lr"]) / min(suggested, grid["best lr"])  # >= 1
-    return {"seed": seed, "grid": grid, "search": search, "finder": finder}
+    return {"seed": seed, "grid": grid, "search": search, "finder": finder, "confirm": confirmation(args, search_dir)}
 
 
 def summary(runs: list[dict]) -> dict:
@@ -104,6 +135,9 @@ def summary(runs: list[dict]) -> dict:
         "wall time, search / grid": mean("search", "wall s") / mean("grid", "wall s"),
         "lr finder's suggestion vs grid's best lr, times apart (geometric mean)": math.exp(
             statistics.fmean(math.log(run["finder"]["factor"]) for run in runs)
+        ),
+        "the search's single-seed winner is its confirmed winner, fraction of seeds": statistics.fmean(
+            run["confirm"]["same"] for run in runs
         ),
     }
 
@@ -128,6 +162,13 @@ def markdown(result: dict) -> str:
     for run in result["runs"]:
         f = run["finder"]
         lines.append(f"| {run['seed']} | {f['suggested lr']} | {f['grid best lr']} | {f['factor']:.1f} |")
+    lines += ["", "| seed | search's single-seed winner | its val/acc | confirmed winner | its mean, 95% | same |"]
+    lines.append("|---|---|---|---|---|---|")
+    for run in result["runs"]:
+        c = run["confirm"]
+        names = ("single-seed winner", "its value", "confirmed winner", "confirmed mean", "same")
+        cells = [f"{c[n]:.4f}" if n == "its value" else c[n] for n in names]
+        lines.append(f"| {run['seed']} | " + " | ".join(map(str, cells)) + " |")
     lines += ["", *(f"- {key}: {value:.3f}" for key, value in result["summary"].items())]
     return "\n".join(lines) + "\n"
 
@@ -147,7 +188,8 @@ def main(argv: list[str] | None = None) -> None:
             runs.append(one_seed(args, seed, folder))
         settings = (
             f"{args.epochs} epochs, lrs {args.lrs} x batch sizes {args.batch_sizes}, search of {args.trials} trials "
-            f"(TPE + ASHA), seeds {args.seeds}; {args.overrides}; the runs are in {folder}"
+            f"(TPE + ASHA), seeds {args.seeds}, confirmation of the search's {args.confirm_top} best settings with "
+            f"{args.confirm_seeds} new seeds each; {args.overrides}; the runs are in {folder}"
         )
         result = {"timestamp": stamp, "settings": settings, "runs": runs, "summary": summary(runs)}
         text = markdown(result)

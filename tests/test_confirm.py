@@ -47,7 +47,12 @@ def test_a_sweep_that_holds_its_seed_fixed_confirms_with_the_next_ones(tmp_path)
 
 @pytest.mark.parametrize(
     ("top", "seeds", "expected"),
-    [(0, 2, "top=0 and seeds=2 must both be positive"), (2, 0, "top=2 and seeds=0 must both be positive")],
+    [
+        (0, 2, "top=0 and seeds=2 must both be positive"),
+        (2, 0, "top=2 and seeds=0 must both be positive"),
+        ("two", 2, "top=two and seeds=2 must both be positive"),
+        (1, True, "top=1 and seeds=True must both"),
+    ],
 )
 def test_a_confirmation_of_nothing_is_refused(tmp_path, top, seeds, expected):
     sweep = make_sweep(tmp_path / "s", "optim.lr=1e-3,2e-3")

@@ -129,9 +129,14 @@ def check(module: str, args: list[str], monkeypatch) -> None:
     args = [a for a in args if a not in PLACEHOLDERS]
     if module in CONFIG_OF:
         check_composes(CONFIG_OF[module], args)
-    elif module == "lit_cifar.rerun":  # SWEEP_DIR, then overrides of the sweep's train command
+    elif module == "lit_cifar.rerun":  # SWEEP_DIR, then overrides of the sweep's train command and --top/--seeds
         assert args and not args[0].startswith("-"), "rerun takes the sweep dir first"
-        check_composes("train", ["-m", *args[1:]])
+        flags = {"--top": "hydra.sweeper.confirm.top", "--seeds": "hydra.sweeper.confirm.seeds"}
+        rest, overrides = args[1:], []
+        while rest:
+            word = rest.pop(0)
+            overrides.append(f"{flags[word]}={rest.pop(0)}" if word in flags else word)
+        check_composes("train", ["-m", *overrides])
     else:
         check_argparse(module, args, monkeypatch)
 

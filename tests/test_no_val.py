@@ -16,8 +16,8 @@ from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from lit_cifar.callbacks.hparams import HParamsSummary
 from lit_cifar.callbacks.images import ImageSummary
 from lit_cifar.data.make_chars import generate
-from lit_cifar.reporting.settings import settings
 from lit_cifar.reporting import table as report
+from lit_cifar.reporting.settings import settings
 from lit_cifar.run.errors import UserError
 from lit_cifar.run.validate import check_needs_validation, check_values
 

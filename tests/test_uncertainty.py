@@ -2,7 +2,6 @@
 the `tied` marks and the `best:` line, checked against values computed by hand."""
 
 import json
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf

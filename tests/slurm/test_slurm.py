@@ -80,6 +80,19 @@ def test_a_2x2_sweep_runs_as_a_job_array_and_writes_its_table(slurm, tmp_path, c
     array = array_id(sweep_dir)
     assert slurm_states(slurm, sweep_dir) == {f"{array}_{n}": ["COMPLETED"] for n in range(4)}
 
+    # The confirmation stage submits its jobs the same way: the best setting with seeds 43 and 44 (after 42).
+    confirm = run_cli("lit_cifar.rerun", str(sweep_dir), "--top", "1", "--seeds", "2", cwd=tmp_path)
+    assert confirm.returncode == 0, confirm.stderr[-3000:]
+    confirmed = sorted(p.name for p in sweep_dir.glob("*,seed=4[34]"))
+    assert len(confirmed) == 2 and all(metrics(sweep_dir / name)["status"] == "ok" for name in confirmed)
+    by_setting = (sweep_dir / "results.md").read_text().split("## By setting")[1].split("## Runs")[0]
+    assert sorted(line.split(" | ")[2] for line in by_setting.splitlines() if line.startswith("| 0.")) == [
+        "1",
+        "1",
+        "1",
+        "3",
+    ]
+
 
 def test_a_cancelled_job_fails_alone_and_the_sweep_ends(slurm, tmp_path, cifar_slice):
     sweep_dir = tmp_path / "sweep"

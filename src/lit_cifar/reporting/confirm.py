@@ -35,7 +35,8 @@ def own_seeds(sweep_dir: Path) -> list[int]:
 def confirmation_jobs(sweep_dir: Path, top: int, seeds: int) -> list[list[str]]:
     """The jobs of the confirmation stage: for each of the `top` best settings of the sweep's table (by their
     mean, its confirmation runs counted), its best run's overrides with each of `seeds` new seeds."""
-    if top < 1 or seeds < 1:
+    counts = (top, seeds)
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in counts) or top < 1 or seeds < 1:
         raise UserError(
             f"hydra.sweeper.confirm: top={top} and seeds={seeds} must both be positive integers, e.g. --top 2 --seeds 2"
         )

@@ -56,7 +56,7 @@ def _heatmap(ax, keys: list[str], done: list[dict], best: dict, metric: str) -> 
     ax.figure.colorbar(shown, ax=ax, label=metric)
     ax.set_xticks(range(len(x_values)), x_values)
     ax.set_yticks(range(len(y_values)), y_values)
-    ax.set(xlabel=x_key, ylabel=y_key, title=f"{metric}, 95% interval (best in red; dashed: cannot be told apart)")
+    ax.set(xlabel=x_key, ylabel=y_key, title=f"{metric} ± 95% (red: best; dashed: tied)")
     middle = np.nanmin(grid) + (np.nanmax(grid) - np.nanmin(grid)) / 2
     for (row, col), value in np.ndenumerate(grid):
         if not np.isnan(value):
@@ -165,7 +165,7 @@ def results_figure(
     ax = axes[-1]
     for name, curve in curves.items():
         if curve:
-            thick = best is not None and name in (best["job"], best["dir"])
+            thick = best is not None and name in best.get("members", (best["job"], best["dir"]))
             width, order = (2.5, 3) if thick else (1, 2)
             ax.plot(*zip(*curve, strict=True), marker=".", label=name, linewidth=width, zorder=order)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

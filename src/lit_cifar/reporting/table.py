@@ -271,16 +271,15 @@ def by_setting_table(found: list[Setting], keys: list[str], metric: str) -> list
 
 
 def setting_rows(found: list[Setting], metric: str) -> list[dict]:
-    """Each setting as a row the figures draw like a run's: its mean, interval and verdict."""
+    """Each setting as a row the figures draw like a run's: its mean, interval and verdict, and its runs'
+    names (`members`: their curves are the setting's)."""
     rows = []
     for setting in found:
         if setting.value is None:
             continue
-        first = setting.ok[0]
-        rows.append(
-            first | {"job": setting.label, metric: setting.value.mean, HALF_WIDTH: setting.value.half_width,
-                     VERDICT: setting.verdict}
-        )  # fmt: skip
+        members = {name for run in setting.runs for name in (run["job"], run["dir"])}
+        shown = {"job": setting.label, metric: setting.value.mean, HALF_WIDTH: setting.value.half_width}
+        rows.append(setting.ok[0] | shown | {VERDICT: setting.verdict, "members": members})
     return rows
 
 

@@ -5,7 +5,8 @@
 - `metrics.json`: the outcome. `status` is `ok` (with `metrics`), `failed` (with `reason`), `pruned` (a
   search's verdict, with `pruned_at_epoch`) or `smoke` (a `trainer.fast_dev_run` or a run that trained no
   batch: it shows the code runs, and is never ranked). It also says how the run started: `start` is
-  `new`, `resumed`, `extended` (trainer.max_epochs raised) or `from_checkpoint`, with `source_checkpoint`.
+  `new`, `resumed`, `extended` (trainer.max_epochs raised) or `from_checkpoint`, with `source_checkpoint`;
+  `images`, how many images validation and test measured accuracy on (what a table's interval rests on).
 
 Every write goes to a `.partial` file first and is renamed over the old one, so a kill never leaves a record
 half written; every reader goes through `read_outcome`, so a corrupt file reads the same everywhere."""
