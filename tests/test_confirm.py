@@ -2,10 +2,12 @@
 
 import csv
 import json
+import signal
+from pathlib import Path
 
 import optuna
 import pytest
-from conftest import run_cli, tiny_cifar_overrides
+from conftest import killed_at, run_cli, tiny_cifar_overrides
 from omegaconf import OmegaConf
 from test_report import make_run, make_sweep
 
@@ -81,16 +83,27 @@ def rows(sweep_dir) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_a_grid_with_seeds_then_rerun_top_seeds_ranks_settings_by_their_confirmed_mean(tmp_path, cifar_root):
+def test_a_grid_with_seeds_then_rerun_top_seeds_ranks_settings_by_their_confirmed_mean(
+    tmp_path, cifar_root, monkeypatch
+):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
     sweep_dir = tmp_path / "sweep"
-    args = [*tiny_cifar_overrides(cifar_root), "model=week11_cnn", "trainer.max_epochs=1"]
+    # 5 steps an epoch; the first confirmation job (job 4, after the grid's 0-3) dies -9 in its second epoch.
+    kill = killed_at(7, signal.SIGKILL, once=tmp_path / "killed-once", job=4)
+    args = [*tiny_cifar_overrides(cifar_root), "model=week11_cnn", "trainer.max_epochs=2", *kill]
     grid = run_cli("lit_cifar.train", "-m", *args, "optim.lr=1e-3,3e-3", "seed=0,1", f"hydra.sweep.dir={sweep_dir}")
     assert grid.returncode == 0, grid.stderr[-3000:]
     assert "\nbest: optim.lr=" in grid.stdout and "(t, n=2)" in grid.stdout  # a grid names its best too
 
-    # Confirmed by jobs of the parallel launcher, side by side.
+    killed = run_cli("lit_cifar.rerun", str(sweep_dir), "--top", "1", "--seeds", "2")
+    assert killed.returncode == -signal.SIGKILL
+    (interrupted,) = [p for p in sweep_dir.glob("*,seed=2") if not (p / "metrics.json").exists()]
+    assert (interrupted / "checkpoints" / "last.ckpt").is_file()  # its first epoch
+
+    # Again, by jobs of the parallel launcher side by side: the killed one resumes, the other one runs.
     confirm = run_cli("lit_cifar.rerun", str(sweep_dir), "--top", "1", "--seeds", "2", "hydra/launcher=parallel")
     assert confirm.returncode == 0, confirm.stderr[-3000:]
+    assert json.loads((interrupted / "metrics.json").read_text())["start"] == "resumed"
     best = grid.stdout.split("\nbest: ")[1].split(",")[0]  # optim.lr=0.001 or optim.lr=0.003
     new = sorted(p.name for p in sweep_dir.iterdir() if p.name.endswith(("seed=2", "seed=3")))
     assert new == [f"{best},seed=2", f"{best},seed=3"]

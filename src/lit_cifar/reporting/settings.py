@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from lit_cifar.reporting.rows import row_value
 from lit_cifar.reporting.stats import Estimate, estimate, tied
 from lit_cifar.run.config import FREE_TO_CHANGE
-from lit_cifar.run.metrics import higher_is_better
+from lit_cifar.run.metrics import higher_is_better, is_accuracy
 from lit_cifar.run.overrides import as_typed, without_keys
 
 HALF_WIDTH = "95% ±"  # a run's own interval (binomial), beside its value in the runs table
@@ -41,7 +41,7 @@ def run_estimate(row: dict, metric: str) -> Estimate | None:
     value = row.get(metric)
     if not isinstance(value, int | float):
         return None
-    return estimate([value], (row.get("images") or {}).get(evaluated_on(metric)), not metric.endswith("/loss"))
+    return estimate([value], (row.get("images") or {}).get(evaluated_on(metric)), is_accuracy(metric))
 
 
 @dataclass
@@ -64,7 +64,7 @@ def _label(runs: list[dict], keys: list[str]) -> str:
 def _estimate(runs: list[dict], metric: str) -> Estimate | None:
     if len(runs) == 1:
         return run_estimate(runs[0], metric)
-    return estimate([run[metric] for run in runs if run.get(metric) is not None], None, True)
+    return estimate([run[metric] for run in runs if run.get(metric) is not None], None, is_accuracy(metric))
 
 
 def settings(rows: list[dict], keys: list[str], metric: str) -> list[Setting]:

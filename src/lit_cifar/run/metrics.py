@@ -17,6 +17,12 @@ def higher_is_better(name: str) -> bool:
     return not name.endswith("/loss")
 
 
+def is_accuracy(name: str) -> bool:
+    """A fraction of images classified right, which a binomial interval describes (a loss is no such thing)."""
+    check_metric(name)
+    return name.rsplit("/", 1)[1].startswith("acc")
+
+
 def direction(name: str) -> str:
     """Optuna's word for it: `maximize` or `minimize`."""
     return "maximize" if higher_is_better(name) else "minimize"

@@ -38,9 +38,11 @@ def refuse_another_sweep(sweep_dir: Path, config: DictConfig) -> None:
     elif is_search(config.hydra) and old_epochs != new_epochs:  # a study compares its trials at equal epochs
         changes.append(f"trainer.max_epochs: {old_epochs} -> {new_epochs} (a search's trials train alike)")
     if changes:
+        seeds = after[1] - before[1] == {"seed"}  # more seeds for a sweep that held its seed fixed
+        hint = f"; to give its settings more seeds: python -m lit_cifar.rerun {sweep_dir} --top K --seeds N" * seeds
         raise UserError(
             f"{sweep_dir} holds a sweep of other settings: {'; '.join(changes)}; re-run it with its own "
-            f"settings ({sweep_command(sweep_dir)}), or pick a new hydra.sweep.dir"
+            f"settings ({sweep_command(sweep_dir)}), or pick a new hydra.sweep.dir{hint}"
         )
 
 
