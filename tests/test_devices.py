@@ -16,7 +16,8 @@ from test_models import MODEL_CONFIGS, build
 from torch import nn
 
 from lit_cifar.models.common import GlobalAvgPool
-from lit_cifar.sweep.jobs import job_gpus, parallel_jobs, parallel_share, take_free_gpu
+from lit_cifar.run.errors import UserError
+from lit_cifar.sweep.jobs import job_gpus, jobs_per_gpu, parallel_jobs, parallel_share, take_free_gpu
 
 # Their CUDA backward has no deterministic implementation: `trainer.deterministic=true` raises on a GPU.
 NONDETERMINISTIC_ON_CUDA = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d)
@@ -83,6 +84,40 @@ def test_concurrent_jobs_each_take_a_free_gpu_and_a_freed_one_is_taken_again(tmp
     assert take_free_gpu(tmp_path, n_gpus, job_num=4) == (1, None)  # all held: job number modulo count, shared
     for fd in locks.values():
         os.close(fd)
+
+
+def test_four_jobs_share_two_gpus_two_by_two_and_never_a_slot(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert parallel_jobs(-1, n_gpus=2, per_gpu=2) == 4  # one job per slot
+    assert parallel_jobs(8, n_gpus=2, per_gpu=2) == 4  # never more than the slots
+    all_started = threading.Barrier(4)
+
+    def job(_: int) -> tuple[int, int | None]:
+        taken = take_free_gpu(tmp_path, n_gpus=2, job_num=0, per_gpu=2)
+        all_started.wait()  # every job holds its slot while the others take theirs
+        return taken
+
+    with ThreadPoolExecutor(4) as jobs:
+        taken = list(jobs.map(job, range(4)))
+    assert sorted(gpu for gpu, _ in taken) == [0, 0, 1, 1] and None not in [fd for _, fd in taken]
+    held = {os.readlink(f"/proc/self/fd/{fd}") for _, fd in taken}
+    assert held == {str(tmp_path / ".gpus" / name) for name in ("0.0", "1.0", "0.1", "1.1")}  # a slot each
+
+    assert take_free_gpu(tmp_path, 2, job_num=5, per_gpu=2) == (1, None)  # all four held: shared
+    for _, fd in taken:
+        os.close(fd)
+
+    (tmp_path / "next").mkdir()  # one job after another: the first slot of each GPU before a GPU's second
+    in_turn = [take_free_gpu(tmp_path / "next", 2, job_num=n, per_gpu=2) for n in range(4)]
+    assert [gpu for gpu, _ in in_turn] == [0, 1, 0, 1]
+    for _, fd in in_turn:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("value", [0, -1, "auto", 1.5, True])
+def test_jobs_per_gpu_other_than_a_positive_integer_is_a_one_line_error(value):
+    with pytest.raises(UserError, match=f"hydra.launcher.jobs_per_gpu={value} must be a positive integer"):
+        jobs_per_gpu(OmegaConf.create({"n_jobs": 2, "jobs_per_gpu": value}))
 
 
 @contextmanager

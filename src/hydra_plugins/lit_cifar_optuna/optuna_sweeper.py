@@ -49,7 +49,7 @@ class OptunaSweeper(Sweeper):
         from optuna.trial import TrialState
 
         from lit_cifar.run.metrics import direction
-        from lit_cifar.sweep.jobs import job_gpus, parallel_jobs
+        from lit_cifar.sweep.jobs import job_gpus, jobs_per_gpu, parallel_jobs
         from lit_cifar.sweep.search import as_override, check_fits_study, journal, open_study, search_space
 
         space, fixed = search_space(self.params, arguments)
@@ -71,7 +71,7 @@ class OptunaSweeper(Sweeper):
                 study.enqueue_trial(params, skip_if_exists=True)
         launcher = self.config.hydra.launcher
         at_once = self.n_jobs or (
-            parallel_jobs(launcher.n_jobs, job_gpus(self.config.trainer))
+            parallel_jobs(launcher.n_jobs, job_gpus(self.config.trainer), jobs_per_gpu(launcher))
             if "n_jobs" in launcher
             else launcher.get("array_parallelism", 1)
         )

@@ -23,13 +23,19 @@ log = logging.getLogger(__name__)
 
 
 class ParallelLauncher(JoblibLauncher):
-    """The joblib launcher's settings (`n_jobs`), with one loky worker per job, and no more jobs at once than
-    GPUs when the jobs train on GPUs (each takes a GPU no other job holds: lit_cifar.sweep.jobs.share_machine)."""
+    """The joblib launcher's `n_jobs`, with one loky worker per job, and no more jobs at once than GPU slots
+    (`jobs_per_gpu` on each GPU) when the jobs train on GPUs: each takes a slot no other job holds
+    (lit_cifar.sweep.jobs.share_machine)."""
+
+    def __init__(self, n_jobs: int, jobs_per_gpu: int) -> None:
+        super().__init__(n_jobs=n_jobs, jobs_per_gpu=jobs_per_gpu)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from lit_cifar.sweep.jobs import job_gpus, parallel_jobs
+        from lit_cifar.sweep.jobs import job_gpus, jobs_per_gpu, parallel_jobs
 
-        n_jobs = parallel_jobs(self.joblib["n_jobs"], job_gpus(self.config.trainer))
+        n_jobs = parallel_jobs(
+            self.joblib["n_jobs"], job_gpus(self.config.trainer), jobs_per_gpu(self.config.hydra.launcher)
+        )
         log.info("Launching %d jobs, %d at a time, into %s", len(job_overrides), n_jobs, self.config.hydra.sweep.dir)
         state = Singleton.get_state()
         with ThreadPoolExecutor(n_jobs) as threads:

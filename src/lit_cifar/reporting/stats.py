@@ -14,8 +14,6 @@ import statistics
 from dataclasses import dataclass
 from statistics import NormalDist
 
-from scipy.stats import t as student_t
-
 LEVEL = 0.95
 Z = NormalDist().inv_cdf(0.5 + LEVEL / 2)  # 1.96
 
@@ -50,6 +48,8 @@ class Estimate:
 
 def t_quantile(n: int) -> float:
     """The two-sided 95% quantile of Student's t with n - 1 degrees of freedom (12.71 for n = 2)."""
+    from scipy.stats import t as student_t  # half a second to import: only where seeds are pooled
+
     return float(student_t.ppf(0.5 + LEVEL / 2, n - 1))
 
 

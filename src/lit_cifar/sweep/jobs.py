@@ -1,5 +1,6 @@
 """A sweep's jobs on one machine: no job trains on several devices, parallel jobs share the cores, and each
-takes a GPU no other job of the sweep holds; a job that a launcher lost is recorded as failed."""
+takes a GPU slot no other job of the sweep holds (`hydra.launcher.jobs_per_gpu` slots on each GPU: the seeds'
+small nets leave most of a GPU idle); a job that a launcher lost is recorded as failed."""
 
 import fcntl
 import logging
@@ -52,32 +53,45 @@ def job_gpus(trainer: DictConfig) -> int:
     return torch.cuda.device_count()
 
 
-def parallel_jobs(n_jobs: int, n_gpus: int = 0) -> int:
+def jobs_per_gpu(launcher: DictConfig) -> int:
+    """`hydra.launcher.jobs_per_gpu` (hydra/launcher=parallel): how many jobs share one GPU; 1 for other launchers."""
+    per_gpu = launcher.get("jobs_per_gpu", 1)
+    if not isinstance(per_gpu, int) or isinstance(per_gpu, bool) or per_gpu < 1:
+        raise UserError(
+            f"hydra.launcher.jobs_per_gpu={per_gpu} must be a positive integer: how many jobs share a GPU, e.g. 2"
+        )
+    return per_gpu
+
+
+def parallel_jobs(n_jobs: int, n_gpus: int = 0, per_gpu: int = 1) -> int:
     """How many jobs run at once for joblib's `n_jobs` (-1: one per core, -2: all cores but one, …). Jobs that
-    train on `n_gpus` GPUs count GPUs instead of cores (-1: one job per GPU), never more jobs than GPUs."""
-    units = n_gpus or os.cpu_count() or 1
+    train on `n_gpus` GPUs count GPU slots (`per_gpu` on each) instead of cores (-1: one job per slot), never
+    more jobs than slots."""
+    units = n_gpus * per_gpu or os.cpu_count() or 1
     at_once = n_jobs if n_jobs > 0 else max(1, units + 1 + n_jobs)
-    return min(at_once, n_gpus) if n_gpus else at_once
+    return min(at_once, n_gpus * per_gpu) if n_gpus else at_once
 
 
-def take_free_gpu(sweep_dir: Path, n_gpus: int, job_num: int) -> tuple[int, int | None]:
-    """The first of `n_gpus` GPUs that no other job of the sweep holds, and the fd whose lock (`flock` on
-    `.gpus/<index>` in the sweep dir) holds it until closed; the kernel lets go of a killed job's lock. When all
-    are held (more jobs at once than GPUs, as the joblib launcher may run), GPU job_num modulo count, shared,
-    and no fd."""
+def take_free_gpu(sweep_dir: Path, n_gpus: int, job_num: int, per_gpu: int = 1) -> tuple[int, int | None]:
+    """The GPU of the first of its `per_gpu` slots on each of `n_gpus` GPUs that no other job of the sweep holds,
+    the first slots of every GPU before the second ones, and the fd whose lock (`flock` on `.gpus/<index>.<slot>`
+    in the sweep dir) holds it until closed; the kernel lets go of a killed job's lock. When all are held (more
+    jobs at once than slots, as the joblib launcher may run), GPU job_num modulo count, shared, and no fd."""
     folder = sweep_dir / ".gpus"
     folder.mkdir(exist_ok=True)
-    for index in range(n_gpus):
-        fd = os.open(folder / str(index), os.O_CREAT | os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        return index, fd
+    for slot in range(per_gpu):
+        for index in range(n_gpus):
+            fd = os.open(folder / f"{index}.{slot}", os.O_CREAT | os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            return index, fd
     log.warning(
-        "all %d GPUs are held by other jobs of this sweep: this one shares GPU %d; run at most one job per GPU "
-        "(hydra/launcher=parallel does)",
+        "all %d slots of %d GPUs are held by other jobs of this sweep: this one shares GPU %d; run at most "
+        "hydra.launcher.jobs_per_gpu jobs per GPU (hydra/launcher=parallel does)",
+        n_gpus * per_gpu,
         n_gpus,
         job_num % n_gpus,
     )
@@ -91,19 +105,19 @@ _held_gpu: int | None = None
 
 def share_machine(cfg: DictConfig) -> None:
     """Under the parallel (or joblib) launcher, keep parallel jobs from oversubscribing the cores, and give a job
-    that asks for the default single device a GPU that no other job of the sweep holds."""
+    that asks for the default single device a GPU slot that no other job of the sweep holds."""
     global _held_gpu
     hydra_cfg = HydraConfig.get()
     if not in_multirun() or "n_jobs" not in hydra_cfg.launcher:
         return
     import torch
 
-    n_gpus = job_gpus(cfg.trainer)
-    threads = parallel_share(parallel_jobs(hydra_cfg.launcher.n_jobs, n_gpus), os.cpu_count() or 1)
+    n_gpus, per_gpu = job_gpus(cfg.trainer), jobs_per_gpu(hydra_cfg.launcher)
+    threads = parallel_share(parallel_jobs(hydra_cfg.launcher.n_jobs, n_gpus, per_gpu), os.cpu_count() or 1)
     torch.set_num_threads(threads)
     if n_gpus:
         if _held_gpu is not None:
             os.close(_held_gpu)
-        gpu, _held_gpu = take_free_gpu(Path(hydra_cfg.sweep.dir), n_gpus, hydra_cfg.job.num)
+        gpu, _held_gpu = take_free_gpu(Path(hydra_cfg.sweep.dir), n_gpus, hydra_cfg.job.num, per_gpu)
         cfg.trainer.devices = [gpu]
     log.info("parallel job: %d threads, devices=%s", threads, cfg.trainer.devices)
