@@ -125,9 +125,10 @@ def test_four_job_sweep_writes_job_dirs_table_csv_plot_and_hparams(tmp_path, cif
         assert float(row["test/acc"]) == job["metrics"]["test/acc"] and row["status"] == "ok"
         assert row["best_epoch"] in ("1", "2")
 
-    table = (sweep_dir / "results.md").read_text().split("## Runs\n\n")[1]
+    table = (sweep_dir / "results.md").read_text().split("## Runs\n\n")[1].split("\nbest: ")[0]
     assert table.splitlines()[0] == (
-        "| job | optim.lr | data.batch_size | best_epoch | val/acc_best | test/acc | wall_time_s | status | reason |"
+        "| job | optim.lr | data.batch_size | best_epoch | val/acc_best | 95% ± | vs best | test/acc | wall_time_s "
+        "| status | reason |"
     )
     assert len(table.splitlines()) == 2 + 4 and table in result.stdout
     assert (sweep_dir / "results.png").read_bytes()[:4] == b"\x89PNG"

@@ -57,7 +57,8 @@ class Setting:
 def _label(runs: list[dict], keys: list[str]) -> str:
     if len(runs) == 1:
         return runs[0]["job"]
-    shown = [key for key in keys if key != "seed"]
+    shared = changed_settings(runs[0]["overrides"] or {})  # not what differs between them (seed, log_every_n_steps)
+    shown = [key for key in keys if key != "seed" and key in shared]
     return ",".join(f"{key}={row_value(runs[0], key)}" for key in shown) or runs[0]["job"]
 
 
