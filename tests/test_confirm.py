@@ -13,6 +13,7 @@ from test_report import make_run, make_sweep
 
 from lit_cifar.reporting.confirm import confirmation_jobs
 from lit_cifar.run.errors import UserError
+from lit_cifar.sweep.confirmation import check_confirmation
 from lit_cifar.sweep.search import journal
 
 
@@ -50,23 +51,29 @@ def test_a_sweep_that_holds_its_seed_fixed_confirms_with_the_next_ones(tmp_path)
 @pytest.mark.parametrize(
     ("top", "seeds", "expected"),
     [
-        (0, 2, "top=0 and seeds=2 must both be positive"),
-        (2, 0, "top=2 and seeds=0 must both be positive"),
-        ("two", 2, "top=two and seeds=2 must both be positive"),
-        (1, True, "top=1 and seeds=True must both"),
+        (-1, 2, "hydra.sweeper.confirm.top=-1 must be an integer >= 0: how many of the best settings to confirm"),
+        ("two", 2, "hydra.sweeper.confirm.top=two must be an integer >= 0"),
+        (2, 0, "hydra.sweeper.confirm.seeds=0 must be an integer >= 1: how many new seeds each, e.g. 2"),
+        (1, True, "hydra.sweeper.confirm.seeds=True must be an integer >= 1"),
     ],
 )
-def test_a_confirmation_of_nothing_is_refused(tmp_path, top, seeds, expected):
-    sweep = make_sweep(tmp_path / "s", "optim.lr=1e-3,2e-3")
+def test_a_confirmation_setting_out_of_range_is_refused_before_any_job(top, seeds, expected):
     with pytest.raises(UserError, match=expected):
-        confirmation_jobs(sweep, top=top, seeds=seeds)
+        check_confirmation(OmegaConf.create({"confirm": {"top": top, "seeds": seeds}}), ["optim.lr=1e-3,2e-3"])
+    check_confirmation(OmegaConf.create({"confirm": {"top": 0, "seeds": 2}}), [])  # 0: no confirmation
+
+
+def test_a_searched_seed_cannot_be_confirmed_with_new_ones():
+    sweeper = OmegaConf.create({"confirm": {"top": 1, "seeds": 2}})
+    with pytest.raises(UserError, match=r"seed is searched \(seed=interval\(0, 9\)\)"):
+        check_confirmation(sweeper, ["optim.lr=1e-3,2e-3", "seed=interval(0, 9)"])
+    check_confirmation(sweeper, ["seed=0,1,2"])  # listed seeds: the next ones are new
 
 
 def test_a_sweep_without_a_finished_job_has_nothing_to_confirm(tmp_path):
     sweep = make_sweep(tmp_path / "s", "optim.lr=1e-3,2e-3", "seed=0,1")
     make_run(sweep / "optim.lr=0.001,seed=0", ["optim.lr=0.001", "seed=0"], {"status": "failed", "reason": "x"})
-    with pytest.raises(UserError, match="has no finished job to confirm yet; run the sweep first"):
-        confirmation_jobs(sweep, top=1, seeds=2)
+    assert confirmation_jobs(sweep, top=1, seeds=2) == []  # the stage warns and the sweep's table is written
 
 
 def test_rerun_seeds_without_top_is_a_one_line_error(tmp_path):
@@ -75,6 +82,8 @@ def test_rerun_seeds_without_top_is_a_one_line_error(tmp_path):
     assert result.returncode == 2 and result.stderr.strip() == (
         "error: --seeds needs --top K: how many of the best settings to confirm, e.g. --top 2 --seeds 2"
     )
+    zero = run_cli("lit_cifar.rerun", str(sweep), "--top", "0")
+    assert zero.returncode == 2 and "argument --top: 0 is no whole number >= 1, e.g. 2" in zero.stderr
 
 
 def rows(sweep_dir) -> list[dict]:
@@ -117,6 +126,11 @@ def test_a_grid_with_seeds_then_rerun_top_seeds_ranks_settings_by_their_confirme
     again = run_cli("lit_cifar.rerun", str(sweep_dir), "--top", "1", "--seeds", "2")  # nothing left to train
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("ok already, left as it is") >= 6 and len(rows(sweep_dir)) == 6
+    command = (sweep_dir / "results.md").read_text().split("- command: ")[1].splitlines()[0]
+    assert "confirm" not in command  # the sweep's own command does not confirm again
+    plain = run_cli("lit_cifar.rerun", str(sweep_dir), "seed=0,1,2")  # a wider seed grid: only its new jobs
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert len(rows(sweep_dir)) == 7 and "confirming" not in plain.stderr  # the other lr's seed 2 only
 
 
 @pytest.mark.slow

@@ -214,7 +214,7 @@ def test_seeds_of_a_setting_are_grouped_with_mean_std_and_n(tmp_path, capsys):
         [f"| {outputs / 'd'}", "3", "0.001"],
         [f"| {sweep / 'seed=1'}", "1", "0.001"],
         [f"| {sweep / 'seed=0'}", "0", "0.001"],
-        [f"| {outputs / 'c'}", "", "0.005"],
+        [f"| {outputs / 'c'}", "42", "0.005"],  # no override: the seed its record says it ran with
         [f"| {sweep / 'seed=2'}", "2", "0.001"],
     ]
     run_b = (

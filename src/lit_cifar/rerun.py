@@ -8,7 +8,8 @@ own value for its key, so `optim.lr=1e-3,2e-3,5e-3` widens the grid (only the ne
 
 `--top K --seeds N` then confirms the sweep's winner: the K best settings of its table train again with N seeds
 that none of its jobs used, in the same sweep dir, and the table ranks settings by their mean with a 95% interval
-(`hydra.sweeper.confirm.top` and `.seeds`, which a sweep or search can also set from its start)."""
+(`hydra.sweeper.confirm.top` and `.seeds`, which a sweep or search can also set from its start). A confirmation
+happens when asked for: the sweep's command, re-run later, does not repeat it."""
 
 import argparse
 import os
@@ -19,11 +20,25 @@ from lit_cifar.run.errors import UserError, exit_on_user_error
 from lit_cifar.sweep.overrides import sweep_arguments
 
 
+def at_least(least: int):
+    def count(text: str) -> int:
+        if not text.isdigit() or int(text) < least:
+            raise argparse.ArgumentTypeError(f"{text} is no whole number >= {least}, e.g. 2")
+        return int(text)
+
+    return count
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lit_cifar.rerun", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lit_cifar.rerun",
+        description="Re-run the sweep in SWEEP_DIR with its own command, and confirm its best settings with new seeds.",
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("sweep_dir", nargs="?", type=Path, metavar="SWEEP_DIR", help="a multirun/DATE/TIME folder")
-    parser.add_argument("--top", type=int, metavar="K", help="confirm the K best settings with new seeds")
-    parser.add_argument("--seeds", type=int, metavar="N", help="new seeds for each confirmed setting (default 2)")
+    parser.add_argument("--top", type=at_least(1), metavar="K", help="confirm the K best settings with new seeds")
+    parser.add_argument("--seeds", type=at_least(1), metavar="N", help="new seeds for each of them (default 2)")
     parser.add_argument("overrides", nargs="*", metavar="override", help="key=value, replacing the sweep's own")
     args = parser.parse_intermixed_args(sys.argv[1:] if argv is None else argv)  # overrides before or after
     with exit_on_user_error():

@@ -12,7 +12,6 @@ from omegaconf import OmegaConf
 
 from lit_cifar.reporting.settings import settings
 from lit_cifar.reporting.table import collect, compared_keys, optimized_metric, ranked_by
-from lit_cifar.run.errors import UserError
 from lit_cifar.run.overrides import as_typed, overrides_of, without_keys
 from lit_cifar.sweep.confirmation import SUBDIR
 from lit_cifar.sweep.overrides import final_overrides, run_name, swept_keys
@@ -23,28 +22,17 @@ def own_seeds(sweep_dir: Path) -> list[int]:
     override = final_overrides(sweep_dir).get("seed")
     if override is None or not override.is_sweep_override():
         return [int(OmegaConf.load(sweep_dir / "multirun.yaml").seed)]
-    try:
-        return [int(seed) for seed in override.sweep_iterator()]
-    except Exception:  # an interval: a search draws its seeds, so none is known to be new
-        raise UserError(
-            f"seed is searched in {sweep_dir} ({override.input_line}); a confirmation needs seeds none of its jobs "
-            "used: search other keys, and confirm with new seeds"
-        ) from None
+    return [int(seed) for seed in override.sweep_iterator()]  # listed: lit_cifar.sweep.confirmation checked it
 
 
 def confirmation_jobs(sweep_dir: Path, top: int, seeds: int) -> list[list[str]]:
     """The jobs of the confirmation stage: for each of the `top` best settings of the sweep's table (by their
     mean, its confirmation runs counted), its best run's overrides with each of `seeds` new seeds."""
-    counts = (top, seeds)
-    if not all(isinstance(n, int) and not isinstance(n, bool) for n in counts) or top < 1 or seeds < 1:
-        raise UserError(
-            f"hydra.sweeper.confirm: top={top} and seeds={seeds} must both be positive integers, e.g. --top 2 --seeds 2"
-        )
     keys, rows, _ = collect(sweep_dir)
     metric = ranked_by(rows, optimized_metric([sweep_dir]))
     ranked = [setting for setting in settings(rows, compared_keys(keys, rows), metric) if setting.value is not None]
     if not ranked:
-        raise UserError(f"{sweep_dir} has no finished job to confirm yet; run the sweep first")
+        return []
     first = max(own_seeds(sweep_dir)) + 1
     named = sorted({*swept_keys(sweep_dir), "seed"})
     jobs = []
@@ -63,6 +51,10 @@ def confirm(launcher, sweep_dir: Path, top: int, seeds: int, first_job: int) -> 
     """Run the confirmation stage's jobs through a sweeper's `launcher`, numbered from `first_job`."""
     import logging
 
+    log = logging.getLogger(__name__)
     jobs = confirmation_jobs(sweep_dir, top, seeds)
-    logging.getLogger(__name__).info("confirming the %d best settings with %d new seeds each", top, seeds)
+    if not jobs:
+        log.warning("no job of %s finished: nothing to confirm", sweep_dir)
+        return
+    log.info("confirming the %d best settings with %d new seeds each", len(jobs) // seeds, seeds)
     launcher.launch(jobs, initial_job_idx=first_job)

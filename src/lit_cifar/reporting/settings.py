@@ -2,13 +2,13 @@
 95% interval (lit_cifar.reporting.stats), best first, and which settings cannot be told apart from the best:
 what the `By setting` table, the `vs best` column, the plot and the `best:` line all show."""
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from lit_cifar.reporting.rows import row_value
 from lit_cifar.reporting.stats import Estimate, estimate, tied
 from lit_cifar.run.config import FREE_TO_CHANGE
 from lit_cifar.run.metrics import higher_is_better, is_accuracy
@@ -55,11 +55,13 @@ class Setting:
 
 
 def _label(runs: list[dict], keys: list[str]) -> str:
-    if len(runs) == 1:
-        return runs[0]["job"]
-    shared = changed_settings(runs[0]["overrides"] or {})  # not what differs between them (seed, log_every_n_steps)
-    shown = [key for key in keys if key != "seed" and key in shared]
-    return ",".join(f"{key}={row_value(runs[0], key)}" for key in shown) or runs[0]["job"]
+    """A setting's name: a search trial's own (`trial-007`), else its values of the compared keys that change
+    what it computes, `(default)` where it set none."""
+    first = runs[0]
+    if (len(runs) == 1 and re.fullmatch(r"trial-\d+", first["job"])) or first["overrides"] is None:
+        return first["job"]
+    shown = [key for key in keys if key != "seed" and not key.startswith(FREE_TO_CHANGE)]
+    return ",".join(f"{key}={first['overrides'].get(key, '(default)')}" for key in shown) or first["job"]
 
 
 def _estimate(runs: list[dict], metric: str) -> Estimate | None:

@@ -129,6 +129,7 @@ def job_row(folder: Path, overrides: dict[str, str] | None, curve: Curve, resume
         "job": folder.name,
         "dir": str(folder),
         "overrides": overrides,
+        "seed": (overrides or {}).get("seed", record.get("seed")),  # the config's own when no override set one
         "best_epoch": max(curve, key=lambda point: point[1])[0] if curve else None,
         **{name: metrics.get(name) for name in METRICS},
         "images": record.get("images") or {},  # how many images val and test measured accuracy on
@@ -355,8 +356,7 @@ def render(
         table = by_setting_table(found, keys, metric)
         parts.append(
             "## By setting\n\nRuns whose overrides differ only in `seed` are one setting; n of them are ok, and "
-            "their accuracies are given as mean ± the half-width of a 95% interval.\n\n"
-            + markdown(table, list(table[0]))
+            "their values are given as mean ± the half-width of a 95% interval.\n\n" + markdown(table, list(table[0]))
         )
     parts.append("## Runs\n\n" + markdown(rows, columns))
     if len(found) > 1 or len(blocks) > 1 or is_sweep_dir(Path(rows[0]["dir"]).parent):

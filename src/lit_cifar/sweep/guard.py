@@ -11,6 +11,7 @@ from lit_cifar.run.errors import UserError
 from lit_cifar.run.overrides import as_typed
 from lit_cifar.run.record import OUTCOME
 from lit_cifar.run.validate import check_needs_validation
+from lit_cifar.sweep.confirmation import check_confirmation
 from lit_cifar.sweep.jobs import jobs_per_gpu, refuse_several_devices
 from lit_cifar.sweep.overrides import _fixed_and_swept, grid_of, sweep_command, sweep_overrides
 from lit_cifar.sweep.search import is_search
@@ -61,6 +62,7 @@ def hold_sweep_dir(config: DictConfig) -> int:
     held for this sweep until the returned fd is closed (one sweep at a time)."""
     refuse_several_devices(config)
     jobs_per_gpu(config.hydra.launcher)  # refuses a value that is no positive integer
+    check_confirmation(config.hydra.sweeper, grid_of(config.hydra) + as_typed(config.hydra.overrides.task))
     check_needs_validation(config, search=config.hydra.sweeper if is_search(config.hydra) else None)
     sweep_dir = Path(config.hydra.sweep.dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from lit_cifar.run.config import FREE_TO_CHANGE
 from lit_cifar.run.errors import UserError
 from lit_cifar.run.overrides import as_typed, key_of, last_of_each, overrides_of, parse, without_keys
+from lit_cifar.sweep.confirmation import KEYS as CONFIRM_KEYS
 from lit_cifar.sweep.confirmation import confirmation_name
 from lit_cifar.sweep.search import is_search, trial_name
 
@@ -56,8 +57,8 @@ def sweep_overrides(sweep_dir: Path) -> tuple[list[str], list[str], list[str]]:
     overrides (launcher, …) and its grid (`hydra.sweeper.params`, where a named `sweep=` config sets one)."""
     hydra_cfg = OmegaConf.load(sweep_dir / "multirun.yaml").hydra
     task = as_typed(hydra_cfg.overrides.task)
-    # the re-run command sets its sweep dir; -m sets the mode
-    hydra_only = without_keys(as_typed(hydra_cfg.overrides.hydra), {"hydra.sweep.dir", "hydra.mode"})
+    # the re-run command sets its sweep dir; -m sets the mode; a confirmation is asked for each time
+    hydra_only = without_keys(as_typed(hydra_cfg.overrides.hydra), {"hydra.sweep.dir", "hydra.mode", *CONFIRM_KEYS})
     return task, hydra_only, grid_of(hydra_cfg)
 
 
