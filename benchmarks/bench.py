@@ -37,6 +37,7 @@ from hydra.utils import instantiate
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.airbench_peer import against_airbench
+from benchmarks.cli import bench_parser
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.training.module import LitClassifier
 
@@ -44,12 +45,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--data-root", default="../shared/data/cifar10-slice", help="holds cifar-10-batches-py/")
+    p = bench_parser("benchmarks.bench", __doc__)
     p.add_argument("--verify-checksums", action="store_true", help="off by default: the slice is a custom copy")
     p.add_argument("--val-size", type=int, default=500)
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])

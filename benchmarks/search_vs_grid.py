@@ -19,18 +19,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from benchmarks.cli import bench_parser
 from lit_cifar.reporting.settings import Setting, setting_id, settings
 from lit_cifar.reporting.table import collect, compared_keys, ranked_by
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.search_vs_grid",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--data-root", default="../shared/data/cifar10-slice", help="holds cifar-10-batches-py/")
+    p = bench_parser("benchmarks.search_vs_grid", __doc__)
     p.add_argument("--lrs", default="5e-4,1e-3,2e-3", help="the grid's lrs; the search draws from their range")
     p.add_argument("--batch-sizes", default="128,256,512")
     p.add_argument("--epochs", type=int, default=6)

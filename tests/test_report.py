@@ -294,6 +294,13 @@ def test_the_heatmap_shows_each_cells_interval_and_dashes_the_cells_tied_with_th
     assert [box.get_xy() for box in heatmap.patches if box.get_linestyle() == "solid"] == [(0.5, 0.5)]
 
 
+def test_the_curves_of_one_epoch_have_one_whole_tick():
+    rows = _rows({("0.001", "64"): 0.45, ("0.003", "64"): 0.46})
+    curves = {row["job"]: [(1, row["val/acc_best"])] for row in rows}
+    lines = plots.results_figure(["optim.lr"], rows, curves, "t", "val/acc_best", set()).axes[-1]
+    assert list(lines.get_xticks()) == [1]
+
+
 def test_results_png_of_other_sweeps_colours_other_keys_labels_the_best_and_logs_rates():
     rows = _rows({("0.001", "64"): 0.45, ("0.01", "64"): 0.40, ("0.001", "128"): 0.44, ("0.01", "128"): 0.47})
     for row in rows:

@@ -168,7 +168,11 @@ def results_figure(
             thick = best is not None and name in best.get("members", (best["job"], best["dir"]))
             width, order = (2.5, 3) if thick else (1, 2)
             ax.plot(*zip(*curve, strict=True), marker=".", label=name, linewidth=width, zorder=order)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epochs = {epoch for curve in curves.values() for epoch, _ in curve}
+    if epochs and max(epochs) <= 10:  # each epoch a tick (MaxNLocator draws 0.96, 0.98, … around a single one)
+        ax.set_xticks(range(1, max(epochs) + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel="val/acc", title="validation accuracy by epoch")
     ax.grid(alpha=0.3)
     if any(curves.values()):
