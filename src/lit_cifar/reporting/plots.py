@@ -11,6 +11,7 @@ from matplotlib.ticker import MaxNLocator, NullFormatter
 from lit_cifar.reporting.rows import Curve, row_value
 from lit_cifar.reporting.settings import BEST, HALF_WIDTH, TIED, VERDICT
 from lit_cifar.run.metrics import higher_is_better
+from lit_cifar.sweep.search import trial_number
 
 RATE_KEYS = ("lr", "weight_decay", "eta_min", "max_lr")  # keys compared on a log axis, as keys searched on one
 MAX_GROUPS = 6  # more combinations of the other keys than this (a search's sampled values): one colour
@@ -190,7 +191,7 @@ def plot_history(rows: list[dict], curves: dict[str, list], path: Path, title: s
     """The search's history, from its results table (`rows`) and validation curves: each trial's `metric`
     (val/acc_best; test/acc without a validation split) by state and the best of the completed ones so far,
     against the trial number and against the epochs trained so far (what the pruner saves shows on the right)."""
-    trials = sorted((int(row["job"].rsplit("-", 1)[1]), row) for row in rows if row["job"].startswith("trial-"))
+    trials = sorted((trial_number(row["job"]), row) for row in rows if trial_number(row["job"]) is not None)
     fig = Figure(figsize=(11, 4), layout="constrained")
     by_trial, by_epochs = fig.subplots(1, 2, sharey=True)
     spent, best, steps = 0, None, []

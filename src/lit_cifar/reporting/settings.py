@@ -2,7 +2,6 @@
 95% interval (lit_cifar.reporting.stats), best first, and which settings cannot be told apart from the best:
 what the `By setting` table, the `vs best` column, the plot and the `best:` line all show."""
 
-import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from lit_cifar.reporting.stats import Estimate, estimate, tied
 from lit_cifar.run.config import FREE_TO_CHANGE
 from lit_cifar.run.metrics import higher_is_better, is_accuracy
 from lit_cifar.run.overrides import as_typed, without_keys
+from lit_cifar.sweep.search import trial_number
 
 HALF_WIDTH = "95% ±"  # a run's own interval (binomial), beside its value in the runs table
 VERDICT = "vs best"  # `best`, `tied` (cannot be told apart from the best) or empty, for a setting and its runs
@@ -58,7 +58,7 @@ def _label(runs: list[dict], keys: list[str]) -> str:
     """A setting's name: a search trial's own (`trial-007`), else its values of the compared keys that change
     what it computes, `(default)` where it set none."""
     first = runs[0]
-    if (len(runs) == 1 and re.fullmatch(r"trial-\d+", first["job"])) or first["overrides"] is None:
+    if (len(runs) == 1 and trial_number(first["job"]) is not None) or first["overrides"] is None:
         return first["job"]
     shown = [key for key in keys if key != "seed" and not key.startswith(FREE_TO_CHANGE)]
     return ",".join(f"{key}={first['overrides'].get(key, '(default)')}" for key in shown) or first["job"]

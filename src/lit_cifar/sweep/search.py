@@ -7,6 +7,7 @@ its trial by its job number (the sweeper launches trial N as job N) and the stud
 that the in-process, joblib and SLURM launchers' jobs all reach. Optuna is imported only where a search runs."""
 
 import math
+import re
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -31,6 +32,12 @@ def is_search(hydra_cfg: DictConfig) -> bool:
 def trial_name(number: int) -> str:
     """A trial's job folder (and TensorBoard run): `trial-007`."""
     return f"trial-{number:03d}"
+
+
+def trial_number(name: str) -> int | None:
+    """The number of the trial whose folder is `name` (`trial-007`: 7); None for any other folder."""
+    found = re.fullmatch(r"trial-(\d+)", name)
+    return int(found.group(1)) if found else None
 
 
 def distribution(key: str, sweep: ChoiceSweep | RangeSweep | IntervalSweep):
