@@ -2,6 +2,7 @@
 bias's freeze, the Lookahead callback."""
 
 import copy
+import math
 from functools import partial
 from types import SimpleNamespace
 
@@ -18,6 +19,7 @@ from lit_cifar.models.fast_cnn import FastCNN
 from lit_cifar.run.errors import UserError
 from lit_cifar.training.module import LitClassifier
 from lit_cifar.training.optim import build_optimizer
+from lit_cifar.training.schedules import warmup_linear
 
 AIRBENCH = {"lr": 11.5, "weight_decay": 0.0153, "momentum": 0.85, "norm_lr_scale": 64.0, "batch_size": 1024}
 
@@ -263,6 +265,77 @@ def test_lookahead_resumed_from_a_checkpoint_goes_on_exactly(tmp_path):
     resumed, _ = fit([], ckpt_path=tmp_path / "epoch0.ckpt")
     for name, value in straight.net.state_dict().items():
         torch.testing.assert_close(resumed.net.state_dict()[name], value, msg=name)
+
+
+def airbench_run(images: int, batch_size: int, epochs: int) -> dict:
+    """What airbench94's `train()` derives from the run's length (lib_airbench94.py and utils.py of airbench 0.1.8):
+    its step count (whole batches, the remainder dropped), the triangle's lr factor at steps 0 … steps (0.2, up to 1
+    at int(0.23 × steps), down to 0.07 at `steps`, linear between), Lookahead's decay at each step (0.95⁵ × t³) and
+    in which epochs the whitening bias trains (the first 3)."""
+    steps = math.ceil(images // batch_size * epochs)
+    peak = int(0.23 * steps)
+
+    def triangle(step: int) -> float:
+        if step < peak:
+            return 0.2 + 0.8 * step / peak
+        return 1 + (0.07 - 1) * (step - peak) / (steps - peak)
+
+    return {
+        "steps": steps,
+        "lr": [triangle(step) for step in range(steps + 1)],
+        "decay": [0.95**5 * (step / steps) ** 3 for step in range(steps + 1)],
+        "bias_epochs": 3,
+    }
+
+
+@pytest.mark.parametrize("steps", [1, 12, 13, 30, 179, 440])
+def test_the_triangle_is_airbenchs_at_every_length(steps):
+    # 13 steps: the peak at int(2.99) = 2, where rounding would put it at 3
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = warmup_linear(optimizer, steps, warmup_fraction=0.23, initial_factor=0.2, final_factor=0.07)
+    ours = []
+    for _ in range(steps):
+        ours.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    airbench = airbench_run(images=steps, batch_size=1, epochs=1)["lr"]
+    assert ours == pytest.approx(airbench[:steps])
+
+
+class RecipeTrace(pl.Callback):
+    """At each optimizer step of a run: the lr factor of each parameter group, whether the whitening bias steps and
+    Lookahead's decay; kept on the class for the test that adds it in this process (+callbacks.trace)."""
+
+    steps: list[dict] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        lookahead = next(callback for callback in trainer.callbacks if isinstance(callback, Lookahead))
+        step = trainer.global_step + 1  # the step about to be taken, counted from 1 as airbench's `current_steps`
+        RecipeTrace.steps.append({
+            "epoch": trainer.current_epoch,
+            "lr": [group["lr"] / group["initial_lr"] for group in optimizer.param_groups],
+            "bias_steps": pl_module.net.whiten.bias.grad is not None,
+            "decay": lookahead.decay(step, lookahead._total_steps),
+        })  # fmt: skip
+
+
+@pytest.mark.parametrize(("batch_size", "epochs"), [(16, 2), (16, 5), (32, 7)])
+def test_fast94_follows_airbenchs_schedules_step_by_step_at_any_length(cifar_root, tmp_path, batch_size, epochs):
+    RecipeTrace.steps = []
+    proc = run_cli(
+        "lit_cifar.train", "experiment=fast94", *tiny_cifar_overrides(cifar_root), "data.val_size=0",
+        f"data.batch_size={batch_size}", f"trainer.max_epochs={epochs}", "model.widths=[8,8,8]",
+        "+callbacks.trace._target_=test_recipe.RecipeTrace", f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    airbench = airbench_run(images=100, batch_size=batch_size, epochs=epochs)  # the fixture's 100 training images
+    trace = RecipeTrace.steps
+    assert len(trace) == airbench["steps"]
+    for step, seen in enumerate(trace):
+        assert seen["lr"] == pytest.approx([airbench["lr"][step]] * 2), step  # both groups: main and norm
+        assert seen["bias_steps"] == (seen["epoch"] < airbench["bias_epochs"]), step
+        if (step + 1) % 5 == 0:
+            assert seen["decay"] == pytest.approx(airbench["decay"][step + 1]), step
 
 
 @pytest.mark.slow

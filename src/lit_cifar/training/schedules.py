@@ -13,16 +13,18 @@ def warmup_linear(
     final_factor: float = 0.05,
     initial_factor: float = 0.0,
 ) -> LambdaLR:
-    """Linear warm-up from `initial_factor`× the optimizer's lr to that lr over `warmup_fraction` of the run,
-    then linear decay to `final_factor`× that lr at the last step (airbench94's triangle: 0.2, 0.23, 0.07)."""
+    """The lr factor through three points, linear between them: `initial_factor` at step 0, 1 at step
+    ⌊`warmup_fraction` × total_steps⌋, `final_factor` at step total_steps (the end of the last step). At every run
+    length this is airbench94's triangle (0.2, 0.23, 0.07): the same rounding of the peak and the same end point,
+    so the last step trains at a little above `final_factor`."""
     if not 0 <= warmup_fraction < 1:
         raise UserError(f"scheduler.warmup_fraction={warmup_fraction} must be in [0, 1), e.g. 0.2")
-    warmup = round(warmup_fraction * total_steps)
+    warmup = int(warmup_fraction * total_steps)
 
-    def factor(step: int) -> float:  # step 0 … total_steps - 1
+    def factor(step: int) -> float:  # the factor of step 0 … total_steps - 1
         if step < warmup:
             return initial_factor + (1 - initial_factor) * step / warmup
-        return 1 - (1 - final_factor) * (step - warmup) / max(1, total_steps - 1 - warmup)
+        return 1 - (1 - final_factor) * (step - warmup) / (total_steps - warmup)
 
     return LambdaLR(optimizer, factor)
 
