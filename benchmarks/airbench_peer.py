@@ -116,56 +116,89 @@ def run_airbench(folder: str, seed: int, epochs: int, batch_size: int, widths: l
     return {"test_acc": accuracy, "train_s": sum(measured[1:]) / 1e3}  # measured[0]: the whitening set-up
 
 
-def run_fast94(args, seed: int, run_dir: Path) -> dict:
-    """`python -m lit_cifar.train experiment=fast94 …` on the same data, epochs, batch size and widths."""
+def run_recipe(args, experiment: str, epochs: int, seed: int, run_dir: Path) -> dict:
+    """`python -m lit_cifar.train experiment=<experiment> …` on the same data, epochs, batch size and widths."""
     command = [
-        sys.executable, "-m", "lit_cifar.train", "experiment=fast94",
+        sys.executable, "-m", "lit_cifar.train", f"experiment={experiment}",
         f"data.root={Path(args.data_root).resolve()}", "data.download=false",
         f"data.verify_checksums={args.verify_checksums}", "data.val_size=0",
         f"data.batch_size={args.airbench_batch_size}", f"model.widths=[{','.join(map(str, args.airbench_widths))}]",
-        f"trainer.max_epochs={args.airbench_epochs}", f"trainer={'gpu' if args.device.type == 'cuda' else 'cpu'}",
+        f"trainer.max_epochs={epochs}", f"trainer={'gpu' if args.device.type == 'cuda' else 'cpu'}",
         f"seed={seed}", f"hydra.run.dir={run_dir}",
         f"+callbacks.training_clock._target_={TrainingClock.__module__}.{TrainingClock.__name__}",
     ]  # fmt: skip
     proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise UserError(f"the fast94 run failed: {' '.join(command)}\n{proc.stderr[-2000:]}")
+        raise UserError(f"the {experiment} run failed: {' '.join(command)}\n{proc.stderr[-2000:]}")
     metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
     return {"test_acc": metrics["test/acc"], "train_s": json.loads((run_dir / CLOCK_FILE).read_text())["train_s"]}
 
 
-def against_airbench(args) -> dict:
-    """Figure 6: each seed's airbench run, then its fast94 run; means, standard deviations and ratios."""
-    folder = Path(args.tmp) / "airbench"
-    write_airbench_data(args.data_root, folder)
+def mean_and_std(runs: list[dict], side: str) -> dict:
+    summary = {}
+    for key in ("test_acc", "train_s"):
+        values = [run[side][key] for run in runs]
+        summary[f"{side}_{key}"] = statistics.mean(values)
+        summary[f"{side}_{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    return summary
+
+
+def one_length(args, folder: Path, epochs: int) -> dict:
+    """At `epochs`: each seed's airbench run, then its fast94 run; means, standard deviations and ratios."""
     spawn = multiprocessing.get_context("spawn")
     runs = []
     for seed in args.airbench_seeds:
         with spawn.Pool(1) as pool:
             airbench = pool.apply(
                 run_airbench,
-                (str(folder), seed, args.airbench_epochs, args.airbench_batch_size, args.airbench_widths,
-                 args.device.type == "cpu"),
-            )  # fmt: skip
-        ours = run_fast94(args, seed, Path(args.tmp) / f"fast94-seed{seed}")
+                (str(folder), seed, epochs, args.airbench_batch_size, args.airbench_widths, args.device.type == "cpu"),
+            )
+        ours = run_recipe(args, "fast94", epochs, seed, Path(args.tmp) / f"fast94-{epochs}-seed{seed}")
         runs.append({"seed": seed, "airbench": airbench, "fast94": ours})
         print(
-            f"  seed {seed}: airbench {airbench['test_acc']:.4f} in {airbench['train_s']:.1f}s, "
+            f"  {epochs} epochs, seed {seed}: airbench {airbench['test_acc']:.4f} in {airbench['train_s']:.1f}s, "
             f"fast94 {ours['test_acc']:.4f} in {ours['train_s']:.1f}s",
             flush=True,
         )
-    summary = {}
-    for recipe in ("airbench", "fast94"):
-        for key in ("test_acc", "train_s"):
-            values = [run[recipe][key] for run in runs]
-            summary[f"{recipe}_{key}"] = statistics.mean(values)
-            summary[f"{recipe}_{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    summary = {**mean_and_std(runs, "airbench"), **mean_and_std(runs, "fast94")}
     return {
-        "epochs": args.airbench_epochs,
-        "batch_size": args.airbench_batch_size,
-        "widths": args.airbench_widths,
+        "epochs": epochs,
         "runs": runs,
         **summary,
         "acc_diff_points": 100 * (summary["fast94_test_acc"] - summary["airbench_test_acc"]),
         "time_ratio": summary["fast94_train_s"] / summary["airbench_train_s"],
+    }
+
+
+def muon_row(args, lengths: list[dict]) -> dict:
+    """experiment=fast94_muon at `--muon-epochs`, seed by seed, against airbench94's runs at the measured epoch count
+    nearest its own 9.9."""
+    runs = []
+    for seed in args.airbench_seeds:
+        ours = run_recipe(args, "fast94_muon", args.muon_epochs, seed, Path(args.tmp) / f"muon-seed{seed}")
+        runs.append({"seed": seed, "fast94_muon": ours})
+        print(f"  fast94_muon {args.muon_epochs} epochs, seed {seed}: {ours['test_acc']:.4f} in {ours['train_s']:.1f}s")
+    against = min(lengths, key=lambda length: abs(length["epochs"] - 9.9))
+    summary = mean_and_std(runs, "fast94_muon")
+    return {
+        "epochs": args.muon_epochs,
+        "runs": runs,
+        **summary,
+        "against_epochs": against["epochs"],
+        "acc_diff_points": 100 * (summary["fast94_muon_test_acc"] - against["airbench_test_acc"]),
+        "time_ratio": summary["fast94_muon_train_s"] / against["airbench_train_s"],
+    }
+
+
+def against_airbench(args) -> dict:
+    """Figure 6: fast94 against airbench94 at each epoch count, then fast94_muon against airbench94."""
+    folder = Path(args.tmp) / "airbench"
+    write_airbench_data(args.data_root, folder)
+    lengths = [one_length(args, folder, epochs) for epochs in args.airbench_epochs]
+    return {
+        "batch_size": args.airbench_batch_size,
+        "widths": args.airbench_widths,
+        "seeds": args.airbench_seeds,
+        "lengths": lengths,
+        "muon": muon_row(args, lengths),
     }

@@ -12,7 +12,8 @@ as markdown + JSON to `<out>/bench_<timestamp>.{md,json}`:
 5. what checking the user's input costs: the start's checks (lit_cifar.run.validate and the net's input-size probe)
    against a one-epoch run on the slice, and the data checks of a full-size CIFAR-10 load (60,000 synthetic
    images in the official layout) against that load;
-6. experiment=fast94 against airbench94's own code on the same data, epochs, batch size and widths: test accuracy
+6. experiment=fast94 against airbench94's own code on the same data, epochs, batch size and widths, at several
+   epoch counts, and experiment=fast94_muon against airbench94: test accuracy
    with test-time augmentation and training seconds over several seeds, and their ratios (benchmarks.airbench_peer;
    needs the `bench` extra: pip install -e '.[bench]').
 Sizes are options so that it runs in a few minutes on a CPU; the same command runs on a GPU."""
@@ -81,7 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--cli-repeats", type=int, default=5, help="alternating runs of each command (median taken)")
     g = p.add_argument_group("6: fast94 against airbench94")
     g.add_argument("--airbench-seeds", default="0,1,2", help="one run of each recipe per seed, in turn")
-    g.add_argument("--airbench-epochs", type=int, default=10)
+    g.add_argument("--airbench-epochs", default="8,10,14", help="the epoch counts, each with every seed")
+    g.add_argument("--muon-epochs", type=int, default=8, help="experiment=fast94_muon's (airbench94_muon's: 8)")
     g.add_argument("--airbench-batch-size", type=int, default=None, help="default: 1024 on a GPU, 256 on a CPU")
     g.add_argument(
         "--airbench-widths",
@@ -92,6 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.sections = set(whole_numbers("--sections", args.sections))
     args.workers = whole_numbers("--workers", args.workers)
     args.airbench_seeds = whole_numbers("--airbench-seeds", args.airbench_seeds)
+    args.airbench_epochs = whole_numbers("--airbench-epochs", args.airbench_epochs)
     if args.airbench_widths is not None:
         text, args.airbench_widths = args.airbench_widths, whole_numbers("--airbench-widths", args.airbench_widths)
         if len(args.airbench_widths) != 3:
@@ -473,31 +476,38 @@ def markdown(result: dict) -> str:
             "",
         ]
     if "airbench" in result:
-        a = result["airbench"]
+        a, m = result["airbench"], result["airbench"]["muon"]
         lines += [
-            f"## 6. experiment=fast94 against airbench94 ({len(a['runs'])} seeds, {a['epochs']} epochs, batch "
-            f"{a['batch_size']}, widths {a['widths']}; training loop only, test accuracy with TTA)",
+            f"## 6. experiment=fast94 against airbench94 (seeds {a['seeds']}, batch {a['batch_size']}, widths "
+            f"{a['widths']}; training loop only, test accuracy with TTA; mean ± std over the seeds)",
             "",
-            "| recipe | test/acc (mean ± std) | training s (mean ± std) |",
-            "|---|---|---|",
+            "| epochs | airbench94 test/acc | fast94 test/acc | fast94 − airbench94 | airbench94 s | fast94 s | "
+            "fast94 / airbench94 time |",
+            "|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {name} | {a[f'{key}_test_acc']:.4f} ± {a[f'{key}_test_acc_std']:.4f} | "
-            f"{a[f'{key}_train_s']:.2f} ± {a[f'{key}_train_s_std']:.2f} |"
-            for name, key in (("airbench94 (its own train94)", "airbench"), ("experiment=fast94 (CLI)", "fast94"))
+            f"| {r['epochs']} | {r['airbench_test_acc']:.4f} ± {r['airbench_test_acc_std']:.4f} | "
+            f"{r['fast94_test_acc']:.4f} ± {r['fast94_test_acc_std']:.4f} | {r['acc_diff_points']:+.2f} points | "
+            f"{r['airbench_train_s']:.2f} ± {r['airbench_train_s_std']:.2f} | "
+            f"{r['fast94_train_s']:.2f} ± {r['fast94_train_s_std']:.2f} | {r['time_ratio']:.2f}× |"
+            for r in a["lengths"]
         ]
         lines += [
             "",
-            f"fast94 − airbench: {a['acc_diff_points']:+.2f} accuracy points; fast94 / airbench training time: "
-            f"{a['time_ratio']:.2f}×",
+            f"experiment=fast94_muon, {m['epochs']} epochs: {m['fast94_muon_test_acc']:.4f} ± "
+            f"{m['fast94_muon_test_acc_std']:.4f} in {m['fast94_muon_train_s']:.2f} ± "
+            f"{m['fast94_muon_train_s_std']:.2f} s; "
+            f"against airbench94 at {m['against_epochs']} epochs: {m['acc_diff_points']:+.2f} points, "
+            f"{m['time_ratio']:.2f}× its time",
             "",
-            "| seed | airbench test/acc | s | fast94 test/acc | s |",
-            "|---|---|---|---|---|",
+            "| epochs | seed | airbench test/acc | s | fast94 test/acc | s |",
+            "|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {r['seed']} | {r['airbench']['test_acc']:.4f} | {r['airbench']['train_s']:.2f} | "
+            f"| {length['epochs']} | {r['seed']} | {r['airbench']['test_acc']:.4f} | {r['airbench']['train_s']:.2f} | "
             f"{r['fast94']['test_acc']:.4f} | {r['fast94']['train_s']:.2f} |"
-            for r in a["runs"]
+            for length in a["lengths"]
+            for r in length["runs"]
         ]
         lines.append("")
     return "\n".join(lines)

@@ -210,6 +210,8 @@ def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
         "--airbench-seeds",
         "0,1",
         "--airbench-epochs",
+        "1,2",
+        "--muon-epochs",
         "1",
         "--airbench-batch-size",
         "16",
@@ -231,11 +233,17 @@ def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
     assert "## 5. Checking the input" in proc.stdout
     assert all(c["median_s"] > 0 for c in result["cli"])
     airbench = result["airbench"]
-    assert [run["seed"] for run in airbench["runs"]] == [0, 1]
-    for run in airbench["runs"]:  # each side trained (a clock > 0) and tested with its TTA
-        assert all(run[side]["train_s"] > 0 and 0 <= run[side]["test_acc"] <= 1 for side in ("airbench", "fast94"))
-    assert airbench["time_ratio"] == pytest.approx(airbench["fast94_train_s"] / airbench["airbench_train_s"])
-    assert "## 6. experiment=fast94 against airbench94 (2 seeds, 1 epochs, batch 16" in proc.stdout
+    assert [length["epochs"] for length in airbench["lengths"]] == [1, 2]
+    for length in airbench["lengths"]:
+        assert [run["seed"] for run in length["runs"]] == [0, 1]
+        for run in length["runs"]:  # each side trained (a clock > 0) and tested with its TTA
+            assert all(run[side]["train_s"] > 0 and 0 <= run[side]["test_acc"] <= 1 for side in ("airbench", "fast94"))
+        assert length["time_ratio"] == pytest.approx(length["fast94_train_s"] / length["airbench_train_s"])
+    muon = airbench["muon"]
+    assert muon["epochs"] == 1 and muon["against_epochs"] == 2 and [run["seed"] for run in muon["runs"]] == [0, 1]
+    assert muon["time_ratio"] == pytest.approx(muon["fast94_muon_train_s"] / airbench["lengths"][1]["airbench_train_s"])
+    assert "## 6. experiment=fast94 against airbench94 (seeds [0, 1], batch 16" in proc.stdout
+    assert "experiment=fast94_muon, 1 epochs:" in proc.stdout
     assert len(list(out.glob("bench_*.md"))) == 1
 
 

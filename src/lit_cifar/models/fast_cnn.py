@@ -38,7 +38,9 @@ def conv_group(in_channels: int, out_channels: int, **norm) -> nn.Sequential:
 
 class FastCNN(nn.Module):
     """whiten (2×2, frozen weights, learned bias) → GELU → three conv groups → max over the map → linear.
-    Logits are scaled by `logit_scale` so that they start small, which keeps high learning rates stable.
+    Logits are scaled by `logit_scale` so that they start small, which keeps high learning rates stable (null: by
+    1 / the last width, the head's output divided by its input's width as airbench94_muon has it). `head_std`: the
+    head's initial weights rescaled to this standard deviation (airbench94_muon: 1; null: torch's init).
     The BatchNorm defaults are airbench's: eps 1e-12, torch momentum 0.4 (airbench's 0.6 is 1 - torch's),
     scale frozen at 1 (`norm_train_scale=False`), bias trained."""
 
@@ -49,7 +51,8 @@ class FastCNN(nn.Module):
         image_size: int,
         widths: tuple[int, int, int] = (64, 256, 256),
         dropout: float = 0.0,
-        logit_scale: float = 1 / 9,
+        logit_scale: float | None = 1 / 9,
+        head_std: float | None = None,
         norm_eps: float = 1e-12,
         norm_momentum: float = 0.4,
         norm_train_scale: bool = False,
@@ -67,7 +70,10 @@ class FastCNN(nn.Module):
             conv_group(widths[1], widths[2], **norm),
         )
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(widths[2], num_classes, bias=False))
-        self.logit_scale = logit_scale
+        if head_std is not None:
+            with torch.no_grad():
+                self.head[1].weight.mul_(head_std / self.head[1].weight.std())
+        self.logit_scale = 1 / widths[2] if logit_scale is None else logit_scale
 
     @torch.no_grad()
     def whiten_(self, images: Tensor, eps: float = 5e-4) -> None:

@@ -7,6 +7,7 @@ from torch import nn
 from torch.optim import SGD, Optimizer
 
 from lit_cifar.run.errors import UserError
+from lit_cifar.training.muon import FilterMuon, OptimizerChain
 
 # Found by type, as torchvision's classification reference finds them (`set_weight_decay`).
 NORM_LAYERS = (
@@ -17,6 +18,7 @@ NORM_LAYERS = (
     nn.RMSNorm,
 )
 UNITS = ("torch", "per_1024")
+NORM_GROUPS = ("layers", "vectors")
 
 
 def examples_per_kilostep(momentum: float) -> float:
@@ -34,12 +36,18 @@ def build_optimizer(
     norm_lr_scale: float = 1.0,
     units: str = "torch",
     batch_size: int | None = None,
+    norm_group: str = "layers",
+    muon: dict | None = None,
     **options,
 ) -> Optimizer:
-    """`algorithm` (a dotted class path such as torch.optim.SGD) over the trainable parameters of `net`.
+    """`algorithm` (a dotted class path such as torch.optim.SGD) over the trainable parameters of `net`; with `muon`
+    (FilterMuon's options: lr, momentum, nesterov, ns_steps, normalize_weights), the conv filters are Muon's and
+    `algorithm` steps the rest, both as one optimizer (airbench94_muon's split; `lit_cifar.training.muon`).
 
-    `norm_lr_scale` multiplies the lr of the normalization layers' parameters (airbench gives BatchNorm biases 64×)
-    and divides their weight decay, so that their decay per step (lr × weight_decay) stays the others'.
+    `norm_lr_scale` multiplies the lr of the norm group (`norm_group`: `layers`, the normalization layers'
+    parameters; `vectors`, every one-dimensional parameter, biases included) and divides its weight decay, so that
+    its decay per step (lr × weight_decay) stays the others'. airbench94 gives BatchNorm biases 64×, airbench94_muon
+    every bias 0.08×.
 
     `units`: `torch` — lr and weight_decay are the optimizer's own, for our mean-reduced loss. `per_1024` (SGD only,
     airbench's form) — lr is the step per 1024 examples, decoupled from momentum and batch size, and weight_decay
@@ -63,14 +71,27 @@ def build_optimizer(
         lr_1024, wd_1024 = lr, weight_decay
         lr = lr_1024 / examples_per_kilostep(options.get("momentum", 0.0)) * batch_size
         weight_decay = wd_1024 / lr_1024
-    norm_params = {id(p) for layer in net.modules() if isinstance(layer, NORM_LAYERS) for p in layer.parameters()}
+    if norm_group not in NORM_GROUPS:
+        raise UserError(
+            f"optim.norm_group={norm_group} must be one of {', '.join(NORM_GROUPS)}; e.g. optim.norm_group=layers"
+        )
+    if norm_group == "layers":
+        norm_params = {id(p) for layer in net.modules() if isinstance(layer, NORM_LAYERS) for p in layer.parameters()}
+    else:
+        norm_params = {id(p) for p in net.parameters() if p.ndim == 1}
     trainable = [p for p in net.parameters() if p.requires_grad]
+    filters = [p for p in trainable if p.ndim == 4] if muon is not None else []
+    if muon is not None and not filters:
+        raise UserError(f"optim.muon steps conv filters, and {type(net).__name__} has none; remove ~optim.muon")
+    trainable = [p for p in trainable if p.ndim != 4] if filters else trainable
     main = [p for p in trainable if id(p) not in norm_params]
     norm = [p for p in trainable if id(p) in norm_params]
     if norm_lr_scale == 1 or not norm:
-        return optimizer_class(trainable, lr=lr, weight_decay=weight_decay, **options)
-    groups = [
-        {"params": main, "name": "main"},
-        {"params": norm, "name": "norm", "lr": lr * norm_lr_scale, "weight_decay": weight_decay / norm_lr_scale},
-    ]
-    return optimizer_class(groups, lr=lr, weight_decay=weight_decay, **options)
+        optimizer = optimizer_class(trainable, lr=lr, weight_decay=weight_decay, **options)
+    else:
+        groups = [
+            {"params": main, "name": "main"},
+            {"params": norm, "name": "norm", "lr": lr * norm_lr_scale, "weight_decay": weight_decay / norm_lr_scale},
+        ]
+        optimizer = optimizer_class(groups, lr=lr, weight_decay=weight_decay, **options)
+    return optimizer if muon is None else OptimizerChain(optimizer, FilterMuon(filters, **muon))
