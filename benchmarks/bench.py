@@ -3,8 +3,9 @@ as markdown + JSON to `<out>/bench_<timestamp>.{md,json}`:
 
 1. input pipeline images/s (augmentation and normalization included, no model): the per-image DataLoader
    path at each num_workers × pin_memory, and the batched path;
-2. training images/s of the project (Trainer + LitClassifier) against a plain PyTorch loop over the same
-   net, batches and optimizer, alternated in one process;
+2. training images/s of the project (Trainer + LitClassifier) against bare Lightning (Trainer + a module with
+   the same net, loss and optimizer and nothing else) and a plain PyTorch loop, over the same batches, in turn
+   in one process;
 3. time to a target validation accuracy, and accuracy at equal wall time, for the default recipe and
    experiment=fast94 on the real CIFAR-10 slice;
 4. start-up of the command line (`--help`, a config error, `predict` without a checkpoint) against importing
@@ -197,8 +198,28 @@ class _Clock(pl.Callback):
         self.elapsed = time.perf_counter() - self.start
 
 
+class _BareModule(pl.LightningModule):
+    """Figure 2's middle column: the same net, loss and optimizer as LitClassifier in channels_last, and nothing
+    else (no metrics, no logging), so that the figure tells Lightning's own cost from the project's."""
+
+    def __init__(self, net: torch.nn.Module, optimizer, compile: bool) -> None:
+        super().__init__()
+        self.net, self.make_optimizer, self.criterion = net, optimizer, torch.nn.CrossEntropyLoss()
+        self.net.to(memory_format=torch.channels_last)
+        if compile:
+            self.net.compile()
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        return self.criterion(self.net(images.contiguous(memory_format=torch.channels_last)), labels)
+
+    def configure_optimizers(self):
+        return self.make_optimizer(self)
+
+
 def framework_overhead(args: argparse.Namespace, model_overrides: str) -> dict:
-    """Figure 2: the project (Trainer + LitClassifier) against a plain loop, same net, data and optimizer."""
+    """Figure 2: the project (Trainer + LitClassifier) against bare Lightning (Trainer + _BareModule) and a plain
+    loop, same net, data and optimizer."""
     cfg = config(args, *model_overrides.split(), "optim=adam")
     dm = instantiate(cfg.data)
     dm.setup("fit")
@@ -209,26 +230,23 @@ def framework_overhead(args: argparse.Namespace, model_overrides: str) -> dict:
     optimizer = instantiate(cfg.optim)
     autocast = args.precision.startswith("bf16") and args.device.type == "cuda"
 
-    def project() -> float:
-        torch.manual_seed(0)
-        module = LitClassifier(instantiate(cfg.model), optimizer, num_classes=dm.num_classes, compile=args.compile)
+    def fit(module: pl.LightningModule) -> float:
         clock = _Clock(warmup, args.device)
         trainer = pl.Trainer(
-            accelerator=args.device.type,
-            devices=1,
-            precision=args.precision,
-            max_epochs=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-            callbacks=[clock],
-            default_root_dir=args.tmp,
-        )
+            accelerator=args.device.type, devices=1, precision=args.precision, max_epochs=1, logger=False,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+            num_sanity_val_steps=0, callbacks=[clock], default_root_dir=args.tmp,
+        )  # fmt: skip
         trainer.fit(module, train_dataloaders=loader)
         return n / clock.elapsed
+
+    def project() -> float:
+        torch.manual_seed(0)
+        return fit(LitClassifier(instantiate(cfg.model), optimizer, num_classes=dm.num_classes, compile=args.compile))
+
+    def bare() -> float:
+        torch.manual_seed(0)
+        return fit(_BareModule(instantiate(cfg.model), optimizer, compile=args.compile))
 
     def plain() -> float:
         torch.manual_seed(0)
@@ -251,23 +269,27 @@ def framework_overhead(args: argparse.Namespace, model_overrides: str) -> dict:
         sync(args.device)
         return n / (time.perf_counter() - start)
 
-    project_runs, plain_runs = [], []
-    for repeat in range(args.repeats):  # alternate the order so that drifting load hits both alike
-        for name, run, runs in sorted(
-            [("project", project, project_runs), ("plain", plain, plain_runs)], reverse=bool(repeat % 2)
-        ):
-            runs.append(run())
-            print(f"  {model_overrides}, repeat {repeat}: {name:7s} {runs[-1]:8,.0f} img/s", flush=True)
-    pairs = list(zip(project_runs, plain_runs, strict=True))
+    runs = {"project": [], "bare": [], "plain": []}
+    order = [("project", project), ("bare", bare), ("plain", plain)]
+    for repeat in range(args.repeats):  # rotate the order so that drifting load hits all three alike
+        for name, run in order[repeat % 3 :] + order[: repeat % 3]:
+            runs[name].append(run())
+            print(f"  {model_overrides}, repeat {repeat}: {name:7s} {runs[name][-1]:8,.0f} img/s", flush=True)
     batch = args.throughput_batch_size
+
+    def per_step_ms(slower: str, faster: str) -> float:
+        # Each repeat's runs ran back to back, so comparing within a repeat cancels load that drifts between repeats.
+        pairs = zip(runs[slower], runs[faster], strict=True)
+        return statistics.median(1000 * batch * (1 / p - 1 / q) for p, q in pairs)
+
     return {
         "model": model_overrides,
         "batch_size": batch,
-        "project_images_per_s": statistics.median(project_runs),
-        "plain_images_per_s": statistics.median(plain_runs),
-        # Each repeat's pair ran back to back, so comparing within pairs cancels load that drifts between repeats.
-        "ratio": statistics.median(p / q for p, q in pairs),
-        "overhead_ms_per_step": statistics.median(1000 * batch * (1 / p - 1 / q) for p, q in pairs),
+        **{f"{name}_images_per_s": statistics.median(values) for name, values in runs.items()},
+        "ratio": statistics.median(p / q for p, q in zip(runs["project"], runs["plain"], strict=True)),
+        "overhead_ms_per_step": per_step_ms("project", "plain"),
+        "project_over_bare_ms_per_step": per_step_ms("project", "bare"),
+        "bare_over_plain_ms_per_step": per_step_ms("bare", "plain"),
     }
 
 
@@ -428,14 +450,16 @@ def markdown(result: dict) -> str:
         lines.append("")
     if "overhead" in result:
         lines += [
-            "## 2. Project vs plain PyTorch loop (medians over paired repeats)",
+            "## 2. Project vs bare Lightning vs a plain PyTorch loop (medians over repeats)",
             "",
-            "| model | batch | project images/s | plain images/s | ratio | overhead ms/step |",
-            "|---|---|---|---|---|---|",
+            "| model | batch | project images/s | bare Lightning images/s | plain images/s | project / plain | "
+            "ms/step: project over bare | bare over plain |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         lines += [
             f"| `{o['model']}` | {o['batch_size']} | {o['project_images_per_s']:,.0f} | "
-            f"{o['plain_images_per_s']:,.0f} | {o['ratio']:.3f} | {o['overhead_ms_per_step']:.2f} |"
+            f"{o['bare_images_per_s']:,.0f} | {o['plain_images_per_s']:,.0f} | {o['ratio']:.3f} | "
+            f"{o['project_over_bare_ms_per_step']:.2f} | {o['bare_over_plain_ms_per_step']:.2f} |"
             for o in result["overhead"]
         ]
         lines.append("")

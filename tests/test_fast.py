@@ -176,6 +176,9 @@ def test_fast94_trains_on_the_tiny_fixture(cifar_root, tmp_path):
     assert 0.0 <= metrics["test/acc"] <= 1.0
 
 
+SIDES = ("project", "bare", "plain")
+
+
 @pytest.mark.slow
 def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
     out = tmp_path / "bench"
@@ -224,7 +227,8 @@ def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
     assert [(r["pipeline"], r["num_workers"]) for r in result["pipeline"]] == [("loader", 0)] * 2 + [("batched", 0)]
     assert all(r["images_per_s"] > 0 for r in result["pipeline"])
     assert [o["model"] for o in result["overhead"]] == ["model=week11_cnn", "model=two_layer_fc model.hidden=32"]
-    assert all(o["ratio"] > 0 for o in result["overhead"])
+    assert all(o["ratio"] > 0 and o[f"{side}_images_per_s"] > 0 for o in result["overhead"] for side in SIDES)
+    assert "| project images/s | bare Lightning images/s | plain images/s |" in proc.stdout
     assert [r["name"] for r in result["recipes"]] == ["default", "fast"]
     assert all(r["seconds_to_target"] is not None for r in result["recipes"])
     assert [c["command"] for c in result["cli"]] == list(CLI_COMMANDS)
