@@ -202,6 +202,31 @@ def test_the_whitening_bias_stops_moving_after_its_epochs(tmp_path):
     assert torch.equal(epochs[1], epochs[0]) and torch.equal(epochs[2], epochs[0])  # no step, momentum or decay after
 
 
+class BackwardReach(pl.Callback):
+    """Per epoch: whether the backward pass of its first batch reached the whitening layer's output."""
+
+    def __init__(self) -> None:
+        self.reached: list[bool] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            self.reached.append(pl_module.net.whiten(batch[0][:1]).requires_grad)
+
+
+def test_after_its_epochs_the_backward_pass_stops_before_the_whitening_layer(tmp_path):
+    reach = BackwardReach()
+    module = tiny_fast_cnn_module()
+    trainer = tiny_trainer(tmp_path, [PatchWhitening(num_images=32, bias_epochs=1), reach], max_epochs=3)
+    trainer.fit(module, datamodule=TinyImages())
+    assert reach.reached == [True, False, False]  # as airbench: no gradient through the whole-resolution images
+    assert module.net.whiten.bias.requires_grad  # the net as it was built, once fitting ends
+    trainer.save_checkpoint(tmp_path / "end.ckpt")
+    resumed = BackwardReach()  # a run resumed after the bias's epochs starts without it
+    trainer = tiny_trainer(tmp_path, [PatchWhitening(num_images=32, bias_epochs=1), resumed], max_epochs=4)
+    trainer.fit(tiny_fast_cnn_module(), datamodule=TinyImages(), ckpt_path=tmp_path / "end.ckpt")
+    assert resumed.reached == [False]
+
+
 def lookahead_started(net: nn.Module, total_steps: int, **options) -> Lookahead:
     lookahead = Lookahead(**options)
     lookahead.on_train_start(
