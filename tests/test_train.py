@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import yaml
@@ -94,3 +95,17 @@ def test_a_true_half_precision_trains_on_the_cpu(tmp_path, cifar_root):
                      "trainer.precision=bf16-true", f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "ok"
+
+
+def test_the_step_loss_is_written_every_log_every_n_steps(cifar_root, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        "lit_cifar.train", "model=two_layer_fc", "model.hidden=8", "trainer.max_epochs=2",
+        "trainer.log_every_n_steps=2", *tiny_cifar_overrides(cifar_root), f"hydra.run.dir={run_dir}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = EventAccumulator(str(next(run_dir.rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    steps = 2 * (80 // 16)  # the fixture's 100 training images, 20 held out, batches of 16
+    written = events.Scalars("train/loss_step")
+    assert len(written) == steps // 2 and all(math.isfinite(event.value) for event in written)
