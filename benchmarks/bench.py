@@ -3,9 +3,9 @@ as markdown + JSON to `<out>/bench_<timestamp>.{md,json}`:
 
 1. input pipeline images/s (augmentation and normalization included, no model): the per-image DataLoader
    path at each num_workers × pin_memory, and the batched path;
-2. training images/s of the project (Trainer + LitClassifier) against bare Lightning (Trainer + a module with
-   the same net, loss and optimizer and nothing else) and a plain PyTorch loop, over the same batches, in turn
-   in one process;
+2. training images/s of the project (Trainer + LitClassifier, a run's callbacks and TensorBoard logger) against
+   bare Lightning (Trainer + a module with the same net, loss and optimizer and nothing else) and a plain PyTorch
+   loop, over the same batches, in turn in one process;
 3. time to a target validation accuracy, and accuracy at equal wall time, for the default recipe and
    experiment=fast94 on the real CIFAR-10 slice;
 4. start-up of the command line (`--help`, a config error, `predict` without a checkpoint) against importing
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.airbench_peer import against_airbench
@@ -218,8 +219,9 @@ class _BareModule(pl.LightningModule):
 
 
 def framework_overhead(args: argparse.Namespace, model_overrides: str) -> dict:
-    """Figure 2: the project (Trainer + LitClassifier) against bare Lightning (Trainer + _BareModule) and a plain
-    loop, same net, data and optimizer."""
+    """Figure 2: the project (Trainer + LitClassifier with a run's per-batch callbacks and TensorBoard logger)
+    against bare Lightning (Trainer + _BareModule, no callbacks, no logger) and a plain loop, same net, data and
+    optimizer."""
     cfg = config(args, *model_overrides.split(), "optim=adam")
     dm = instantiate(cfg.data)
     dm.setup("fit")
@@ -230,23 +232,32 @@ def framework_overhead(args: argparse.Namespace, model_overrides: str) -> dict:
     optimizer = instantiate(cfg.optim)
     autocast = args.precision.startswith("bf16") and args.device.type == "cuda"
 
-    def fit(module: pl.LightningModule) -> float:
+    # A run's callbacks but those that write files, draw on a terminal or act on the first batch only (checkpoints,
+    # HParams, progress, summary, images: these also read a datamodule, which this loader has not).
+    run_callbacks = config(
+        args, "callbacks.model_checkpoint=null", "callbacks.hparams=null", "callbacks.progress_bar=null",
+        "callbacks.model_summary=null", "callbacks.images=null", "callbacks.epoch_log.name=bench",
+    ).callbacks  # fmt: skip
+
+    def fit(module: pl.LightningModule, callbacks: list[pl.Callback], logger) -> float:
         clock = _Clock(warmup, args.device)
         trainer = pl.Trainer(
-            accelerator=args.device.type, devices=1, precision=args.precision, max_epochs=1, logger=False,
+            accelerator=args.device.type, devices=1, precision=args.precision, max_epochs=1, logger=logger,
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-            num_sanity_val_steps=0, callbacks=[clock], default_root_dir=args.tmp,
+            num_sanity_val_steps=0, callbacks=[*callbacks, clock], default_root_dir=args.tmp,
         )  # fmt: skip
         trainer.fit(module, train_dataloaders=loader)
         return n / clock.elapsed
 
     def project() -> float:
         torch.manual_seed(0)
-        return fit(LitClassifier(instantiate(cfg.model), optimizer, num_classes=dm.num_classes, compile=args.compile))
+        module = LitClassifier(instantiate(cfg.model), optimizer, num_classes=dm.num_classes, compile=args.compile)
+        callbacks = [instantiate(c) for c in run_callbacks.values() if c is not None]
+        return fit(module, callbacks, TensorBoardLogger(args.tmp, name="bench"))
 
     def bare() -> float:
         torch.manual_seed(0)
-        return fit(_BareModule(instantiate(cfg.model), optimizer, compile=args.compile))
+        return fit(_BareModule(instantiate(cfg.model), optimizer, compile=args.compile), [], False)
 
     def plain() -> float:
         torch.manual_seed(0)
