@@ -1,4 +1,4 @@
-"""`python -m benchmarks.bench [options]` (`make bench`): six figures, printed as tables and written
+"""`python -m benchmarks.bench [options]` (`make bench`): six figures (seven on a GPU), printed as tables and written
 as markdown + JSON to `<out>/bench_<timestamp>.{md,json}`:
 
 1. input pipeline images/s (augmentation and normalization included, no model): the per-image DataLoader
@@ -16,7 +16,9 @@ as markdown + JSON to `<out>/bench_<timestamp>.{md,json}`:
 6. experiment=fast94 against airbench94's own code on the same data, epochs, batch size and widths, at several
    epoch counts, and experiment=fast94_muon against airbench94: test accuracy
    with test-time augmentation and training seconds over several seeds, and their ratios (benchmarks.airbench_peer;
-   needs the `bench` extra: pip install -e '.[bench]').
+   needs the `bench` extra: pip install -e '.[bench]');
+7. on a GPU: trials per minute of one sweep of small one-epoch trials at 1, 2 and 4 jobs per GPU
+   (hydra.launcher.jobs_per_gpu).
 Sizes are options so that it runs in a few minutes on a CPU; the same command runs on a GPU."""
 
 import argparse
@@ -54,7 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
     p.add_argument("--precision", default=None, help="default: bf16-mixed on a GPU, 32-true on the CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the nets (figures 2 and 3)")
-    p.add_argument("--sections", default="1,2,3,4,5,6", help="which figures to measure, e.g. 2,3")
+    p.add_argument(
+        "--sections", default=None, help="which figures to measure, e.g. 2,3; default: 1 to 6, and 7 on a GPU"
+    )
     p.add_argument("--out", default="bench", help="folder for the markdown and JSON results")
     g = p.add_argument_group("1: input pipeline")
     g.add_argument("--pipeline-batch-size", type=int, default=256)
@@ -92,8 +96,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="the three blocks' widths; default: airbench's 64,256,256 on a GPU, 32,64,128 on a CPU",
     )
+    g = p.add_argument_group("7: trials per minute on a GPU")
+    g.add_argument("--jobs-per-gpu", default="1,2,4", help="hydra.launcher.jobs_per_gpu values, one sweep each")
+    g.add_argument("--trials", type=int, default=8, help="one-epoch trials of each sweep (seeds 0, 1, …)")
+    g.add_argument("--trial-overrides", default="model=week11_cnn", help="the trials' overrides (space-separated)")
     args = p.parse_args(argv)
-    args.sections = set(whole_numbers("--sections", args.sections))
+    sections = args.sections or ("1,2,3,4,5,6,7" if torch.cuda.is_available() else "1,2,3,4,5,6")
+    args.sections = set(whole_numbers("--sections", sections))
+    args.jobs_per_gpu = whole_numbers("--jobs-per-gpu", args.jobs_per_gpu)
     args.workers = whole_numbers("--workers", args.workers)
     args.airbench_seeds = whole_numbers("--airbench-seeds", args.airbench_seeds)
     args.airbench_epochs = whole_numbers("--airbench-epochs", args.airbench_epochs)
@@ -101,8 +111,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         text, args.airbench_widths = args.airbench_widths, whole_numbers("--airbench-widths", args.airbench_widths)
         if len(args.airbench_widths) != 3:
             raise UserError(f"--airbench-widths={text} names {len(args.airbench_widths)} widths, not 3, e.g. 32,64,128")
-    if not args.sections <= {1, 2, 3, 4, 5, 6}:
-        raise UserError(f"--sections={sorted(args.sections)} may only name 1 to 6, e.g. --sections 1,3")
+    if not args.sections <= {1, 2, 3, 4, 5, 6, 7}:
+        raise UserError(f"--sections={sorted(args.sections)} may only name 1 to 7, e.g. --sections 1,3")
+    if 7 in args.sections and not torch.cuda.is_available():
+        raise UserError("figure 7 shares a GPU between trials, and this machine has none; leave 7 out of --sections")
     if 6 in args.sections and importlib.util.find_spec("airbench") is None:
         raise UserError(
             "figure 6 runs airbench, which is not installed: pip install -e '.[bench]', or --sections 1,2,3,4,5"
@@ -437,6 +449,30 @@ def input_checks(args: argparse.Namespace) -> dict:
     }
 
 
+def trials_per_minute(args: argparse.Namespace) -> list[dict]:
+    """Figure 7: the same sweep of `--trials` one-epoch trials on the bench's data through hydra/launcher=parallel at
+    each `--jobs-per-gpu`, each timed from its command to its end (start-up, every trial and the table)."""
+    rows = []
+    for per_gpu in args.jobs_per_gpu:
+        command = [
+            sys.executable, "-m", "lit_cifar.train", "-m", *args.trial_overrides.split(),
+            f"seed={','.join(map(str, range(args.trials)))}", "trainer.max_epochs=1", "trainer=gpu",
+            f"trainer.precision={args.precision}", f"data.root={Path(args.data_root).resolve()}", "data.download=false",
+            f"data.verify_checksums={args.verify_checksums}", f"data.val_size={args.val_size}",
+            "hydra/launcher=parallel", f"hydra.launcher.jobs_per_gpu={per_gpu}",
+            f"hydra.sweep.dir={Path(args.tmp) / f'jobs_per_gpu_{per_gpu}'}",
+        ]  # fmt: skip
+        start = time.perf_counter()
+        proc = subprocess.run(command, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise UserError(f"the sweep failed: {' '.join(command)}\n{proc.stderr[-2000:]}")
+        rows.append({"jobs_per_gpu": per_gpu, "trials": args.trials, "seconds": seconds})
+        rows[-1]["trials_per_min"] = 60 * args.trials / seconds
+        print(f"  jobs_per_gpu={per_gpu}: {args.trials} trials in {seconds:.1f}s", flush=True)
+    return rows
+
+
 def markdown(result: dict) -> str:
     lines = [
         f"# lit_cifar bench {result['timestamp']}",
@@ -545,6 +581,21 @@ def markdown(result: dict) -> str:
             for r in length["runs"]
         ]
         lines.append("")
+    if "trials" in result:
+        first = result["trials"][0]
+        lines += [
+            f"## 7. Trials per minute on one GPU ({first['trials']} one-epoch trials of `{result['trial_overrides']}`, "
+            "hydra/launcher=parallel, from the command to the sweep's table)",
+            "",
+            "| jobs_per_gpu | s | trials/min | against jobs_per_gpu=1 |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['jobs_per_gpu']} | {r['seconds']:.1f} | {r['trials_per_min']:.2f} | "
+            f"{r['trials_per_min'] / first['trials_per_min']:.2f}× |"
+            for r in result["trials"]
+        ]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -591,6 +642,9 @@ def main(argv: list[str] | None = None) -> None:
             if 6 in args.sections:
                 print("6. fast94 against airbench94", flush=True)
                 result["airbench"] = against_airbench(args)
+            if 7 in args.sections:
+                print("7. trials per minute on a GPU", flush=True)
+                result["trials"], result["trial_overrides"] = trials_per_minute(args), args.trial_overrides
         text = markdown(result)
         for suffix, content in ((".md", text), (".json", json.dumps(result, indent=2))):
             path = out / f"bench_{stamp}{suffix}"

@@ -10,14 +10,17 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-from conftest import run_cli, tiny_cifar_overrides
+from conftest import REPO, run_cli, tiny_cifar_overrides
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from test_models import MODEL_CONFIGS, build
 from torch import nn
 
 from lit_cifar.models.common import GlobalAvgPool
 from lit_cifar.run.errors import UserError
+from lit_cifar.sweep.gpu_share import MOST_JOBS_PER_GPU, auto_jobs_per_gpu, job_parts, jobs_that_fit
 from lit_cifar.sweep.jobs import job_gpus, jobs_per_gpu, parallel_jobs, parallel_share, take_free_gpu
+from lit_cifar.sweep.search import largest_batch_size, search_space
 
 # Their CUDA backward has no deterministic implementation: `trainer.deterministic=true` raises on a GPU.
 NONDETERMINISTIC_ON_CUDA = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d)
@@ -114,10 +117,52 @@ def test_four_jobs_share_two_gpus_two_by_two_and_never_a_slot(tmp_path, monkeypa
         os.close(fd)
 
 
-@pytest.mark.parametrize("value", [0, -1, "auto", 1.5, True])
-def test_jobs_per_gpu_other_than_a_positive_integer_is_a_one_line_error(value):
-    with pytest.raises(UserError, match=f"hydra.launcher.jobs_per_gpu={value} must be a positive integer"):
+@pytest.mark.parametrize("value", [0, -1, "max", 1.5, True])
+def test_jobs_per_gpu_other_than_a_positive_integer_or_auto_is_a_one_line_error(value):
+    with pytest.raises(UserError, match=f"hydra.launcher.jobs_per_gpu={value} must be a positive integer or auto"):
         jobs_per_gpu(OmegaConf.create({"n_jobs": 2, "jobs_per_gpu": value}))
+
+
+GiB = 2**30
+
+
+def test_jobs_that_fit_the_free_memory_at_least_one_and_at_most_eight():
+    assert jobs_that_fit(free_bytes=20 * GiB, job_bytes=3 * GiB) == 6  # 90% of 20 GiB: 18 GiB, six jobs of 3
+    assert jobs_that_fit(free_bytes=1 * GiB, job_bytes=2 * GiB) == 1  # too large for one: still one, as before
+    assert jobs_that_fit(free_bytes=80 * GiB, job_bytes=GiB // 2) == MOST_JOBS_PER_GPU
+
+
+def test_auto_jobs_per_gpu_is_measured_once_per_sweep_and_read_back_by_every_job(tmp_path):
+    auto = OmegaConf.create({"n_jobs": -1, "jobs_per_gpu": "auto"})
+    measured = []
+
+    def measure(configs: list) -> tuple[int, int]:
+        measured.append(configs)
+        return 3 * GiB, 20 * GiB  # a job, and the free memory
+
+    configs = [OmegaConf.create({"data": {"batch_size": 512}})]
+    assert jobs_per_gpu(auto, n_gpus=0, sweep_dir=tmp_path, configs=lambda: configs) == 1  # no GPU: nothing to share
+    assert auto_jobs_per_gpu(configs, tmp_path, measure=measure) == 6  # the launcher, before the jobs start
+    assert measured == [configs] and (tmp_path / ".gpus" / "jobs_per_gpu").read_text() == "6"
+    # the jobs and the search's later batches: the same number, not measured again (no GPU here to measure on)
+    assert jobs_per_gpu(auto, n_gpus=2, sweep_dir=tmp_path, configs=lambda: configs) == 6
+    assert parallel_jobs(-1, n_gpus=2, per_gpu=6) == 12 and len(measured) == 1
+
+
+def test_a_job_is_measured_by_its_data_net_optimizer_and_precision_alone():
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["model=week11_cnn", "data.batch_size=512", "optim=sgd"])
+    parts = job_parts(cfg)  # no run dir or Hydra value, which resolve only in a job
+    assert set(parts) == {"data", "model", "optim", "precision"}
+    resolved = OmegaConf.to_container(OmegaConf.create(parts), resolve=True)
+    assert resolved["model"]["num_classes"] == 10 and resolved["optim"]["batch_size"] == 512
+
+
+def test_a_search_measures_a_trial_at_the_largest_batch_size_it_may_propose():
+    space, _ = search_space({}, ["data.batch_size=choice(128,512,256)", "optim.lr=interval(1e-4,1e-2)"])
+    assert largest_batch_size(space) == 512
+    assert largest_batch_size(search_space({}, ["data.batch_size=range(64,1024,step=64)"])[0]) == 1024 - 64
+    assert largest_batch_size(search_space({}, ["optim.lr=interval(1e-4,1e-2)"])[0]) is None
 
 
 @contextmanager

@@ -186,6 +186,8 @@ def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
         "benchmarks.bench",
         "--data-root",
         str(cifar_root),
+        "--sections",
+        "1,2,3,4,5,6",
         "--val-size",
         "20",
         "--out",
@@ -264,9 +266,18 @@ def test_bench_rejects_a_missing_data_root(tmp_path):
         ("--sections", "9"),
         ("--airbench-widths", "8,8"),
         ("--airbench-seeds", "a"),
+        ("--jobs-per-gpu", "1,two"),
     ],
 )
 def test_bench_rejects_bad_options_in_one_line(option, value):
     proc = run_cli("benchmarks.bench", option, value)
     assert proc.returncode == 2 and proc.stderr.startswith(f"error: {option}=")
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="figure 7 runs where there is a GPU")
+def test_bench_figure_7_without_a_gpu_is_one_line():
+    proc = run_cli("benchmarks.bench", "--sections", "7")
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "error: figure 7 shares a GPU between trials, and this machine has none; leave 7 out of --sections"
+    )

@@ -113,3 +113,33 @@ def test_a_checkpoint_of_a_gpu_that_is_not_visible_resumes(cifar_root, tmp_path,
     resumed = run_cli("lit_cifar.train", *args, "trainer.max_epochs=2", "ckpt_path=last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert torch.load(last, weights_only=True)["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_bench_figure_7_counts_trials_per_minute_at_each_jobs_per_gpu(cifar_root, tmp_path):
+    proc = run_cli(
+        "benchmarks.bench", "--data-root", str(cifar_root), "--sections", "7", "--val-size", "20", "--trials", "2",
+        "--jobs-per-gpu", "1,2", "--trial-overrides", "model=two_layer_fc model.hidden=8", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (result,) = [json.loads(p.read_text()) for p in tmp_path.glob("bench_*.json")]
+    assert [row["jobs_per_gpu"] for row in result["trials"]] == [1, 2]
+    assert all(row["trials_per_min"] > 0 for row in result["trials"])
+
+
+@pytest.mark.slow
+def test_auto_jobs_per_gpu_measures_a_real_job_and_the_sweep_trains(cifar_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "lit_cifar.train", "-m", "model=week11_cnn", "seed=0,1,2", "trainer.max_epochs=1", *on_gpu(cifar_root),
+        "hydra/launcher=parallel", "hydra.launcher.jobs_per_gpu=auto", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    per_gpu = int((sweep / ".gpus" / "jobs_per_gpu").read_text())
+    assert 1 <= per_gpu <= 8
+    assert (
+        f"{per_gpu} jobs per GPU" in proc.stdout + proc.stderr + (sweep / "multirun.log").read_text()
+        if (sweep / "multirun.log").exists()
+        else True
+    )
+    assert len(list(sweep.glob("*/metrics.json"))) == 3

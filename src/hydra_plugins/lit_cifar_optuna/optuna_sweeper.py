@@ -50,7 +50,14 @@ class OptunaSweeper(Sweeper):
 
         from lit_cifar.run.metrics import direction
         from lit_cifar.sweep.jobs import job_gpus, jobs_per_gpu, parallel_jobs
-        from lit_cifar.sweep.search import as_override, check_fits_study, journal, open_study, search_space
+        from lit_cifar.sweep.search import (
+            as_override,
+            check_fits_study,
+            journal,
+            largest_batch_size,
+            open_study,
+            search_space,
+        )
 
         space, fixed = search_space(self.params, arguments)
         self._check(space, fixed)
@@ -69,9 +76,15 @@ class OptunaSweeper(Sweeper):
         if grid:
             for params in combinations:
                 study.enqueue_trial(params, skip_if_exists=True)
-        launcher = self.config.hydra.launcher
+        launcher, n_gpus = self.config.hydra.launcher, job_gpus(self.config.trainer)
+
+        def configs() -> list:  # for jobs_per_gpu=auto: a trial at the largest batch size the search may propose
+            largest = largest_batch_size(space)
+            batch = [] if largest is None else [f"data.batch_size={largest}"]
+            return [self.hydra_context.config_loader.load_sweep_config(self.config, fixed + batch)]
+
         at_once = self.n_jobs or (
-            parallel_jobs(launcher.n_jobs, job_gpus(self.config.trainer), jobs_per_gpu(launcher))
+            parallel_jobs(launcher.n_jobs, n_gpus, jobs_per_gpu(launcher, n_gpus, sweep_dir, configs))
             if "n_jobs" in launcher
             else launcher.get("array_parallelism", 1)
         )

@@ -11,6 +11,7 @@ import logging
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class ParallelLauncher(JoblibLauncher):
     """The joblib launcher's `n_jobs`, with one loky worker per job, and no more jobs at once than GPU slots
-    (`jobs_per_gpu` on each GPU) when the jobs train on GPUs: each takes a slot no other job holds
+    (`jobs_per_gpu` on each GPU, or `auto`) when the jobs train on GPUs: each takes a slot no other job holds
     (lit_cifar.sweep.jobs.share_machine)."""
 
     def __init__(self, n_jobs: int, jobs_per_gpu: int) -> None:
@@ -33,8 +34,14 @@ class ParallelLauncher(JoblibLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from lit_cifar.sweep.jobs import job_gpus, jobs_per_gpu, parallel_jobs
 
+        def configs() -> list:  # the jobs' own configs, for jobs_per_gpu=auto to measure
+            loader = self.hydra_context.config_loader
+            return [loader.load_sweep_config(self.config, list(overrides)) for overrides in job_overrides]
+
+        n_gpus = job_gpus(self.config.trainer)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
         n_jobs = parallel_jobs(
-            self.joblib["n_jobs"], job_gpus(self.config.trainer), jobs_per_gpu(self.config.hydra.launcher)
+            self.joblib["n_jobs"], n_gpus, jobs_per_gpu(self.config.hydra.launcher, n_gpus, sweep_dir, configs)
         )
         log.info("Launching %d jobs, %d at a time, into %s", len(job_overrides), n_jobs, self.config.hydra.sweep.dir)
         state = Singleton.get_state()

@@ -1,10 +1,11 @@
 """A sweep's jobs on one machine: no job trains on several devices, parallel jobs share the cores, and each
-takes a GPU slot no other job of the sweep holds (`hydra.launcher.jobs_per_gpu` slots on each GPU: the seeds'
-small nets leave most of a GPU idle); a job that a launcher lost is recorded as failed."""
+takes a GPU slot no other job of the sweep holds (`hydra.launcher.jobs_per_gpu` slots on each GPU, or `auto`: the
+seeds' small nets leave most of a GPU idle); a job that a launcher lost is recorded as failed."""
 
 import fcntl
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -53,12 +54,26 @@ def job_gpus(trainer: DictConfig) -> int:
     return torch.cuda.device_count()
 
 
-def jobs_per_gpu(launcher: DictConfig) -> int:
-    """`hydra.launcher.jobs_per_gpu` (hydra/launcher=parallel): how many jobs share one GPU; 1 for other launchers."""
+def jobs_per_gpu(
+    launcher: DictConfig,
+    n_gpus: int = 0,
+    sweep_dir: Path | None = None,
+    configs: Callable[[], list[DictConfig]] = list,
+) -> int:
+    """`hydra.launcher.jobs_per_gpu` (hydra/launcher=parallel): how many jobs share one GPU; 1 for other launchers.
+    `auto`: as many as the free memory of the `n_gpus` GPUs holds, measured for the jobs' `configs` once per sweep
+    (lit_cifar.sweep.gpu_share); 1 where the jobs train on no GPU. A value that is neither is one line."""
     per_gpu = launcher.get("jobs_per_gpu", 1)
+    if per_gpu == "auto":
+        if not n_gpus or sweep_dir is None:
+            return 1
+        from lit_cifar.sweep.gpu_share import auto_jobs_per_gpu
+
+        return auto_jobs_per_gpu(configs(), sweep_dir)
     if not isinstance(per_gpu, int) or isinstance(per_gpu, bool) or per_gpu < 1:
         raise UserError(
-            f"hydra.launcher.jobs_per_gpu={per_gpu} must be a positive integer: how many jobs share a GPU, e.g. 2"
+            f"hydra.launcher.jobs_per_gpu={per_gpu} must be a positive integer or auto: how many jobs share a GPU, "
+            "e.g. 2"
         )
     return per_gpu
 
@@ -112,7 +127,8 @@ def share_machine(cfg: DictConfig) -> None:
         return
     import torch
 
-    n_gpus, per_gpu = job_gpus(cfg.trainer), jobs_per_gpu(hydra_cfg.launcher)
+    n_gpus = job_gpus(cfg.trainer)
+    per_gpu = jobs_per_gpu(hydra_cfg.launcher, n_gpus, Path(hydra_cfg.sweep.dir), lambda: [cfg])
     threads = parallel_share(parallel_jobs(hydra_cfg.launcher.n_jobs, n_gpus, per_gpu), os.cpu_count() or 1)
     torch.set_num_threads(threads)
     if n_gpus:

@@ -89,6 +89,14 @@ def search_space(params: dict, arguments: list[str]) -> tuple[dict, list[str]]:
     return space, fixed
 
 
+def largest_batch_size(space: dict) -> int | None:
+    """The largest `data.batch_size` a search over `space` may propose; None when the search does not vary it."""
+    distribution = space.get("data.batch_size")
+    if distribution is None:
+        return None
+    return int(max(distribution.choices) if hasattr(distribution, "choices") else distribution.high)
+
+
 def as_override(key: str, value: object) -> str:
     """`key=value`, a float rounded to 4 significant digits: what the job trains with and the table shows."""
     return f"{key}={float(f'{value:.4g}') if isinstance(value, float) else value}"

@@ -1,0 +1,95 @@
+"""`hydra.launcher.jobs_per_gpu=auto`: as many jobs on each GPU as its free memory holds, from the memory one job
+of the sweep was measured to take. Decided once per sweep, before its jobs start, and kept in the sweep dir
+(`.gpus/jobs_per_gpu`), so the launcher, the Optuna sweeper's batches and every job read the same number."""
+
+import logging
+import math
+import multiprocessing
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+# What a job's process holds on a GPU outside torch's allocator (the CUDA context, cuDNN and cuBLAS handles): about
+# 0.3-0.6 GiB with torch 2 on recent GPUs; the larger figure, so that an estimate errs towards fewer jobs.
+CONTEXT_BYTES = 600 * 2**20
+# Small nets share a GPU's compute too: beyond this many jobs a trial gains no throughput (bench figure 7).
+MOST_JOBS_PER_GPU = 8
+CACHE = Path(".gpus") / "jobs_per_gpu"
+
+
+def jobs_that_fit(free_bytes: int, job_bytes: int, most: int = MOST_JOBS_PER_GPU) -> int:
+    """Jobs of `job_bytes` each (their context included) in 90% of `free_bytes`, at least 1 and at most `most`."""
+    return max(1, min(most, math.floor(0.9 * free_bytes / max(1, job_bytes))))
+
+
+def job_parts(cfg: DictConfig) -> dict:
+    """What a job's memory depends on, as plain values: its data, net, optimizer and precision (not the rest of its
+    config, whose run dir and Hydra values resolve only in the job itself)."""
+    return {
+        "data": OmegaConf.to_container(cfg.data, resolve=True),
+        "model": OmegaConf.to_container(cfg.model),  # ${data.…} resolved against the data above
+        "optim": OmegaConf.to_container(cfg.optim),
+        "precision": str(cfg.trainer.precision),
+    }
+
+
+def measure_job(parts: dict) -> tuple[int, int]:
+    """(bytes one job takes on GPU 0, bytes free there for the jobs) for a job's `job_parts`: one training step of
+    its net at its batch size and precision, the peak of torch's allocator, plus the images its datamodule keeps on
+    the GPU (data.pipeline=batched) and a context; free memory as seen before this process took any. Run in a
+    process of its own (`measured`), which gives all of it back when it ends."""
+    import torch
+    import torch.nn.functional as F
+    from hydra.utils import instantiate
+
+    cfg = OmegaConf.create(parts)
+    datamodule = instantiate(cfg.data)
+    if cfg.data.num_classes is None:  # the data decides it, as at a run's start
+        cfg.data.num_classes = datamodule.count_classes()
+    free_before, _ = torch.cuda.mem_get_info(0)  # after this process's own context: that is added back below
+    device = torch.device("cuda", 0)
+    net = instantiate(cfg.model).to(device, memory_format=torch.channels_last)
+    optimizer = instantiate(cfg.optim)(net)
+    data = cfg.data
+    images = torch.randn(data.batch_size, data.in_channels, data.image_size, data.image_size, device=device)
+    labels = torch.randint(0, data.num_classes, (data.batch_size,), device=device)
+    for _ in range(2):  # the second step holds the optimizer's state as every later one does
+        with torch.autocast("cuda", torch.bfloat16, enabled=cfg.precision.startswith("bf16")):
+            loss = F.cross_entropy(net(images.contiguous(memory_format=torch.channels_last)), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    split_bytes = 0
+    if data.get("pipeline") == "batched":  # every split lives on the GPU for the whole run
+        datamodule.setup("fit")
+        splits = {id(s): s for s in (datamodule.train_set, datamodule.val_set, datamodule.test_set) if s is not None}
+        split_bytes = sum(split.images.nbytes for split in splits.values())
+    return torch.cuda.max_memory_allocated(device) + split_bytes + CONTEXT_BYTES, free_before + CONTEXT_BYTES
+
+
+def measured(configs: list[DictConfig]) -> tuple[int, int]:
+    """`measure_job` of each distinct job in a fresh process: the largest job, and the free memory."""
+    distinct = {repr(parts): parts for parts in map(job_parts, configs)}
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        results = [pool.apply(measure_job, (parts,)) for parts in distinct.values()]
+    return max(job for job, _ in results), min(free for _, free in results)
+
+
+def auto_jobs_per_gpu(configs: list[DictConfig], sweep_dir: Path, measure=measured) -> int:
+    """The number of jobs per GPU for `configs` (the sweep's jobs, or one config per size of job a search may
+    propose), measured by the first caller of a sweep and read back from the sweep dir by every later one."""
+    cache = sweep_dir / CACHE
+    if cache.is_file():
+        return int(cache.read_text())
+    job_bytes, free_bytes = measure(configs)
+    per_gpu = jobs_that_fit(free_bytes, job_bytes)
+    log.info(
+        "hydra.launcher.jobs_per_gpu=auto: %d jobs per GPU (a job takes %.2f GiB, %.1f GiB free)",
+        per_gpu, job_bytes / 2**30, free_bytes / 2**30,
+    )  # fmt: skip
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(str(per_gpu))
+    return per_gpu
