@@ -18,7 +18,14 @@ from torch import nn
 
 from lit_cifar.models.common import GlobalAvgPool
 from lit_cifar.run.errors import UserError
-from lit_cifar.sweep.gpu_share import MOST_JOBS_PER_GPU, auto_jobs_per_gpu, job_parts, jobs_that_fit
+from lit_cifar.sweep.gpu_share import (
+    CONTEXT_BYTES,
+    MOST_JOBS_PER_GPU,
+    auto_jobs_per_gpu,
+    job_parts,
+    jobs_that_fit,
+    measure_job,
+)
 from lit_cifar.sweep.jobs import job_gpus, jobs_per_gpu, parallel_jobs, parallel_share, take_free_gpu
 from lit_cifar.sweep.search import largest_batch_size, search_space
 
@@ -156,6 +163,22 @@ def test_a_job_is_measured_by_its_data_net_optimizer_and_precision_alone():
     assert set(parts) == {"data", "model", "optim", "precision"}
     resolved = OmegaConf.to_container(OmegaConf.create(parts), resolve=True)
     assert resolved["model"]["num_classes"] == 10 and resolved["optim"]["batch_size"] == 512
+
+
+@pytest.mark.parametrize(
+    "recipe", [["model=week11_cnn"], ["experiment=fast94", "optim=muon"]], ids=["loader", "batched"]
+)
+def test_a_job_is_measured_by_two_real_training_steps(cifar_root, monkeypatch, recipe):
+    # The measurement's own code on the CPU; the GPU's memory figures are faked (tests/test_gpu.py has the real ones).
+    peaks = []
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (20 * GiB, 80 * GiB))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: peaks.append(device) or GiB)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device: None)
+    data = [f"data.root={cifar_root}", "data.download=false", "data.verify_checksums=false", "data.val_size=20"]
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[*recipe, *data, "data.batch_size=16"])
+    job, free = measure_job(job_parts(cfg), device="cpu")
+    assert (job, free) == (GiB + CONTEXT_BYTES, 20 * GiB + CONTEXT_BYTES) and peaks == [torch.device("cpu")]
 
 
 def test_a_search_measures_a_trial_at_the_largest_batch_size_it_may_propose():

@@ -364,9 +364,14 @@ def test_fast94_follows_airbenchs_schedules_step_by_step_at_any_length(cifar_roo
 
 
 @pytest.mark.slow
-def test_tune_refuses_an_optimizer_the_lr_finder_cannot_measure(cifar_root, tmp_path):
-    proc = run_cli(
-        "lit_cifar.tune", "experiment=fast94", *tiny_cifar_overrides(cifar_root), f"hydra.run.dir={tmp_path}"
-    )
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["experiment=fast94"], "not optim.units=per_1024 with optim.norm_lr_scale=64; tune with optim.units=torch"),
+        (["model=fast_cnn", "optim=muon"], "optim.muon steps the conv filters with another; tune without it"),
+    ],
+)
+def test_tune_refuses_an_optimizer_the_lr_finder_cannot_measure(cifar_root, tmp_path, overrides, message):
+    proc = run_cli("lit_cifar.tune", *overrides, *tiny_cifar_overrides(cifar_root), f"hydra.run.dir={tmp_path}")
     assert proc.returncode != 0
-    assert "not optim.units=per_1024 with optim.norm_lr_scale=64; tune with optim.units=torch" in proc.stderr
+    assert message in proc.stderr

@@ -49,6 +49,11 @@ def check_optim(optim: DictConfig) -> None:
             f"the lr finder tries one lr in torch's units on all parameters, not optim.units={units} with "
             f"optim.norm_lr_scale={norm_lr_scale}; tune with optim.units=torch optim.norm_lr_scale=1"
         )
+    if optim.get("muon") is not None:
+        raise UserError(
+            "the lr finder tries one lr on all parameters, and optim.muon steps the conv filters with another; "
+            "tune without it: ~optim.muon"
+        )
 
 
 def debiased(losses: list[float], start_step: int) -> list[float]:

@@ -35,11 +35,12 @@ def job_parts(cfg: DictConfig) -> dict:
     }
 
 
-def measure_job(parts: dict) -> tuple[int, int]:
-    """(bytes one job takes on GPU 0, bytes free there for the jobs) for a job's `job_parts`: one training step of
-    its net at its batch size and precision, the peak of torch's allocator, plus the images its datamodule keeps on
-    the GPU (data.pipeline=batched) and a context; free memory as seen before this process took any. Run in a
-    process of its own (`measured`), which gives all of it back when it ends."""
+def measure_job(parts: dict, device: str = "cuda:0") -> tuple[int, int]:
+    """(bytes one job takes on GPU 0, bytes free there for the jobs) for a job's `job_parts`: the peak of torch's
+    allocator over two training steps of its net at its batch size and precision, with the images its datamodule
+    keeps on the GPU (data.pipeline=batched: every split, and the epoch's training images made ready), plus a
+    context; free memory as seen before this process took any. Run in a process of its own (`measured`), which
+    gives all of it back when it ends."""
     import torch
     import torch.nn.functional as F
     from hydra.utils import instantiate
@@ -48,26 +49,29 @@ def measure_job(parts: dict) -> tuple[int, int]:
     datamodule = instantiate(cfg.data)
     if cfg.data.num_classes is None:  # the data decides it, as at a run's start
         cfg.data.num_classes = datamodule.count_classes()
-    free_before, _ = torch.cuda.mem_get_info(0)  # after this process's own context: that is added back below
-    device = torch.device("cuda", 0)
+    device = torch.device(device)
+    free_before, _ = torch.cuda.mem_get_info(device)  # after this process's own context: that is added back below
+    data = cfg.data
+    if data.get("pipeline") == "batched":
+        datamodule.setup("fit")
+        splits = (datamodule.train_set, datamodule.val_set, datamodule.test_set)
+        for split in {id(split): split for split in splits if split is not None}.values():
+            split.images, split.labels = split.images.to(device), split.labels.to(device)
+        batches = iter(datamodule.train_dataloader())  # holds the epoch's images while the steps run
+        images, labels = next(batches)
+    else:
+        images = torch.randn(data.batch_size, data.in_channels, data.image_size, data.image_size, device=device)
+        labels = torch.randint(0, data.num_classes, (data.batch_size,), device=device)
     net = instantiate(cfg.model).to(device, memory_format=torch.channels_last)
     optimizer = instantiate(cfg.optim)(net)
-    data = cfg.data
-    images = torch.randn(data.batch_size, data.in_channels, data.image_size, data.image_size, device=device)
-    labels = torch.randint(0, data.num_classes, (data.batch_size,), device=device)
     for _ in range(2):  # the second step holds the optimizer's state as every later one does
-        with torch.autocast("cuda", torch.bfloat16, enabled=cfg.precision.startswith("bf16")):
+        with torch.autocast(device.type, torch.bfloat16, enabled=cfg.precision.startswith("bf16")):
             loss = F.cross_entropy(net(images.contiguous(memory_format=torch.channels_last)), labels)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    torch.cuda.synchronize()
-    split_bytes = 0
-    if data.get("pipeline") == "batched":  # every split lives on the GPU for the whole run
-        datamodule.setup("fit")
-        splits = {id(s): s for s in (datamodule.train_set, datamodule.val_set, datamodule.test_set) if s is not None}
-        split_bytes = sum(split.images.nbytes for split in splits.values())
-    return torch.cuda.max_memory_allocated(device) + split_bytes + CONTEXT_BYTES, free_before + CONTEXT_BYTES
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) + CONTEXT_BYTES, free_before + CONTEXT_BYTES
 
 
 def measured(configs: list[DictConfig]) -> tuple[int, int]:
