@@ -178,15 +178,15 @@ def pipeline_throughput(args: argparse.Namespace) -> list[dict]:
             dm.train_set.images = dm.train_set.images.to(args.device)
         loader = dm.train_dataloader()
         images_seen, start = 0, None
+        step = 0
         for epoch in range(args.pipeline_epochs + 1):
             if epoch == 1:  # the first pass starts the workers and warms caches
                 sync(args.device)
                 start = time.perf_counter()
-            if pipeline == "batched":  # as Lightning tells it at each epoch's start
-                loader.set_epoch(epoch)
-            for images, _ in loader:  # the batched pipeline's come augmented and normalized
+            for images, _ in loader:
                 images = images.to(args.device, non_blocking=pin)
-                images = images if pipeline == "batched" else dm.normalize(images)
+                images = dm.normalize(dm.augment(images, step) if pipeline == "batched" else images)
+                step += 1
                 images_seen += len(images) if epoch else 0
         sync(args.device)
         rate = images_seen / (time.perf_counter() - start)

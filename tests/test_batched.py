@@ -133,57 +133,52 @@ def batched_module(tmp_path):
     return dm
 
 
-def test_batched_loader_yields_whole_batches_in_a_seeded_order_that_a_resumed_run_draws_again(batched_module):
+def test_batched_loader_yields_whole_uint8_batches_in_a_seeded_order(batched_module):
     dm = batched_module
     torch.manual_seed(0)
     loader = dm.train_dataloader()
 
-    def epoch(loader, number: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def epoch(loader, number: int) -> torch.Tensor:
         loader.sampler.set_epoch(number)  # as Lightning does at each epoch's start
-        images, labels = zip(*loader, strict=True)
-        return torch.cat(images), torch.cat(labels)
+        return torch.cat([labels for _, labels in loader])
 
     first, second = epoch(loader, 0), epoch(loader, 1)
     images, labels = next(iter(loader))
-    assert images.shape == (16, 3, 32, 32) and images.dtype == torch.float32 and labels.shape == (16,)
-    assert len(loader) == len(dm.train_set) // 16 == len(first[1]) // 16
-    assert not torch.equal(first[1], second[1])  # a new permutation per epoch
+    assert images.shape == (16, 3, 32, 32) and images.dtype == torch.uint8 and labels.shape == (16,)
+    assert len(loader) == len(dm.train_set) // 16 == len(first) // 16
+    assert not torch.equal(first, second)  # a new permutation per epoch
     torch.manual_seed(0)  # a resumed run: a new loader, the same seed, epoch 1 drawn first
     again = dm.train_dataloader()
-    for resumed, uninterrupted in ((epoch(again, 1), second), (epoch(again, 0), first)):
-        assert all(torch.equal(a, b) for a, b in zip(resumed, uninterrupted, strict=True))  # images and labels
+    assert torch.equal(epoch(again, 1), second) and torch.equal(epoch(again, 0), first)
     torch.manual_seed(1)
-    assert not torch.equal(epoch(dm.train_dataloader(), 0)[1], first[1])
+    assert not torch.equal(epoch(dm.train_dataloader(), 0), first)
 
 
-def test_batched_training_images_come_augmented_and_normalized_and_evaluation_ones_are_normalized(batched_module):
+def test_batched_augmentation_runs_in_training_only_and_is_normalized(batched_module):
     dm = batched_module
-    torch.manual_seed(0)
-    loader = dm.train_dataloader()
-    trained, labels = next(iter(loader))  # the epoch's whole set made ready at its start, then gathered
-    assert trained.dtype == torch.float32 and len(trained) == dm.batch_size
-    full = Precision()  # 32-true: the images stay float32
-    dm.trainer = SimpleNamespace(training=True, precision_plugin=full)
-    assert torch.equal(dm.on_after_batch_transfer((trained, labels), 0)[0], trained)  # not normalized twice
-    dm.trainer = SimpleNamespace(training=False, precision_plugin=full)
     images = dm.train_set.images[:64]
+    full = Precision()  # 32-true: the images stay float32
+    dm.trainer = SimpleNamespace(training=False, precision_plugin=full)
     evaluated, _ = dm.on_after_batch_transfer((images, torch.zeros(64)), 0)
     assert torch.equal(evaluated, dm.normalize(images))
+    dm.trainer = SimpleNamespace(training=True, global_step=0, precision_plugin=full)
+    trained, _ = dm.on_after_batch_transfer((images, torch.zeros(64)), 0)
+    assert trained.dtype == torch.float32 and not torch.allclose(trained, evaluated)
     black = -torch.tensor(dm.mean) / torch.tensor(dm.std)  # zero fill, normalized like a black pixel
-    assert math.isclose(trained.amin((0, 2, 3))[0], black[0], rel_tol=1e-5)  # shifted in from the border
+    assert math.isclose(trained.amin((0, 2, 3))[0], black[0], rel_tol=1e-5)
 
 
-def test_batched_draws_depend_on_the_seed_and_epoch_only(batched_module):
-    # So a run resumed in epoch 5 trains on epoch 5's images as the uninterrupted run did; no generator state saved.
+def test_batched_draws_depend_on_the_seed_and_step_only(batched_module):
+    # So a run resumed at step 5 augments step 5 as the uninterrupted run did; no generator state is saved.
     images = batched_module.train_set.images[:32]
     torch.manual_seed(3)
-    first = batched_module.augment(images, epoch=5)
-    batched_module.augment(images, epoch=6)
+    first = batched_module.augment(images, step=5)
+    batched_module.augment(images, step=6)
     torch.manual_seed(3)
-    assert torch.equal(batched_module.augment(images, epoch=5), first)
-    assert not torch.equal(batched_module.augment(images, epoch=6), first)
-    torch.manual_seed(4)  # another seed, the same epoch: other draws (a CPU generator keeps only 32 bits of its seed)
-    assert not torch.equal(batched_module.augment(images, epoch=5), first)
+    assert torch.equal(batched_module.augment(images, step=5), first)
+    assert not torch.equal(batched_module.augment(images, step=6), first)
+    torch.manual_seed(4)  # another seed, the same step: other draws (a CPU generator keeps only 32 bits of its seed)
+    assert not torch.equal(batched_module.augment(images, step=5), first)
 
 
 def test_unknown_pipeline_is_a_user_error():

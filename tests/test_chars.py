@@ -166,7 +166,7 @@ def test_training_augmentation_never_mirrors_a_character(small_root, pipeline):
     image = torch.zeros(1, 90, 90, dtype=torch.uint8)
     image[:, 20:70, 10:35] = 255  # a bar on the left; a mirror would put it on the right
     if pipeline == "batched":
-        views = dm.augment(image.expand(32, -1, -1, -1), epoch=0)
+        views = dm.augment(image.expand(32, -1, -1, -1), step=0)
     else:
         dm.setup("fit")
         views = torch.stack([dm.train_set.transform(image) for _ in range(32)]).float()

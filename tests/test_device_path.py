@@ -32,11 +32,11 @@ def trainer(**kwargs) -> pl.Trainer:
 
 
 def test_alternating_flips_mirror_each_image_every_other_epoch(cifar_root):
-    dm = cifar(cifar_root, pipeline="batched", alternate_flips=True, batch_size=80, translate=0, rotation=0)
+    dm = cifar(cifar_root, pipeline="batched", alternate_flips=True, batch_size=80)
     dm.setup("fit")
     torch.manual_seed(0)
-    loader = dm.train_dataloader()  # no shift or rotation: each image comes as it is, or mirrored, and normalized
-    originals = {tuple(image.flatten()[:64].tolist()): image for image in dm.normalize(dm.train_set.images)}
+    loader = dm.train_dataloader()
+    originals = {tuple(image.flatten()[:64].tolist()): image for image in dm.train_set.images}
 
     def orientations(epoch: int) -> dict[tuple, bool]:
         """Each image's first pixels → whether it came mirrored in `epoch`."""
@@ -57,10 +57,10 @@ def test_alternating_flips_mirror_each_image_every_other_epoch(cifar_root):
     assert all(epochs[1][key] != epochs[0][key] and epochs[2][key] == epochs[0][key] for key in originals)
 
 
-def test_alternating_flips_leave_no_random_flip_to_the_augmentation(cifar_root):
+def test_alternating_flips_leave_no_random_flip_to_the_step(cifar_root):
     dm = cifar(cifar_root, pipeline="batched", alternate_flips=True, translate=0, rotation=0)
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
-    assert torch.equal(dm.augment(images, epoch=0), images.float())
+    assert torch.equal(dm.augment(images, step=0), images.float())
 
 
 @pytest.mark.parametrize(

@@ -58,12 +58,12 @@ def mixed(value: int) -> int:
     return value ^ (value >> 31)
 
 
-# The independent streams of draws of the batched pipeline, each seeded per epoch by `stream_seed`.
+# The independent streams of draws of the batched pipeline, each seeded per step or epoch by `stream_seed`.
 AUGMENTATION, ORDER, FLIPS = range(3)
 
 
 def stream_seed(seed: int, stream: int, counter: int) -> int:
-    """The generator seed of draw `counter` (an epoch) of one `stream` of a run seeded with `seed`: it
+    """The generator seed of draw `counter` (a step, an epoch) of one `stream` of a run seeded with `seed`: it
     depends on the three alone, so a resumed run draws what the uninterrupted one did, with no state saved."""
     return mixed(mixed((seed & 0xFFFFFFFF) << 32 | counter) ^ stream)
 
@@ -248,7 +248,6 @@ class ImageDataModule(pl.LightningDataModule):
             self.batch_size,
             seed_of=lambda epoch: stream_seed(seed, ORDER, epoch),
             flips=flips,
-            prepare=lambda images, epoch: self.normalize(self.augment(images, epoch)),
             rank=strategy.global_rank if strategy is not None else 0,
             world_size=strategy.world_size if strategy is not None else 1,
         )
@@ -269,22 +268,23 @@ class ImageDataModule(pl.LightningDataModule):
         mean, std = self._stats_on_device[images.device]
         return (images.float().div_(255) - mean).div_(std)
 
-    def augment(self, images: Tensor, epoch: int) -> Tensor:
-        """The batched pipeline's training augmentation of the training images of `epoch`, all at once (airbench's
-        way: no per-step work but a gather), drawn from a generator on images' device seeded from the global seed
-        and the epoch: a resumed run draws what an uninterrupted one would, with no generator state to save."""
+    def augment(self, images: Tensor, step: int) -> Tensor:
+        """The batched pipeline's training augmentation of training step `step`, drawn from a generator on
+        images' device seeded from the global seed and the step: a resumed run draws what an uninterrupted
+        one would, with no generator state to save."""
         if self._augment_rng is None or self._augment_rng.device != images.device:
             self._augment_rng = torch.Generator(images.device)
-        self._augment_rng.manual_seed(stream_seed(torch.initial_seed(), AUGMENTATION, epoch))
-        random_flips = self.hflip and not self.alternate_flips  # alternating flips come with the images
+        self._augment_rng.manual_seed(stream_seed(torch.initial_seed(), AUGMENTATION, step))
+        random_flips = self.hflip and not self.alternate_flips  # alternating flips come with the batch
         return augment_batch(
             images, self.rotation, self.translate, random_flips, self._augment_rng, padding=self.shift_padding
         )
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):
         images, labels = batch
-        if not (self.pipeline == "batched" and self.trainer is not None and self.trainer.training):
-            images = self.normalize(images)  # the batched pipeline's training images come normalized
+        if self.pipeline == "batched" and self.trainer is not None and self.trainer.training:
+            images = self.augment(images, self.trainer.global_step)
+        images = self.normalize(images)
         if self.trainer is not None:  # trainer.precision=…-true: Lightning cast the batch while it was still uint8
             images = self.trainer.precision_plugin.convert_input(images)
         return images, labels

@@ -55,13 +55,11 @@ def augment_batch(
 
 
 class ShuffledBatches:
-    """One epoch's training batches of (images, labels) held on the training device. At the epoch's start the whole
-    set is made ready at once, as airbench does: `flips` (None, or a bool per image: those images mirrored in even
-    epochs and the others in odd epochs, airbench's alternating flips), then `prepare(images, epoch)` (the epoch's
-    augmentation and normalization). The order is a permutation drawn on that device from `seed_of(epoch)`, and
-    whole batches are gathered with slices of it (a remainder smaller than a batch is dropped). What an epoch
-    yields depends on the seed and the epoch alone, so a resumed run trains on what the uninterrupted run did. Each
-    of `world_size` processes takes its share of the order."""
+    """One epoch's training batches of (images, labels) held on the training device: the order is a
+    permutation drawn on that device from `seed_of(epoch)`, so a resumed run draws what the uninterrupted run
+    did, and whole batches are gathered with slices of it (a remainder smaller than a batch is dropped).
+    `flips`: None, or a bool per image: those images are mirrored in even epochs and the others in odd
+    epochs (airbench's alternating flips). Each of `world_size` processes takes its share of the order."""
 
     def __init__(
         self,
@@ -70,11 +68,10 @@ class ShuffledBatches:
         batch_size: int,
         seed_of: Callable[[int], int],
         flips: Tensor | None = None,
-        prepare: Callable[[Tensor, int], Tensor] | None = None,
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        self.images, self.labels, self.seed_of, self.flips, self.prepare = images, labels, seed_of, flips, prepare
+        self.images, self.labels, self.seed_of, self.flips = images, labels, seed_of, flips
         self.rank, self.world_size = rank, world_size
         self.per_process = len(labels) // world_size
         self.batch_size = min(batch_size, self.per_process)
@@ -92,18 +89,16 @@ class ShuffledBatches:
         return self.per_process // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        images = self.images
-        if self.flips is not None:
-            flip = self.flips ^ (self.epoch % 2 == 1)
-            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-        if self.prepare is not None:
-            images = self.prepare(images, self.epoch)
         self.generator.manual_seed(self.seed_of(self.epoch))
         order = torch.randperm(len(self.labels), generator=self.generator, device=self.images.device)
         order = order[self.rank :: self.world_size]
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             indices = order[start : start + self.batch_size]
-            yield images[indices], self.labels[indices]
+            images = self.images[indices]
+            if self.flips is not None:
+                flip = self.flips[indices] ^ (self.epoch % 2 == 1)
+                images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+            yield images, self.labels[indices]
 
 
 class OrderedBatches:

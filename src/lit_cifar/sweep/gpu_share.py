@@ -38,7 +38,7 @@ def job_parts(cfg: DictConfig) -> dict:
 def measure_job(parts: dict, device: str = "cuda:0") -> tuple[int, int]:
     """(bytes one job takes on GPU 0, bytes free there for the jobs) for a job's `job_parts`: the peak of torch's
     allocator over two training steps of its net at its batch size and precision, with the images its datamodule
-    keeps on the GPU (data.pipeline=batched: every split, and the epoch's training images made ready), plus a
+    keeps on the GPU (data.pipeline=batched: every split) and its batch's augmentation, plus a
     context; free memory as seen before this process took any. Run in a process of its own (`measured`), which
     gives all of it back when it ends."""
     import torch
@@ -57,8 +57,8 @@ def measure_job(parts: dict, device: str = "cuda:0") -> tuple[int, int]:
         splits = (datamodule.train_set, datamodule.val_set, datamodule.test_set)
         for split in {id(split): split for split in splits if split is not None}.values():
             split.images, split.labels = split.images.to(device), split.labels.to(device)
-        batches = iter(datamodule.train_dataloader())  # holds the epoch's images while the steps run
-        images, labels = next(batches)
+        images, labels = next(iter(datamodule.train_dataloader()))
+        images = datamodule.normalize(datamodule.augment(images, step=0))  # as a training step has it
     else:
         images = torch.randn(data.batch_size, data.in_channels, data.image_size, data.image_size, device=device)
         labels = torch.randint(0, data.num_classes, (data.batch_size,), device=device)
