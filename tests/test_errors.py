@@ -374,16 +374,19 @@ def test_the_readme_table_lists_exactly_these_cases():
 
 
 def config_keys() -> set[str]:
-    """Every `group.key` (and top-level key) that some config file under conf/ sets."""
+    """Every `group.key` (and top-level key, and nested `group.key.key`) that some config file under conf/ sets."""
+
+    def dotted(prefix: str, value: object) -> set[str]:
+        inner = value.items() if isinstance(value, dict) else ()
+        return {prefix}.union(*(dotted(f"{prefix}.{key}", item) for key, item in inner))
+
     keys = set()
     for path in (REPO / "conf").rglob("*.yaml"):
         config = OmegaConf.to_container(OmegaConf.load(path))
         group = path.parent.relative_to(REPO / "conf").as_posix()
         is_global = "@package _global_" in path.read_text() or group == "."
         for top, value in config.items():
-            if is_global and isinstance(value, dict):
-                keys |= {f"{top}.{key}" for key in value}
-            keys.add(top if is_global else f"{group}.{top}")
+            keys |= dotted(top if is_global else f"{group}.{top}", value)
     return keys
 
 

@@ -83,7 +83,7 @@ def test_muon_takes_the_filters_and_sgd_the_rest_in_their_groups():
 
 
 def test_muon_needs_conv_filters():
-    with pytest.raises(UserError, match="optim.muon steps conv filters"):
+    with pytest.raises(UserError, match="optim.muon steps conv filters, and the net Linear has none; add ~optim.muon"):
         build_optimizer(nn.Linear(4, 2), algorithm="torch.optim.SGD", lr=0.1, muon=MUON)
 
 
@@ -135,3 +135,21 @@ def test_fast94_muon_trains_on_the_tiny_fixture(cifar_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
     assert 0.0 <= metrics["test/acc"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.muon.lr=-1", "optim.muon.lr=-1 must be a positive number"),
+        ("optim.muon.momentum=1.5", "optim.muon.momentum=1.5 must be a number in [0, 1)"),
+        ("optim.muon.ns_steps=0", "optim.muon.ns_steps=0 must be a whole number from 1 to 99"),
+        ("+optim.muon.foo=1", "optim.muon.foo is not an option of Muon; remove it with ~optim.muon.foo"),
+    ],
+)
+def test_a_bad_muon_option_is_one_line_before_anything_is_written(cifar_root, tmp_path, override, message):
+    proc = run_cli(
+        "lit_cifar.train", "experiment=fast94_muon", *tiny_cifar_overrides(cifar_root), override,
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()

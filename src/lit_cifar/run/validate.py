@@ -138,6 +138,9 @@ RULES: dict[str, Rule] = {
     "optim.momentum": Rule(in_range(0, 1, high_open=True), "a number in [0, 1)", "optim.momentum=0.9"),
     "optim.norm_lr_scale": Rule(in_range(0, INF, low_open=True), "a positive factor", "optim.norm_lr_scale=64"),
     "optim.units": Rule(lambda v: v in ("torch", "per_1024"), "'torch' or 'per_1024'", "optim.units=torch"),
+    "optim.muon.lr": Rule(in_range(0, INF, low_open=True), "a positive number", "optim.muon.lr=0.02"),
+    "optim.muon.momentum": Rule(in_range(0, 1, high_open=True), "a number in [0, 1)", "optim.muon.momentum=0.95"),
+    "optim.muon.ns_steps": Rule(in_range(1, 99, ints=True), "a whole number from 1 to 99", "optim.muon.ns_steps=5"),
     "scheduler.gamma": Rule(
         in_range(0, 1, low_open=True), "a factor in (0, 1]: the lr is multiplied by it", "scheduler.gamma=0.5"
     ),
@@ -261,6 +264,15 @@ def check_later_options(cfg: DictConfig) -> None:
 
     from hydra.utils import get_object
 
+    muon = OmegaConf.select(cfg, "optim.muon")
+    if isinstance(muon, DictConfig):  # build_optimizer hands these to FilterMuon, which hands the rest to torch's Muon
+        classes = (get_object("lit_cifar.training.muon.FilterMuon"), get_object("torch.optim.Muon"))
+        taken = {p.name for cls in classes for p in inspect.signature(cls).parameters.values()}
+        unknown = [key for key in muon if key not in taken]
+        if unknown:
+            raise UserError(
+                f"optim.muon.{unknown[0]} is not an option of Muon; remove it with ~optim.muon.{unknown[0]}"
+            )
     for group in ("optim", "scheduler"):
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or "_target_" not in node:

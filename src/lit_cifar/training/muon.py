@@ -37,7 +37,7 @@ class FilterMuon(torch.optim.Muon):
         self.orders = [_row_order(weight) for weight in self.weights]
         with torch.no_grad():  # views of the parameters that share their memory and are leaves, as torch requires
             self.matrices = [w.permute(order).flatten(1) for w, order in zip(self.weights, self.orders, strict=True)]
-        super().__init__(self.matrices, weight_decay=weight_decay, **options)
+        super().__init__([{"params": self.matrices, "name": "muon"}], weight_decay=weight_decay, **options)
         self.normalize_weights = normalize_weights
 
     def zero_grad(self, set_to_none: bool = True) -> None:

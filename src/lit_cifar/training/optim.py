@@ -81,8 +81,9 @@ def build_optimizer(
         norm_params = {id(p) for p in net.parameters() if p.ndim == 1}
     trainable = [p for p in net.parameters() if p.requires_grad]
     filters = [p for p in trainable if p.ndim == 4] if muon is not None else []
+    net_name = type(getattr(net, "net", net)).__name__  # the LightningModule's net, or a bare one
     if muon is not None and not filters:
-        raise UserError(f"optim.muon steps conv filters, and {type(net).__name__} has none; remove ~optim.muon")
+        raise UserError(f"optim.muon steps conv filters, and the net {net_name} has none; add ~optim.muon")
     trainable = [p for p in trainable if p.ndim != 4] if filters else trainable
     main = [p for p in trainable if id(p) not in norm_params]
     norm = [p for p in trainable if id(p) in norm_params]
