@@ -146,6 +146,16 @@ def test_four_job_sweep_writes_job_dirs_table_csv_plot_and_hparams(tmp_path, cif
 
 
 @pytest.mark.slow
+def test_a_parallel_job_starts_its_dataloader_workers(tmp_path, cifar_root):
+    # loky makes its own start method the default in the process a job runs in; a DataLoader cannot start with it
+    result, sweep_dir = sweep(
+        tmp_path, cifar_root, "seed=0,1", "data.num_workers=1", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [metrics(sweep_dir / f"seed={seed}")["status"] for seed in (0, 1)] == ["ok", "ok"]
+
+
+@pytest.mark.slow
 def test_a_failing_job_is_recorded_the_others_finish_and_the_sweep_exits_1(tmp_path, cifar_root):
     result, sweep_dir = sweep(
         tmp_path, cifar_root, "optim.lr=-1,1e-3,2e-3", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2"

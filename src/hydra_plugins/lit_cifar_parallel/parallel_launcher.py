@@ -8,6 +8,7 @@ the sweep ended in a TerminatedWorkerError without its table. Here a job's death
 `metrics.json` says so, and `rerun_failed=true` resumes it from its last finished epoch); the others run on."""
 
 import logging
+import multiprocessing
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,13 @@ from joblib.externals.loky import ProcessPoolExecutor
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 log = logging.getLogger(__name__)
+
+
+def _execute_job(*args) -> JobReturn:
+    """Hydra's `execute_job` in a loky worker, with the platform's own start method for the processes the job starts
+    (its DataLoader's workers): loky makes its own the worker's default, and a DataLoader cannot start with it."""
+    multiprocessing.set_start_method(multiprocessing.get_all_start_methods()[0], force=True)
+    return execute_job(*args)
 
 
 class ParallelLauncher(JoblibLauncher):
@@ -55,7 +63,7 @@ class ParallelLauncher(JoblibLauncher):
     def _run(self, job_num: int, overrides: list[str], state: dict) -> JobReturn:
         with ProcessPoolExecutor(max_workers=1) as worker:
             job = worker.submit(
-                execute_job, job_num, overrides, self.hydra_context, self.config, self.task_function, state
+                _execute_job, job_num, overrides, self.hydra_context, self.config, self.task_function, state
             )
             try:
                 return job.result()
