@@ -156,6 +156,18 @@ def test_auto_jobs_per_gpu_is_measured_once_per_sweep_and_read_back_by_every_job
     assert parallel_jobs(-1, n_gpus=2, per_gpu=6) == 12 and len(measured) == 1
 
 
+def test_a_rerun_of_a_sweep_measures_its_jobs_again(cifar_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    (sweep / ".gpus").mkdir(parents=True)
+    (sweep / ".gpus" / "jobs_per_gpu").write_text("6")  # kept by an earlier run of the sweep, for other jobs
+    proc = run_cli(
+        "lit_cifar.train", "-m", "model=two_layer_fc", "model.hidden=8", "trainer.max_epochs=1", "seed=0",
+        *tiny_cifar_overrides(cifar_root), f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (sweep / ".gpus" / "jobs_per_gpu").exists()
+
+
 def test_a_job_is_measured_by_its_data_net_optimizer_and_precision_alone():
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["model=week11_cnn", "data.batch_size=512", "optim=sgd"])

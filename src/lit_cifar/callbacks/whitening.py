@@ -14,7 +14,8 @@ class PatchWhitening(pl.Callback):
     The whitening bias trains for the first `bias_epochs` epochs only (airbench94: 3; null: all run). From then on
     it does not require a gradient, as in airbench: the optimizer skips it (no momentum, no weight decay) and the
     backward pass stops at the first conv group instead of going on through the whole-resolution whitened images
-    (15% of a CPU step of the bench's fast94). A compiled net compiles once more for it, at that epoch."""
+    (on a 2-core CPU, fast94's time against airbench94's went from 1.15× to 0.98× with it). A compiled net compiles
+    once more for it, at that epoch."""
 
     def __init__(self, num_images: int = 5000, bias_epochs: int | None = None) -> None:
         if bias_epochs is not None and not (isinstance(bias_epochs, int) and bias_epochs >= 0):

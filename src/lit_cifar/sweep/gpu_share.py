@@ -11,10 +11,11 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-# What a job's process holds on a GPU outside torch's allocator (the CUDA context, cuDNN and cuBLAS handles): about
-# 0.3-0.6 GiB with torch 2 on recent GPUs; the larger figure, so that an estimate errs towards fewer jobs.
+# What a job's process holds on a GPU outside torch's allocator (the CUDA context, cuDNN and cuBLAS handles): a few
+# hundred MiB; taken on the high side, so that an estimate errs towards fewer jobs (not measured here: no GPU).
 CONTEXT_BYTES = 600 * 2**20
-# Small nets share a GPU's compute too: beyond this many jobs a trial gains no throughput (bench figure 7).
+# Small nets share a GPU's compute too, so past some number of jobs a GPU trains no more trials per minute; where,
+# bench figure 7 measures on a GPU (not yet run). A cap until it has.
 MOST_JOBS_PER_GPU = 8
 CACHE = Path(".gpus") / "jobs_per_gpu"
 
@@ -82,9 +83,14 @@ def measured(configs: list[DictConfig]) -> tuple[int, int]:
     return max(job for job, _ in results), min(free for _, free in results)
 
 
+def forget_measured(sweep_dir: Path) -> None:
+    """At a sweep's start: a re-run or an extension may hold other jobs than the number kept was measured for."""
+    (sweep_dir / CACHE).unlink(missing_ok=True)
+
+
 def auto_jobs_per_gpu(configs: list[DictConfig], sweep_dir: Path, measure=measured) -> int:
     """The number of jobs per GPU for `configs` (the sweep's jobs, or one config per size of job a search may
-    propose), measured by the first caller of a sweep and read back from the sweep dir by every later one."""
+    propose), measured by the first caller of a sweep's run and read back from the sweep dir by every later one."""
     cache = sweep_dir / CACHE
     if cache.is_file():
         return int(cache.read_text())

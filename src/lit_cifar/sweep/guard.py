@@ -12,6 +12,7 @@ from lit_cifar.run.overrides import as_typed
 from lit_cifar.run.record import OUTCOME
 from lit_cifar.run.validate import check_needs_validation
 from lit_cifar.sweep.confirmation import check_confirmation
+from lit_cifar.sweep.gpu_share import forget_measured
 from lit_cifar.sweep.jobs import jobs_per_gpu, refuse_several_devices
 from lit_cifar.sweep.overrides import _fixed_and_swept, grid_of, sweep_command, sweep_overrides
 from lit_cifar.sweep.search import is_search
@@ -73,4 +74,5 @@ def hold_sweep_dir(config: DictConfig) -> int:
     except BaseException:
         release(fd)
         raise
+    forget_measured(sweep_dir)
     return fd

@@ -75,8 +75,8 @@ class LitClassifier(pl.LightningModule):
         loss, logits, labels = self._step(batch)
         self.train_loss.update(loss)
         self.train_acc.update(logits, labels)
-        # Only in the steps whose logs Lightning writes (every trainer.log_every_n_steps): a logged value costs it
-        # half a millisecond on the host (bench figure 2). A tensor, not a float: no sync when logged either.
+        # Only in the steps whose logs Lightning writes (every trainer.log_every_n_steps): logged in every step, it
+        # cost about 0.8 ms of host time per step on a 2-core CPU. A tensor, not a float: no sync when logged either.
         if self.trainer._logger_connector.should_update_logs:
             self.log("train/loss_step", loss, on_step=True, on_epoch=False)
         return loss
