@@ -9,7 +9,7 @@ import torchvision.transforms.v2.functional as F
 from omegaconf import DictConfig, ListConfig
 from PIL import Image, UnidentifiedImageError
 
-from lit_cifar.data.images import grayscale
+from lit_cifar.data.images import grayscale, rgb
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.run.validate import integer
 from lit_cifar.sweep.resolvers import register
@@ -41,18 +41,16 @@ def image_files(images: str | list[str] | None) -> list[Path]:
 
 
 def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
-    """uint8 channels×size×size, the layout the net was trained on."""
+    """uint8 channels×size×size, the layout the net was trained on, from the 8-bit picture the file shows."""
     try:
         with Image.open(path) as image:
-            pixels = (
-                F.pil_to_tensor(image.convert("RGB")) if channels == 3 else torch.from_numpy(grayscale(image))[None]
-            )
+            pixels = torch.from_numpy(rgb(image) if channels == 3 else grayscale(image)[..., None])
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as err:
+        reason = err if isinstance(err, ValueError) else type(err).__name__  # Pillow's other messages repeat the path
         raise UserError(
-            f"{path} is not an image that can be read ({type(err).__name__}); "
-            "remove it from images= or convert it to PNG or JPEG"
+            f"{path} is not an image that can be read ({reason}); remove it from images= or convert it to PNG or JPEG"
         ) from None
-    return F.resize(pixels, [size, size], antialias=True)
+    return F.resize(pixels.permute(2, 0, 1), [size, size], antialias=True)
 
 
 @torch.inference_mode()
@@ -63,7 +61,7 @@ def predict(cfg: DictConfig) -> list[tuple[Path, list[tuple[str, float]]]]:
     path, ckpt = trained_checkpoint(cfg.ckpt_path, "predict with")
     device = pick_device(cfg.device)
     logits_of = run_logits(ckpt, load_net(ckpt, path).to(device))
-    datamodule = load_datamodule(ckpt)
+    datamodule = load_datamodule(ckpt, path)
     k = min(cfg.top_k, len(datamodule.class_names))
     images = torch.stack([read_image(f, datamodule.in_channels, datamodule.image_size) for f in files])
     probabilities = logits_of(datamodule.normalize(images.to(device))).softmax(dim=1)

@@ -1,6 +1,5 @@
 """CIFAR-10 read from the official python pickle layout (`cifar-10-batches-py/`)."""
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ from torch import Tensor
 from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
 
+from lit_cifar.data import numpy_pickle
 from lit_cifar.data.base import ImageDataModule
 from lit_cifar.run.errors import UserError
 
@@ -21,15 +21,28 @@ ROW = 3 * 32 * 32  # one image's values in a batch's `data`: 1024 red, then gree
 
 
 def unpickle(path: Path) -> dict:
+    """The pickle at `path`, read as data: code it names is refused, never run."""
     if path.is_dir():
         raise UserError(f"{path} is a folder where the CIFAR-10 batch file should be; put the file there instead")
     if not path.is_file():
         raise UserError(f"{path} is missing; restore the '{path.parent.name}' folder or set data.root to a full copy")
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
+            return numpy_pickle.load(f)
+    except numpy_pickle.Refused as refused:
+        raise UserError(f"{path} holds code ({refused}), not CIFAR-10 data; replace it with a good copy") from None
     except Exception as err:
         raise UserError(f"{path} is not a readable CIFAR-10 file ({err}); replace it with a good copy") from None
+
+
+def read_official(path: Path, md5: str, verify_checksum: bool) -> dict:
+    """The pickle at `path`, its checksum compared with the official file's first when `verify_checksum`."""
+    if verify_checksum and path.is_file() and not check_integrity(str(path), md5):
+        raise UserError(
+            f"{path} does not match the official CIFAR-10 checksum; if it is a custom copy, set "
+            f"data.verify_checksums=false, else replace {path.parent} with a fresh copy of the official archive"
+        )
+    return unpickle(path)
 
 
 def batch_contents(entry: dict, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,12 +70,7 @@ def read_batches(
     images, labels = [], []
     for name, md5 in files:
         path = folder / name
-        if verify_checksums and path.is_file() and not check_integrity(str(path), md5):
-            raise UserError(
-                f"{path} does not match the official CIFAR-10 checksum; if it is a custom copy, set "
-                f"data.verify_checksums=false, else replace {folder} with a fresh copy of the official archive"
-            )
-        entry = unpickle(path)
+        entry = read_official(path, md5, verify_checksums)
         try:
             batch, batch_labels = batch_contents(entry, num_classes)
         except Exception as err:
@@ -111,7 +119,7 @@ class CIFAR10DataModule(ImageDataModule):
 
     def read_class_names(self) -> list[str]:
         meta = self.folder / CIFAR10.meta["filename"]
-        entry = unpickle(meta)
+        entry = read_official(meta, CIFAR10.meta["md5"], self.verify_checksums)
         names = entry.get(CIFAR10.meta["key"]) if isinstance(entry, dict) else None
         if not isinstance(names, list | tuple) or not names:
             raise UserError(
