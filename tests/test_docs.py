@@ -159,3 +159,25 @@ def test_a_quoted_command_still_parses(where, line, monkeypatch):
                 check("lit_cifar.train", ["-m"] * (target == "sweep") + args, monkeypatch)
     except (Exception, SystemExit) as error:
         pytest.fail(f"{where}: {line.strip()}\n  {type(error).__name__}: {error}")
+
+
+SECTION_REFERENCE = re.compile(r'\((README|docs/[\w-]+\.md)(?:, "([^"]+)")?\)')
+
+
+def config_references() -> list[tuple[str, str, str | None]]:
+    """Every `(README, "Section")` or `(docs/page.md, "Section")` a config file's comment points to."""
+    found = []
+    for path in sorted((REPO / "conf").rglob("*.yaml")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            comment = line.partition("#")[2]
+            for m in SECTION_REFERENCE.finditer(comment):
+                found.append((f"{path.relative_to(REPO)}:{number}", m.group(1), m.group(2)))
+    return found
+
+
+@pytest.mark.parametrize("where,page,section", config_references())
+def test_a_config_comment_names_a_section_that_exists(where: str, page: str, section: str | None) -> None:
+    target = REPO / ("README.md" if page == "README" else page)
+    assert target.is_file(), f"{where} points to {page}, which does not exist"
+    if section:
+        assert slug(section) in anchors(target), f"{where} points to the section {section!r} of {page}, which it lacks"
