@@ -219,6 +219,16 @@ def test_every_image_mode_reaches_the_net_as_the_8_bit_picture_it_shows(mode):
     assert np.abs(rgb(image).astype(int) - shown).max() <= 1
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_photo_is_read_upright_as_its_exif_orientation_shows_it(tmp_path, suffix):
+    exif = Image.Exif()
+    exif[0x0112] = 3  # Orientation: stored upside down
+    path = tmp_path / f"photo{suffix}"
+    REFERENCE_RGB.rotate(180).save(path, exif=exif, quality=100, subsampling=0)
+    assert np.abs(read_image(path, 3, 8).permute(1, 2, 0).numpy().astype(int) - REFERENCE).mean() < 10
+    assert np.abs(read_image(path, 1, 8)[0].numpy().astype(int) - GRAY).mean() < 10
+
+
 @pytest.mark.parametrize("mode", ["I;16", "I;16B", "I"])
 def test_16_bit_gray_is_scaled_for_the_characters_too(mode):
     assert np.abs(grayscale(sixteen_bit(mode)).astype(int) - GRAY).max() <= 1
