@@ -164,14 +164,17 @@ def test_a_grid_without_validation_ranks_by_test_accuracy_and_says_so(cifar_root
 
 
 def test_runs_without_validation_rank_by_test_accuracy_and_the_table_says_so():
-    rows = [
-        {"status": "ok", "val/acc_best": 0.9, "test/acc": 0.2, "dir": "a"},
-        {"status": "ok", "val/acc_best": None, "test/acc": 0.5, "dir": "b"},
-        {"status": "failed", "val/acc_best": None, "test/acc": None, "dir": "c"},
+    rows = [  # `validation`: whether the run's resolved config had a validation split (data.val_size > 0)
+        {"status": "ok", "val/acc_best": 0.9, "test/acc": 0.2, "dir": "a", "validation": True},
+        {"status": "ok", "val/acc_best": None, "test/acc": 0.5, "dir": "b", "validation": False},
+        {"status": "ok", "val/acc_best": None, "test/acc": 0.7, "dir": "d", "validation": False},
+        {"status": "failed", "val/acc_best": None, "test/acc": None, "dir": "c", "validation": None},
     ]
-    assert [row["dir"] for row in report.ranked(rows, report.ranked_by(rows))] == ["b", "a", "c"]
-    validated = [rows[0], rows[2]]
+    without = rows[1:]
+    assert [row["dir"] for row in report.ranked(without, report.ranked_by(without))] == ["d", "b", "c"]
+    validated = [rows[0], rows[3]]
     assert [row["dir"] for row in report.ranked(validated, report.ranked_by(validated))] == ["a", "c"]
+    assert report.ranked_by(rows) == "val/acc_best"  # not one run without it: the table refuses such a mix
     for row in rows:
         row |= {"overrides": {}, "code": None, "images": {}, "job": row["dir"]}
     found = settings(rows, [], "test/acc")

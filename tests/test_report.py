@@ -117,16 +117,16 @@ def test_every_job_of_a_sweep_is_in_the_table_with_its_status(sweep, capsys):
     ]
     with (sweep / "results.csv").open() as f:
         table = list(csv.reader(f))
-    results = ["best_epoch", "val/acc_best", "95% ±", "vs best", "test/acc", "wall_time_s", "status", "reason"]
+    results = ["best_epoch", "val/acc_best", "95% interval", "vs best", "test/acc", "wall_time_s", "status", "reason"]
     assert table[0] == ["job", "optim.lr", *results]
     assert table[1][:4] == ["optim.lr=9", "9", "", "0.7"]
-    assert float(table[1][4]) == pytest.approx(1.96 * (0.7 * 0.3 / 500) ** 0.5, abs=1e-4)  # binomial, 500 images
+    assert table[1][4] == "[0.6577, 0.7399]"  # exact binomial (Clopper-Pearson): 350 of 500 images right
     assert table[1][5:] == ["best", "0.66", "61.25", "ok", ""]
-    assert [line[5] for line in table[1:4]] == ["best", "", ""]  # 0.6 ± 0.043 stays below 0.7 - 0.040
+    assert [line[5] for line in table[1:4]] == ["best", "", ""]  # 0.6 [0.5556, 0.6432] stays below 0.6577
     assert [line[0] for line in table[1:]] == [r["job"] for r in rows]
     markdown = (sweep / "results.md").read_text()
     first = markdown.split("## Runs\n\n")[1].splitlines()[2]
-    assert first == "| optim.lr=9 | 9 |  | 0.7000 | 0.0402 | best | 0.6600 | 61.2 | ok |  |"
+    assert first == "| optim.lr=9 | 9 |  | 0.7000 | [0.6577, 0.7399] | best | 0.6600 | 61.2 | ok |  |"
     assert "## By setting" not in markdown  # no two runs differ only in seed
     assert markdown in capsys.readouterr().out
     assert (sweep / "results.png").read_bytes()[:4] == b"\x89PNG"
@@ -153,12 +153,13 @@ def test_results_md_starts_with_what_the_sweep_held_fixed_and_how_to_rerun_it(sw
         f"- command: `{command}`; re-running it skips finished jobs, resumes interrupted ones and runs pending "
         "ones (and failed ones with `rerun_failed=true`)",
         "",
-        f"warning: these runs ran different code (git commits {COMMIT}, fedcba9876)",
+        f"code: these runs ran different code (git commits {COMMIT}, {COMMIT} (dirty), fedcba9876): runs of "
+        "different code are never seeds of one setting",
         "",
-        "Ranked by val/acc_best, 95% intervals: a single run: ±1.96 binomial standard errors of an accuracy on its "
-        "500 validation images (the noise of the measurement alone: seeds add the spread of training). `tied`: its "
-        "interval overlaps the best's, so the two cannot be told apart; run more seeds to separate them "
-        "(python -m lit_cifar.rerun SWEEP_DIR --top K --seeds N).",
+        "Ranked by val/acc_best, 95% intervals: a single run: the exact binomial (Clopper-Pearson) interval of its "
+        "accuracy on its 500 validation images, [low, high] (the noise of the measurement alone: seeds add the "
+        "spread of training). `tied`: its interval overlaps the best's, so the two cannot be told apart; run more "
+        "seeds to separate them (python -m lit_cifar.rerun SWEEP_DIR --top K --seeds N).",
     ]
 
 
@@ -201,11 +202,11 @@ def test_seeds_of_a_setting_are_grouped_with_mean_std_and_n(tmp_path, capsys):
         # t(0.975, 1) = 12.706: 12.706 * 0.0141 / sqrt(2) = 0.1271; t(0.975, 2) = 4.303: 4.303 * 0.04 / sqrt(3)
         "| 0.002 | 2 | 0.6100 ± 0.1271 | 0.5750 ± 0.0635 | best |  |",
         "| 0.001 | 3 | 0.5400 ± 0.0994 | 0.4200 ± 0.0497 | tied | seed=2 failed |",
-        # one run: 1.96 * sqrt(0.3 * 0.7 / 500) = 0.0402 and 1.96 * sqrt(0.25 * 0.75 / 846) = 0.0292
-        "| 0.005 | 1 | 0.3000 ± 0.0402 | 0.2500 ± 0.0292 |  |  |",
+        # one run: exact binomial (Clopper-Pearson), 150 of 500 images right, and 0.25 of 846
+        "| 0.005 | 1 | 0.3000 [0.2601, 0.3423] | 0.2500 [0.2217, 0.2812] |  |  |",
         "",
     ]
-    results = "best_epoch | val/acc_best | 95% ± | vs best | test/acc | wall_time_s | status | reason"
+    results = "best_epoch | val/acc_best | 95% interval | vs best | test/acc | wall_time_s | status | reason"
     header = f"| dir | seed | optim.lr | {results} |"
     assert runs.splitlines()[0] == header
     assert [line.split(" | ")[:3] for line in runs.splitlines()[2:]] == [
@@ -236,7 +237,9 @@ def test_several_folders_print_one_table_and_write_files_only_with_out(tmp_path,
     assert rows[1]["reason"] == f"stopped after 1 of 3 epochs; resume it with: {command}"
     assert not list(tmp_path.rglob("results.*"))
     table = capsys.readouterr().out.split("## Runs\n\n")[1]
-    columns = "| dir | seed | best_epoch | val/acc_best | 95% ± | vs best | test/acc | wall_time_s | status | reason |"
+    columns = (
+        "| dir | seed | best_epoch | val/acc_best | 95% interval | vs best | test/acc | wall_time_s | status | reason |"
+    )
     assert table.splitlines()[0] == columns
 
 

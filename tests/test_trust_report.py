@@ -44,7 +44,7 @@ def cells(line: str) -> list[str]:
 
 
 def by_setting(out: str) -> list[str]:
-    return out.split("## By setting\n\n")[1].split("## Runs")[0].strip().splitlines()[3:]
+    return out.split("## By setting\n\n")[1].split("## Runs")[0].strip().splitlines()[4:]
 
 
 def notes(out: str) -> list[str]:
@@ -97,7 +97,7 @@ def test_two_runs_of_one_setting_with_the_same_seed_are_one_observation(tmp_path
     assert by_setting(out)[0] == "| 0.001 | 2 | 0.5950 ± 0.1906 | 0.4950 ± 0.1906 | best |  |"
     assert notes(out) == [
         "one observation: runs of one setting with the same seed should give the same numbers, so each such group "
-        f"counts as one seed, by its mean: {outputs / 'a'}, {outputs / 'b'} (seed=0)"
+        f"counts as one seed, by its mean: {outputs / 'b'}, {outputs / 'a'} (seed=0)"
     ]
 
 
@@ -114,7 +114,7 @@ def test_sweeps_that_optimized_different_metrics_are_refused_in_one_line(tmp_pat
     code, _, err = report(loss, acc)
     assert code == 2
     assert err == (
-        f"error: these sweeps optimized different metrics, which one ranking cannot serve: val/loss in {loss}; "
+        f"error: these sweeps optimized different metrics, which one ranking cannot serve: val/loss in {loss}, "
         f"val/acc_best in {acc}; report each metric's sweeps apart\n"
     )
 
@@ -123,7 +123,10 @@ def test_sweeps_that_optimized_different_metrics_are_refused_in_one_line(tmp_pat
     ("other", "differs"),
     [
         ({"images": 1000}, "val images: 500 in {a}, 1000 in {b}"),
-        ({"_target_": "lit_cifar.data.chars.CharsDataModule"}, "data: CIFAR10DataModule in {a}, CharsDataModule in {b}"),
+        (
+            {"_target_": "lit_cifar.data.chars.CharsDataModule"},
+            "data: CIFAR10DataModule in {a}, CharsDataModule in {b}",
+        ),
         ({"val_size": 0}, "data.val_size: 500 in {a}, 0 in {b}"),
     ],
 )

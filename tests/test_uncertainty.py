@@ -17,12 +17,21 @@ def result(metrics: dict, images: int = 500, status: str = "ok") -> dict:
 
 def test_the_intervals_by_hand():
     assert t_quantile(2) == pytest.approx(12.706, abs=1e-3) and t_quantile(3) == pytest.approx(4.303, abs=1e-3)
-    one = estimate([0.4], 500, accuracy=True)  # 1.96 * sqrt(0.4 * 0.6 / 500) = 0.04294
-    assert (one.mean, one.n, one.half_width) == (0.4, 1, pytest.approx(0.04294, abs=1e-5))
+    one = estimate([0.4], 500, accuracy=True)  # Clopper-Pearson, 200 of 500: scipy's binomtest, method="exact"
+    assert (one.mean, one.n, one.low, one.high) == (
+        0.4,
+        1,
+        pytest.approx(0.35676, abs=1e-5),
+        pytest.approx(0.44443, abs=1e-5),
+    )
+    assert str(one) == "0.4000 [0.3568, 0.4444]"
     seeds = estimate([0.50, 0.54, 0.58], None, accuracy=True)  # sd 0.04: 4.303 * 0.04 / sqrt(3) = 0.09937
-    assert (seeds.mean, seeds.n, seeds.half_width) == (pytest.approx(0.54), 3, pytest.approx(0.09937, abs=1e-4))
-    assert estimate([0.9], 500, accuracy=False).half_width is None  # one loss: no formula gives an interval
-    assert estimate([0.4], None, accuracy=True).half_width is None  # a run that recorded no image count
+    assert (seeds.mean, seeds.n) == (pytest.approx(0.54), 3) and str(seeds) == "0.5400 ± 0.0994"
+    assert (seeds.low, seeds.high) == (pytest.approx(0.54 - 0.09937, abs=1e-4), pytest.approx(0.54 + 0.09937, abs=1e-4))
+    assert estimate([0.9], 500, accuracy=False).interval is None  # one loss: no formula gives an interval
+    assert estimate([0.4], None, accuracy=True).interval is None  # a run that recorded no image count
+    every = estimate([1.0], 500, accuracy=True)  # all right: [(0.025)^(1/500), 1], not a point
+    assert (every.low, every.high) == (pytest.approx(0.025 ** (1 / 500)), 1.0)
     assert tied(one, estimate([0.44], 500, True)) and not tied(one, estimate([0.50], 500, True))
 
 
@@ -38,23 +47,23 @@ def test_one_seed_a_difference_inside_the_noise_of_500_images_is_a_tie_and_the_b
     for lr, acc in (("0.001", 0.362), ("0.002", 0.382), ("0.005", 0.300)):
         make_run(sweep / f"optim.lr={lr}", [f"optim.lr={lr}"], result({"val/acc_best": acc, "test/acc": acc}))
     rows = table.write_report(sweep)
-    # 1.96 * sqrt(0.382 * 0.618 / 500) = 0.04259; 1.96 * sqrt(0.362 * 0.638 / 500) = 0.04213, so 0.362 reaches
-    # 0.4041 > 0.382 - 0.0426 = 0.3394; 0.300 + 0.04017 = 0.3402 reaches it too by 0.0008: also tied.
-    assert [(r["job"], r["vs best"], round(r["95% ±"], 4)) for r in rows] == [
-        ("optim.lr=0.002", "best", 0.0426),
-        ("optim.lr=0.001", "tied", 0.0421),
-        ("optim.lr=0.005", "tied", 0.0402),
+    # Clopper-Pearson: 191 of 500 right [0.3392, 0.4262]; 181 [0.3198, 0.4058] reaches 0.3392; 150 [0.2601, 0.3423]
+    # reaches it too by 0.0031: also tied.
+    assert [(r["job"], r["vs best"], str(r["95% interval"])) for r in rows] == [
+        ("optim.lr=0.002", "best", "[0.3392, 0.4262]"),
+        ("optim.lr=0.001", "tied", "[0.3198, 0.4058]"),
+        ("optim.lr=0.005", "tied", "[0.2601, 0.3423]"),
     ]
     assert read_best(capsys.readouterr().out)[:2] == [
-        "best: optim.lr=0.002, val/acc_best=0.3820 ± 0.0426 (binomial, 500 images)",
-        "  cannot be told apart from it (intervals overlap): optim.lr=0.001 0.3620 ± 0.0421, "
-        "optim.lr=0.005 0.3000 ± 0.0402",
+        "best: optim.lr=0.002, val/acc_best=0.3820 [0.3392, 0.4262] (exact binomial, 500 images)",
+        "  cannot be told apart from it (intervals overlap): optim.lr=0.001 0.3620 [0.3198, 0.4058], "
+        "optim.lr=0.005 0.3000 [0.2601, 0.3423]",
     ]
     markdown = (sweep / "results.md").read_text()
-    assert "±1.96 binomial standard errors of an accuracy on its 500 validation images" in markdown
+    assert "the exact binomial (Clopper-Pearson) interval of its accuracy on its 500 validation images" in markdown
 
-    # On CIFAR-10's 10,000 test images the same numbers are told apart: 0.382 - 0.0095 = 0.3725 is above
-    # 0.362 + 0.0094 = 0.3714.
+    # On CIFAR-10's 10,000 test images the same numbers are told apart: 0.382's [0.3725, 0.3916] lies above
+    # 0.362's [0.3526, 0.3715].
     for folder in sweep.glob("optim.lr=*"):
         record = json.loads((folder / "metrics.json").read_text())
         (folder / "metrics.json").write_text(json.dumps(record | {"images": {"val": 10000, "test": 846}}))
@@ -100,7 +109,7 @@ def test_a_loss_ranks_lowest_first(tmp_path, capsys):
         ("optim.lr=0.001", 1.9, ""),
     ]
     out = capsys.readouterr().out
-    assert "| job | optim.lr | best_epoch | val/loss | 95% ± | vs best | val/acc_best | test/acc |" in out
+    assert "| job | optim.lr | best_epoch | val/loss | 95% interval | vs best | val/acc_best | test/acc |" in out
     assert read_best(out)[:2] == [
         "best: optim.lr=0.002, val/loss=1.2000 (no interval)",
         "  without an interval, which other settings are as good cannot be told: run more seeds",

@@ -3,7 +3,6 @@ DataLoaders from config or batches cut on the device, and normalization on the d
 transferred."""
 
 import logging
-import math
 from collections.abc import Sequence
 
 import lightning.pytorch as pl
@@ -288,16 +287,6 @@ class ImageDataModule(pl.LightningDataModule):
         if self.trainer is not None:  # trainer.precision=…-true: Lightning cast the batch while it was still uint8
             images = self.trainer.precision_plugin.convert_input(images)
         return images, labels
-
-    def evaluation_images(self, val_batches: float, test_batches: float) -> dict[str, int]:
-        """How many images validation and test measured accuracy on, given how many batches the trainer ran of
-        each (fewer than the split holds under trainer.limit_*_batches): what a run's binomial interval rests on."""
-        splits = {"val": (self.val_set, val_batches), "test": (self.test_set, test_batches)}
-        return {
-            name: min(len(split), int(batches * self.batch_size))
-            for name, (split, batches) in splits.items()
-            if split is not None and 0 < batches < math.inf
-        }
 
     def state_dict(self) -> dict:
         return {"class_names": self.class_names, "mean": self.mean, "std": self.std}

@@ -1,8 +1,11 @@
-"""Runs grouped into settings (runs whose overrides differ only in `seed`), each setting's ranked metric with its
-95% interval (lit_cifar.reporting.stats), best first, and which settings cannot be told apart from the best:
-what the `By setting` table, the `vs best` column, the plot and the `best:` line all show."""
+"""Runs grouped into settings (runs whose overrides differ only in `seed`; and in the code they ran, when runs of
+one setting ran different code), each setting's ranked metric with its 95% interval (lit_cifar.reporting.stats)
+over its seeds, best first, and which settings cannot be told apart from the best: what the `By setting` table, the
+`vs best` column, the plot and the `best:` line all show. Runs of one setting with the same seed should give the
+same numbers: they are one observation, by their mean, not several seeds."""
 
 import shlex
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,9 +17,10 @@ from lit_cifar.run.metrics import higher_is_better, is_accuracy
 from lit_cifar.run.overrides import as_typed, without_keys
 from lit_cifar.sweep.search import trial_number
 
-HALF_WIDTH = "95% ±"  # a run's own interval (binomial), beside its value in the runs table
+INTERVAL = "95% interval"  # a run's own interval (exact binomial), [low, high] beside its value in the runs table
 VERDICT = "vs best"  # `best`, `tied` (cannot be told apart from the best) or empty, for a setting and its runs
 BEST, TIED = "best", "tied"
+CODE = "code"  # a compared key where runs of one setting ran different code (git commits): settings of their own
 
 
 def changed_settings(overrides: dict[str, str]) -> dict[str, str]:
@@ -24,11 +28,32 @@ def changed_settings(overrides: dict[str, str]) -> dict[str, str]:
     return {key: value for key, value in overrides.items() if not key.startswith(FREE_TO_CHANGE)}
 
 
-def setting_id(row: dict) -> tuple:
-    """What runs of one setting share: their overrides, but `seed` and those that change nothing computed."""
+def setting_id(row: dict, by_code: bool = False) -> tuple:
+    """What runs of one setting share: their overrides, but `seed` and those that change nothing computed; with
+    `by_code`, also the code they ran."""
     if row["overrides"] is None:
         return (("dir", row["dir"]),)  # a run that recorded no overrides is a setting of its own
-    return tuple(sorted((key, value) for key, value in changed_settings(row["overrides"]).items() if key != "seed"))
+    shared = sorted((key, value) for key, value in changed_settings(row["overrides"]).items() if key != "seed")
+    return (*shared, *([(CODE, row["code"])] if by_code and row.get("code") else []))
+
+
+def code_splits(rows: list[dict]) -> bool:
+    """Whether runs of one setting ran different code: then the code is one of the keys settings differ in."""
+    codes: dict[tuple, set[str]] = {}
+    for row in rows:
+        if row.get("code"):
+            codes.setdefault(setting_id(row), set()).add(row["code"])
+    return any(len(found) > 1 for found in codes.values())
+
+
+def seed_groups(ok: list[dict]) -> list[list[dict]]:
+    """A setting's runs by seed: runs with the same seed should give the same numbers, so each group is one
+    observation; a run whose seed is unknown is one of its own."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in ok:
+        seed = run.get("seed")
+        groups.setdefault(("dir", run["dir"]) if seed is None else ("seed", str(seed)), []).append(run)
+    return list(groups.values())
 
 
 def evaluated_on(metric: str) -> str:
@@ -37,7 +62,8 @@ def evaluated_on(metric: str) -> str:
 
 
 def run_estimate(row: dict, metric: str) -> Estimate | None:
-    """One run's value of `metric` with its binomial interval (an accuracy, on the images it was measured on)."""
+    """One run's value of `metric` with its exact binomial interval (an accuracy, on the images it was measured
+    on)."""
     value = row.get(metric)
     if not isinstance(value, int | float):
         return None
@@ -48,10 +74,11 @@ def run_estimate(row: dict, metric: str) -> Estimate | None:
 class Setting:
     runs: list[dict]  # in the table's order
     label: str
-    value: Estimate | None = None  # of the ranked metric, over the ok runs
+    value: Estimate | None = None  # of the ranked metric, over the ok runs' seeds
     test: Estimate | None = None  # of test/acc
     verdict: str = ""
     ok: list[dict] = field(default_factory=list)
+    seeds: list[list[dict]] = field(default_factory=list)  # the ok runs by seed: one observation each
 
 
 def _label(runs: list[dict], keys: list[str]) -> str:
@@ -61,27 +88,35 @@ def _label(runs: list[dict], keys: list[str]) -> str:
     if (len(runs) == 1 and trial_number(first["job"]) is not None) or first["overrides"] is None:
         return first["job"]
     shown = [key for key in keys if key != "seed" and not key.startswith(FREE_TO_CHANGE)]
-    return ",".join(f"{key}={first['overrides'].get(key, '(default)')}" for key in shown) or first["job"]
+    values = {key: first[CODE] if key == CODE else first["overrides"].get(key, "(default)") for key in shown}
+    return ",".join(f"{key}={value}" for key, value in values.items()) or first["job"]
 
 
-def _estimate(runs: list[dict], metric: str) -> Estimate | None:
-    if len(runs) == 1:
-        return run_estimate(runs[0], metric)
-    return estimate([run[metric] for run in runs if run.get(metric) is not None], None, is_accuracy(metric))
+def _estimate(seeds: list[list[dict]], metric: str) -> Estimate | None:
+    """The estimate over the seeds of a setting, each seed's value the mean of its runs'."""
+    measured = []  # a run of each seed, holding the seed's value
+    for runs in seeds:
+        values = [run[metric] for run in runs if run.get(metric) is not None]
+        if values:
+            measured.append(runs[0] | {metric: statistics.mean(values)})
+    if len(measured) == 1:
+        return run_estimate(measured[0], metric)
+    return estimate([run[metric] for run in measured], None, is_accuracy(metric))
 
 
 def settings(rows: list[dict], keys: list[str], metric: str) -> list[Setting]:
-    """The settings of `rows` (in the table's order), best first by the mean of `metric` over their ok runs,
+    """The settings of `rows` (in the table's order), best first by the mean of `metric` over their seeds,
     those without a value last; the best one's verdict is `best`, and every one whose interval overlaps it
     `tied`."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault(setting_id(row), []).append(row)
+        groups.setdefault(setting_id(row, by_code=CODE in keys), []).append(row)
     found = []
     for runs in groups.values():
         ok = [run for run in runs if run["status"] == "ok"]
-        setting = Setting(runs, _label(runs, keys), _estimate(ok, metric), _estimate(ok, "test/acc"), ok=ok)
-        found.append(setting)
+        seeds = seed_groups(ok)
+        value, test = _estimate(seeds, metric), _estimate(seeds, "test/acc")
+        found.append(Setting(runs, _label(runs, keys), value, test, ok=ok, seeds=seeds))
     sign = -1 if higher_is_better(metric) else 1
     found.sort(key=lambda s: (s.value is None, 0.0 if s.value is None else sign * s.value.mean))
     if found and found[0].value is not None:
@@ -98,7 +133,7 @@ def mark_runs(found: list[Setting], metric: str) -> None:
     for setting in found:
         for run in setting.runs:
             own = run_estimate(run, metric) if run["status"] == "ok" else None
-            run[HALF_WIDTH] = None if own is None else own.half_width
+            run[INTERVAL] = None if own is None else own.interval
             run[VERDICT] = setting.verdict
 
 
@@ -113,10 +148,10 @@ def uncertainty_note(found: list[Setting], metric: str) -> str:
         split = "validation" if evaluated_on(metric) == "val" else "test"
         images = " or ".join(map(str, counts))
         parts.append(
-            f"a single run: ±1.96 binomial standard errors of an accuracy on its {images} {split} images "
-            "(the noise of the measurement alone: seeds add the spread of training)"
+            f"a single run: the exact binomial (Clopper-Pearson) interval of its accuracy on its {images} {split} "
+            "images, [low, high] (the noise of the measurement alone: seeds add the spread of training)"
         )
-    if any(s.value and s.value.half_width is None for s in found):
+    if any(s.value and s.value.interval is None for s in found):
         parts.append("no interval where a single run gives none (a loss, or a run that recorded no image count)")
     if not parts:
         return f"{metric}; no setting has a value yet."
@@ -142,9 +177,21 @@ def best_lines(found: list[Setting], metric: str) -> list[str]:
     if ties:
         named = ", ".join(f"{s.label} {s.value}" for s in ties)
         lines.append(f"  cannot be told apart from it (intervals overlap): {named}")
-    elif best.value.half_width is None:
+    elif best.value.interval is None:
         lines.append("  without an interval, which other settings are as good cannot be told: run more seeds")
     else:
         lines.append("  no other setting's interval overlaps it")
     lines += ["  train it again with:", f"    {train_command(Path(best.ok[0]['dir']))}"]
     return lines
+
+
+def one_observation_note(found: list[Setting]) -> list[str]:
+    """The line that says which runs counted as one seed, since they ran one setting with the same seed."""
+    groups = [runs for setting in found for runs in setting.seeds if len(runs) > 1]
+    if not groups:
+        return []
+    named = "; ".join(f"{', '.join(run['dir'] for run in runs)} (seed={runs[0]['seed']})" for runs in groups)
+    return [
+        "one observation: runs of one setting with the same seed should give the same numbers, so each such group "
+        f"counts as one seed, by its mean: {named}"
+    ]

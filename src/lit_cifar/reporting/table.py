@@ -5,10 +5,16 @@ sweep's grid gets a row, and so does every job folder the grid no longer holds (
 row's status is `ok`; `pruned` (a search's trial its pruner stopped, and after which epoch); `failed` (with
 the reason); `unreadable` (its metrics.json is corrupt); `running` (a live process holds its folder);
 `interrupted` (no result and no process: after how many epochs it stopped, and how to resume it); or `pending`
-(never started); or `smoke` (one batch or none: never ranked). Finished runs come first, best first by the
-sweep's `optimized_metric` (val/acc_best unless a search set another; a loss ranks lowest first), or by test/acc
-when some ran without a validation split (`data.val_size=0`: the table then says that this selects on the test
-set).
+(never started); or `smoke` (one batch or none: never ranked). A run whose metrics.json holds a metric that is no
+finite number, or that lacks the metric the table ranks by, is `failed` with the reason. Finished runs come first,
+best first by the sweeps' `optimized_metric` (val/acc_best unless a search set another; a loss ranks lowest first),
+or by test/acc when the runs had no validation split (`data.val_size=0` in their resolved config: the table then says
+that this selects on the test set). Sweeps that optimized different metrics, and runs measured on different data
+(dataset, validation split, image counts), are refused in one line: one ranking cannot serve them.
+
+A run is counted once, by the id it was given when it started (lit_cifar.run.record), or by its folder when it
+has none: a copied folder, a link, a glob that reaches a sweep's job folders again add no row, and a line says which
+folder is which. Runs of one setting with the same seed are one observation (lit_cifar.reporting.settings).
 
 `results.md` starts with what each sweep held fixed (model, data, epochs, its other overrides, the commit of
 the code) and the command that re-runs it, then the table; `results.csv` is the table alone; `results.png`
@@ -20,27 +26,32 @@ between runs, and the files are written only into `--out`.
 
 Every ranking carries its uncertainty (lit_cifar.reporting.settings): runs whose overrides differ only in `seed`
 are one setting, ranked by their mean with a 95% interval (a second table gives n and the intervals of the ranked
-metric and of test/acc when a setting has several runs); a single run's interval is the binomial one of its
-accuracy on the images it was measured on. Each run's `vs best` says whether its setting is the best or cannot be
-told apart from it (`tied`), and the `best:` line at the end names them all. A warning says when the runs ran
-different code or were measured on different data."""
+metric and of test/acc when a setting has several runs); a single run's interval is the exact binomial one of its
+accuracy on the images it was measured on, [low, high]. Each run's `vs best` says whether its setting is the best or
+cannot be told apart from it (`tied`), and the `best:` line at the end names them all. A line says when the runs
+ran different code: runs of one setting on different code are settings of their own (a `code` column), never
+seeds of one."""
 
 import csv
 import glob
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from lit_cifar.reporting.rows import Curve, row_value
 from lit_cifar.reporting.settings import (
-    HALF_WIDTH,
+    CODE,
+    INTERVAL,
     VERDICT,
     Setting,
     best_lines,
     changed_settings,
+    code_splits,
     mark_runs,
+    one_observation_note,
     settings,
     uncertainty_note,
 )
@@ -48,8 +59,9 @@ from lit_cifar.run.dirs import in_use
 from lit_cifar.run.errors import UserError
 from lit_cifar.run.metrics import METRICS, higher_is_better
 from lit_cifar.run.overrides import as_typed, overrides_of
-from lit_cifar.run.record import read_outcome
+from lit_cifar.run.record import RANKED, read_outcome, run_id
 from lit_cifar.sweep.overrides import (
+    confirmation_resume,
     expected_jobs,
     log_scaled_keys,
     run_command,
@@ -72,6 +84,7 @@ STATUSES = (
 )  # in the table's order
 RESULTS = ["best_epoch", "val/acc_best", "test/acc", "wall_time_s", "status", "reason"]
 RESUME_JOB = "re-run its sweep's command to resume it"
+RESUME_CONFIRMATION = "re-run its confirmation to resume it"  # the sweep's command does not confirm
 RANKED_BY_TEST = (
     "ranked by test/acc: runs without a validation split (data.val_size=0) have no val/acc_best; choosing a "
     "run by its test accuracy selects on the test set, which then no longer measures accuracy on new data"
@@ -103,12 +116,41 @@ def _overrides(folder: Path) -> dict[str, str] | None:
         return None
 
 
+def _resolved(folder: Path) -> dict:
+    """The run's resolved config (`.hydra/resolved.yaml`); {} when it has none or it cannot be read."""
+    path = folder / ".hydra" / "resolved.yaml"
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
+    except Exception:  # edited by hand or cut short: the row shows what else the folder says
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _select(config: dict, key: str) -> object:
+    """`config`'s value of a dotted `key`; None when it has none."""
+    for part in key.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
 def _epochs_done(folder: Path, curve: Curve) -> str:
     """`3 of 10 epochs`: how far a run without a result got, by its validation curve."""
-    resolved = folder / ".hydra" / "resolved.yaml"
-    total = OmegaConf.select(OmegaConf.load(resolved), "trainer.max_epochs") if resolved.is_file() else None
+    total = _select(_resolved(folder), "trainer.max_epochs")
     done = max(epoch for epoch, _ in curve) if curve else 0
     return f"{done}{f' of {total}' if total else ''} epochs"
+
+
+def measured_on(resolved: dict, images: dict) -> dict:
+    """What a run's accuracies were measured on: its dataset, validation split and image counts (what it did not
+    record left out)."""
+    target = _select(resolved, "data._target_")
+    found = {
+        "data": target.rsplit(".", 1)[-1] if isinstance(target, str) else None,
+        "data.val_size": _select(resolved, "data.val_size"),
+        "data.split_seed": _select(resolved, "data.split_seed"),
+        **{f"{split} images": count for split, count in images.items()},
+    }
+    return {key: value for key, value in found.items() if value is not None}
 
 
 def job_row(folder: Path, overrides: dict[str, str] | None, curve: Curve, resume: str) -> dict:
@@ -125,9 +167,12 @@ def job_row(folder: Path, overrides: dict[str, str] | None, curve: Curve, resume
         record = {"status": "interrupted", "reason": f"stopped {stopped}; {resume}"}
     metrics = record.get("metrics") or {}
     commit = record.get("git_commit")
+    resolved = _resolved(folder)
+    val_size = _select(resolved, "data.val_size")
     return {
         "job": folder.name,
         "dir": str(folder),
+        "run_id": run_id(folder),
         "overrides": overrides,
         "seed": (overrides or {}).get("seed", record.get("seed")),  # the config's own when no override set one
         "best_epoch": max(curve, key=lambda point: point[1])[0] if curve else None,
@@ -137,17 +182,24 @@ def job_row(folder: Path, overrides: dict[str, str] | None, curve: Curve, resume
         "status": record.get("status", "ok"),
         "reason": record.get("reason", ""),
         "code": f"{commit}{' (dirty)' if record.get('git_dirty') else ''}" if commit else None,
+        "validation": None if val_size is None else val_size != 0,  # whether it had a validation split
+        "measured_on": measured_on(resolved, record.get("images") or {}),
     }
 
 
 def ranked_by(rows: list[dict], optimized: str = "val/acc_best") -> str:
-    """The metric that ranks `rows`: the sweeps' `optimized` one (val/acc_best unless set), but test/acc when a
-    finished run has no val/acc_best (it had no validation split)."""
-    no_val = any(row["status"] == "ok" and row["val/acc_best"] is None for row in rows)
-    if no_val:
-        return "test/acc"
-    has_it = any(row["status"] == "ok" and row.get(optimized) is not None for row in rows)
-    return optimized if has_it else "val/acc_best"
+    """The metric that ranks `rows`: the sweeps' `optimized` one (val/acc_best unless set), but test/acc when the
+    finished runs had no validation split (data.val_size=0 in their resolved config)."""
+    finished = [row for row in rows if row["status"] in RANKED]
+    no_val = bool(finished) and all(row.get("validation") is False for row in finished)
+    return "test/acc" if no_val else optimized
+
+
+def fail_without(rows: list[dict], metric: str) -> None:
+    """A finished run that did not record the metric the table ranks by is `failed`: its record is not whole."""
+    for row in rows:
+        if row["status"] in RANKED and row.get(metric) is None:
+            row["status"], row["reason"] = "failed", f"no {metric} in its metrics.json, which this table ranks by"
 
 
 def ranked(rows: list[dict], metric: str) -> list[dict]:
@@ -179,7 +231,9 @@ def collect(sweep_dir: Path) -> tuple[list[str], list[dict], dict[str, Curve]]:
         if overrides is None and name in grid:
             overrides = overrides_of(grid[name])
         curves[str(folder)] = curve = val_curve(sweep_dir / "tensorboard" / name)
-        rows.append(job_row(folder, overrides, curve, RESUME_JOB))
+        confirming = confirmation_resume(folder)
+        resume = f"{RESUME_CONFIRMATION}: {confirming}" if confirming else RESUME_JOB
+        rows.append(job_row(folder, overrides, curve, resume))
     return keys, ranked(rows, ranked_by(rows)), curves
 
 
@@ -188,7 +242,9 @@ def collect_run(run_dir: Path) -> tuple[dict, Curve]:
     lines = as_typed(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
     sweep_dir = run_dir.parent
     if (sweep_dir / "multirun.yaml").is_file():
-        log_dir, resume = sweep_dir / "tensorboard" / run_dir.name, f"{RESUME_JOB}: {sweep_command(sweep_dir)}"
+        confirming = confirmation_resume(run_dir)
+        resume = f"{RESUME_CONFIRMATION}: {confirming}" if confirming else f"{RESUME_JOB}: {sweep_command(sweep_dir)}"
+        log_dir = sweep_dir / "tensorboard" / run_dir.name
     else:
         log_dir, resume = run_dir / "tensorboard", f"resume it with: {run_command(lines, run_dir)}"
     curve = val_curve(log_dir)
@@ -251,20 +307,22 @@ def describe_run(row: dict) -> tuple[str, list[str]]:
 
 
 def compared_keys(swept: list[str], rows: list[dict]) -> list[str]:
-    """The swept keys, then every other key whose value differs between the runs (unset is a value too)."""
+    """The swept keys, then every other key whose value differs between the runs (unset is a value too), then
+    `code` when runs of one setting ran different code."""
     found = [changed_settings(row["overrides"]) for row in rows if row["overrides"] is not None]
     others = {key for setting in found for key in setting} - set(swept)
-    return swept + sorted(key for key in others if len({setting.get(key) for setting in found}) > 1)
+    differ = sorted(key for key in others if len({setting.get(key) for setting in found}) > 1)
+    return swept + differ + ([CODE] if code_splits(rows) else [])
 
 
 def by_setting_table(found: list[Setting], keys: list[str], metric: str) -> list[dict]:
-    """One row per setting, best first: n ok runs, the mean and 95% interval of the ranked metric and of
+    """One row per setting, best first: n ok seeds, the mean and 95% interval of the ranked metric and of
     test/acc, the verdict, and the runs that are not ok."""
     table = []
     for setting in found:
         row = {key: row_value(setting.runs[0], key) for key in keys if key != "seed"}
         values = {metric: setting.value, "test/acc": setting.test}
-        row |= {"n": len(setting.ok), **{name: "" if v is None else str(v) for name, v in values.items()}}
+        row |= {"n": len(setting.seeds), **{name: "" if v is None else str(v) for name, v in values.items()}}
         row[VERDICT] = setting.verdict
         row["not ok"] = ", ".join(f"{_who(run)} {run['status']}" for run in setting.runs if run["status"] != "ok")
         table.append(row)
@@ -279,7 +337,7 @@ def setting_rows(found: list[Setting], metric: str) -> list[dict]:
         if setting.value is None:
             continue
         members = {name for run in setting.runs for name in (run["job"], run["dir"])}
-        shown = {"job": setting.label, metric: setting.value.mean, HALF_WIDTH: setting.value.half_width}
+        shown = {"job": setting.label, metric: setting.value.mean, INTERVAL: setting.value.interval}
         rows.append(setting.ok[0] | shown | {VERDICT: setting.verdict, "members": members})
     return rows
 
@@ -293,7 +351,7 @@ def _cell(column: str, value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.4f}" if column in (*METRICS, HALF_WIDTH) else f"{value:.1f}"
+        return f"{value:.4f}" if column in METRICS else f"{value:.1f}"
     return str(value).replace("|", "\\|")
 
 
@@ -308,55 +366,143 @@ def is_sweep_dir(path: Path) -> bool:
 
 
 def optimized_metric(paths: list[Path]) -> str:
-    """The metric the sweeps among `paths` optimized (`optimized_metric`): a search may minimize a loss. Run
-    dirs, and sweeps that disagree, are ranked by val/acc_best."""
-    sweeps = [OmegaConf.load(path / "multirun.yaml") for path in paths if is_sweep_dir(path)]
-    found = {OmegaConf.select(config, "optimized_metric") for config in sweeps}
-    return found.pop() if len(found) == 1 and None not in found else "val/acc_best"
+    """The metric the sweeps among `paths` optimized (`optimized_metric`, val/acc_best unless set): a search may
+    minimize a loss. Run dirs follow the sweeps, and alone are ranked by val/acc_best. Sweeps that optimized
+    different metrics are refused: one ranking cannot serve them."""
+    metrics: dict[str, dict[str, None]] = {}
+    for path in filter(is_sweep_dir, paths):
+        metric = OmegaConf.select(OmegaConf.load(path / "multirun.yaml"), "optimized_metric") or "val/acc_best"
+        metrics.setdefault(metric, {})[str(path)] = None
+    if len(metrics) > 1:
+        raise UserError(
+            f"these sweeps optimized different metrics, which one ranking cannot serve: {_where(metrics)}; "
+            "report each metric's sweeps apart"
+        )
+    return next(iter(metrics), "val/acc_best")
 
 
-def gather(paths: list[Path]) -> tuple[list[str], list[dict], dict[str, Curve], list[tuple[str, list[str]]], str]:
-    """Every run in `paths` (sweep dirs and run dirs): the swept keys, one row per run in the table's order,
-    the validation curves by folder, a title and description of each path, and the metric that ranks them."""
+def _where(found: dict[object, dict[str, None]]) -> str:
+    """`500 in A, 1000 in B and C`: each value and the folders that hold it."""
+    return ", ".join(f"{value} in {' and '.join(folders)}" for value, folders in found.items())
+
+
+def refuse_mixed_data(rows: list[dict]) -> None:
+    """One ranking compares runs measured on the same images: runs measured on other data (another dataset,
+    validation split or image count) are refused, in one line naming the folders and what differs."""
+    finished = [row for row in rows if row["status"] in RANKED]
+    differences = []
+    for key in dict.fromkeys(key for row in finished for key in row["measured_on"]):
+        folders: dict[object, dict[str, None]] = {}
+        for row in finished:
+            if key in row["measured_on"]:
+                folders.setdefault(row["measured_on"][key], {})[row["source"]] = None
+        if len(folders) > 1:
+            differences.append(f"{key}: {_where(folders)}")
+    if differences:
+        raise UserError(
+            f"these runs were measured on different data, which one ranking would mix: {'; '.join(differences)}; "
+            "report them apart"
+        )
+
+
+def identity(row: dict) -> tuple:
+    """What makes two rows one run: the id it was given when it started, or for a run without one, its folder."""
+    return ("run", row["run_id"]) if row.get("run_id") else ("folder", str(Path(row["dir"]).resolve()))
+
+
+def _same_run(again: dict, first: dict) -> str:
+    if again["dir"] == first["dir"]:
+        return f"{again['dir']} passed twice"
+    if Path(again["dir"]).resolve() == Path(first["dir"]).resolve():
+        return f"{again['dir']} is {first['dir']} (a link)"
+    return f"{again['dir']} is a copy of {first['dir']}"
+
+
+def counted_once(rows: list[dict]) -> tuple[list[dict], list[str]]:
+    """`rows` with each run once (its first row), and which folder each row left out is the same run as."""
+    first: dict[tuple, dict] = {}
+    kept, same = [], []
+    for row in rows:
+        found = first.setdefault(identity(row), row)
+        if found is row:
+            kept.append(row)
+        else:
+            same.append(_same_run(row, found))
+    return kept, same
+
+
+@dataclass
+class Gathered:
+    """Every run of the folders a table was asked for, each counted once."""
+
+    paths: list[Path]  # the folders that hold a run counted
+    swept: list[str]
+    rows: list[dict]  # one per run, in the table's order
+    curves: dict[str, Curve]  # the validation curves by folder
+    blocks: list[tuple[str, list[str]]]  # a title and description of each path
+    metric: str  # what ranks them
+    same_runs: list[str]  # the folders left out, each the same run as a row
+
+
+def gather(paths: list[Path]) -> Gathered:
+    """Every run in `paths` (sweep dirs and run dirs), each once; refused when the sweeps optimized different
+    metrics or the runs were measured on different data."""
     for path in paths:
         if not is_sweep_dir(path) and not (path / ".hydra" / "overrides.yaml").is_file():
             raise UserError(
                 f"{path} is neither a sweep dir (no multirun.yaml) nor a run dir (no .hydra/overrides.yaml); "
                 "pass multirun/DATE/TIME or outputs/DATE/TIME folders, or a glob of them"
             )
-    swept, rows, curves, blocks = [], [], {}, []
+    optimized = optimized_metric(paths)
+    collected, curves = [], {}
     for path in paths:
         if is_sweep_dir(path):
-            keys, sweep_rows, sweep_curves = collect(path)
-            swept += [key for key in keys if key not in swept]
-            rows += sweep_rows
-            curves |= sweep_curves
-            blocks.append(describe_sweep(path, keys, sweep_rows))
+            keys, path_rows, path_curves = collect(path)
         else:
-            row, curves[str(path)] = collect_run(path)
-            rows.append(row)
-            blocks.append(describe_run(row))
-    metric = ranked_by(rows, optimized_metric(paths))
-    return swept, ranked(rows, metric), curves, blocks, metric
+            row, curve = collect_run(path)
+            keys, path_rows, path_curves = [], [row], {str(path): curve}
+        for row in path_rows:
+            row["source"] = str(path)
+        collected.append((path, keys, path_rows))
+        curves |= path_curves
+    everything = [row for _, _, path_rows in collected for row in path_rows]
+    rows, same_runs = counted_once(everything)
+    refuse_mixed_data(rows)
+    metric = ranked_by(rows, optimized)
+    fail_without(everything, metric)
+    counted = {id(row) for row in rows}
+    kept = [(path, keys, path_rows) for path, keys, path_rows in collected if any(id(r) in counted for r in path_rows)]
+    blocks = [describe_sweep(*found) if is_sweep_dir(found[0]) else describe_run(found[2][0]) for found in kept]
+    return Gathered(
+        paths=[path for path, _, _ in kept],
+        swept=list(dict.fromkeys(key for _, keys, _ in kept for key in keys)),
+        rows=ranked(rows, metric),
+        curves={folder: curve for folder, curve in curves.items() if folder in {row["dir"] for row in rows}},
+        blocks=blocks,
+        metric=metric,
+        same_runs=same_runs,
+    )
 
 
 def render(
     blocks: list[tuple[str, list[str]]], keys: list[str], rows: list[dict], columns: list[str], found: list[Setting],
-    metric: str,
+    metric: str, same_runs: list[str] = (),
 ) -> str:  # fmt: skip
-    """results.md: what each folder ran, how sure the ranking is, one row per setting when some runs differ only
-    in seed, every run, and the best setting with those that cannot be told apart from it."""
+    """results.md: what each folder ran, what the table counted, how sure the ranking is, one row per setting when
+    some runs differ only in seed, every run, and the best setting with those that cannot be told apart from it."""
     parts = [] if len(blocks) == 1 else [f"# {len(rows)} runs from {len(blocks)} folders\n"]
     heading = "#" if len(blocks) == 1 else "##"
     parts += [f"{heading} {title}\n\n" + "".join(f"- {line}\n" for line in lines) for title, lines in blocks]
-    parts += [*_mixed(rows), f"Ranked by {uncertainty_note(found, metric)}\n"]
+    parts += [*_notes(rows, found, keys, same_runs), f"Ranked by {uncertainty_note(found, metric)}\n"]
     if metric == "test/acc":
         parts.append(f"{RANKED_BY_TEST}.\n")
     if any(len(setting.runs) > 1 for setting in found):
         table = by_setting_table(found, keys, metric)
         parts.append(
-            "## By setting\n\nRuns whose overrides differ only in `seed` are one setting; n of them are ok, and "
-            "their values are given as mean ± the half-width of a 95% interval.\n\n" + markdown(table, list(table[0]))
+            "## By setting\n\nRuns whose overrides differ only in `seed` are one setting; n: how many seeds of it "
+            "are ok (runs with the same seed count once). Its values are the mean ± the half-width of a 95% t "
+            "interval over its seeds, or a single seed's value and exact binomial interval [low, high].\n\n"
+            + markdown(table, list(table[0]))
         )
     parts.append("## Runs\n\n" + markdown(rows, columns))
     if len(found) > 1 or len(blocks) > 1 or is_sweep_dir(Path(rows[0]["dir"]).parent):
@@ -364,32 +510,34 @@ def render(
     return "\n".join(parts)
 
 
-def _mixed(rows: list[dict]) -> list[str]:
-    """A warning when the runs ran different code (git commits) or data (image counts): their numbers may not
-    compare."""
-    warnings = []
-    commits = {row["code"].split()[0] for row in rows if row["code"]}  # a dirty tree shows in the `code:` lines
-    if len(commits) > 1:
-        warnings.append(f"warning: these runs ran different code (git commits {', '.join(sorted(commits))})")
-    images = {tuple(sorted(row["images"].items())) for row in rows if row["images"]}
-    if len(images) > 1:
-        counts = "; ".join(", ".join(f"{split} {n}" for split, n in found) for found in sorted(images))
-        warnings.append(f"warning: these runs were measured on different data (images: {counts})")
-    return [f"{line}\n" for line in warnings]
+def _notes(rows: list[dict], found: list[Setting], keys: list[str], same_runs: list[str]) -> list[str]:
+    """What the table counted: the runs reached through several folders, the runs that are one seed, and the code
+    the runs ran when it differs."""
+    lines = [f"counted once (the same run id, or the same folder): {'; '.join(same_runs)}"] if same_runs else []
+    lines += one_observation_note(found)
+    codes = sorted({row["code"] for row in rows if row["code"]})  # a dirty tree's code is a code of its own
+    if len(codes) > 1:
+        column = " (the code column)" if CODE in keys else ""
+        lines.append(
+            f"code: these runs ran different code (git commits {', '.join(codes)}): runs of different code are "
+            f"never seeds of one setting{column}"
+        )
+    return [f"{line}\n" for line in lines]
 
 
 def report(paths: list[Path], out: Path | None) -> list[dict]:
     """One table of every run in `paths`: printed, and written into `out` as results.md, results.csv and
     results.png when `out` is given. Returns the rows, one per run, in the table's order."""
-    swept, rows, curves, blocks, metric = gather(paths)
+    found_runs = gather(paths)
+    paths, rows, curves, metric = found_runs.paths, found_runs.rows, found_runs.curves, found_runs.metric
     one_sweep = len(paths) == 1 and is_sweep_dir(paths[0])
-    keys = compared_keys(swept, rows)
+    keys = compared_keys(found_runs.swept, rows)
     found = settings(rows, keys, metric)
     mark_runs(found, metric)
     results = [*RESULTS[:1], *([] if metric in RESULTS else [metric]), *RESULTS[1:]]
     at = results.index(metric) + 1
-    columns = ["job" if one_sweep else "dir", *keys, *results[:at], HALF_WIDTH, VERDICT, *results[at:]]
-    text = render(blocks, keys, rows, columns, found, metric)
+    columns = ["job" if one_sweep else "dir", *keys, *results[:at], INTERVAL, VERDICT, *results[at:]]
+    text = render(found_runs.blocks, keys, rows, columns, found, metric, found_runs.same_runs)
     print(text, end="")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

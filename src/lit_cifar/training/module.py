@@ -6,7 +6,7 @@ from collections.abc import Callable
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_cifar.training.tta import tta_logits
@@ -41,6 +41,11 @@ class LitClassifier(pl.LightningModule):
             MulticlassAccuracy(num_classes, average="micro", validate_args=False) for _ in range(3)
         )
         self.val_acc_best = MaxMetric()
+        # The images each validation and test epoch measured accuracy on, summed over the ranks of a ddp run: what
+        # the run's record gives as `images`. Lightning's DistributedSampler gives every rank ceil(N / ranks) of a
+        # split's N images, repeating a few to even them out; the accuracy counts those repeats, and so does this.
+        self.val_images, self.test_images = SumMetric(nan_strategy="disable"), SumMetric(nan_strategy="disable")
+        self.images_measured: dict[str, int] = {}  # {"val": …, "test": …}, of the last epoch of each
         self.val_acc_best.persistent(True)  # in the checkpoint, so a resumed run keeps the best of before
         self.replan_schedule = False  # the restored checkpoint planned for fewer epochs (see on_load_checkpoint)
 
@@ -85,11 +90,13 @@ class LitClassifier(pl.LightningModule):
         loss, logits, labels = self._step(batch)
         self.val_loss.update(loss.expand(len(labels)))  # one value per image: the last batch may hold fewer
         self.val_acc.update(logits, labels)
+        self.val_images.update(torch.full((), len(labels), device=labels.device))  # no host-to-device copy
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, logits, labels = self._step(batch)
         self.test_loss.update(loss.expand(len(labels)))
         self.test_acc.update(logits, labels)
+        self.test_images.update(torch.full((), len(labels), device=labels.device))
         return logits  # for the callbacks that draw the test (callbacks.images)
 
     def _log_epoch(self, stage: str, loss: MeanMetric, acc: MulticlassAccuracy) -> Tensor:
@@ -99,22 +106,32 @@ class LitClassifier(pl.LightningModule):
         self.log_dict(values, prog_bar=stage != "test")
         return values[f"{stage}/acc"]
 
+    def _count_images(self, stage: str, images: SumMetric) -> None:
+        count = int(images.compute())  # every rank's, in each rank
+        images.reset()
+        if count and not self.trainer.sanity_checking:  # the check's few batches are not what the run measured on
+            self.images_measured[stage] = count
+
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train", self.train_loss, self.train_acc)
 
     def on_validation_epoch_end(self) -> None:
         acc = self._log_epoch("val", self.val_loss, self.val_acc)
+        self._count_images("val", self.val_images)
         if not self.trainer.sanity_checking:  # the untrained net's accuracy is no one's best
             self.val_acc_best.update(acc)
             self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test", self.test_loss, self.test_acc)
+        self._count_images("test", self.test_images)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["run_config"] = self.run_config
+        checkpoint["images_measured"] = self.images_measured  # a resumed run with no epoch left to run
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.images_measured = dict(checkpoint.get("images_measured", {}))
         # The checkpoint says how long a run its schedule was planned for: a run extended on resume, killed
         # before its first extended epoch was saved, is re-planned again when it goes on.
         planned = checkpoint.get("run_config", {}).get("trainer", {}).get("max_epochs")
