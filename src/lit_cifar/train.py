@@ -81,12 +81,12 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
         "best_checkpoint": "" if smoke else checkpoints.best_model_path if checkpoints else "",  # by val/acc
         "tested_checkpoint": "" if smoke else tested,
         "wall_time_s": time.perf_counter() - begin,
-        "images": datamodule.evaluation_images(sum(trainer.num_val_batches), sum(trainer.num_test_batches)),
+        "images": dict(module.images_measured),
         **start.record(),
         **provenance(trainer, cfg.seed),
     }
     if trainer.is_global_zero:
-        write_outcome(run_dir, record)
+        record = write_outcome(run_dir, record)  # `failed` when a metric is no finite number
     results = [f"{name}={metrics[name]:.4f}" for name in ("val/acc_best", "test/acc") if name in metrics]
     weights = "the last weights" if smoke or not tested else Path(tested).name
     log.info("%s (%s, tested %s), run dir %s", " ".join(results), record["status"], weights, run_dir)
