@@ -5,9 +5,11 @@ For each seed, through the commands a user types: the 3 x 3 grid of lr x batch s
 data.batch_size=…`), the search over the same lr interval (log-uniform) and batch sizes (TPE + ASHA,
 `--trials` trials), and `python -m lit_cifar.tune`. Figures per method: the best val/acc_best, the test accuracy
 of that job, the epochs trained by all jobs together and the wall time. Then the search's confirmation stage
-(`python -m lit_cifar.rerun SEARCH_DIR --top K --seeds N`): whether the search's single-seed winner is still the
-best setting once its K best settings have N more seeds each. Printed, and written as markdown + JSON to
-`<out>/search_<timestamp>.{md,json}`."""
+(`python -m lit_cifar.rerun SEARCH_DIR --top K --seeds N`, by default --top 2 --seeds 3): whether the search's
+single-seed winner is still the best setting once its K best settings have N more seeds each, and how the two rules
+that declare a best before the confirmation fared: the table's tests at 5% (`vs best`: every other setting `worse`)
+against the rule it replaced (no other setting's 95% interval overlaps the best's). Printed, and written as
+markdown + JSON to `<out>/search_<timestamp>.{md,json}`."""
 
 import argparse
 import json
@@ -20,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from benchmarks.cli import bench_parser
+from lit_cifar.reporting.compare import WORSE
 from lit_cifar.reporting.settings import Setting, setting_id, settings
 from lit_cifar.reporting.table import collect, compared_keys, ranked_by
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
@@ -32,8 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--trials", type=int, default=9, help="the search's n_trials")
     p.add_argument("--seeds", default="0,1", help="each seed trains every grid job, search trial and finder")
-    p.add_argument("--confirm-top", type=int, default=3, help="the search's best settings its confirmation retrains")
-    p.add_argument("--confirm-seeds", type=int, default=2, help="new seeds for each of them")
+    p.add_argument("--confirm-top", type=int, default=2, help="the search's best settings its confirmation retrains")
+    p.add_argument("--confirm-seeds", type=int, default=3, help="new seeds for each of them")
     p.add_argument("--overrides", default="model=week11_cnn data.val_size=500 trainer=cpu", help="for every run")
     p.add_argument("--out", default="bench")
     args = p.parse_args(argv)
@@ -75,28 +78,50 @@ def outcome(name: str, sweep_dir: Path, wall: float) -> dict:
     }
 
 
-def winner(sweep_dir: Path) -> Setting:
-    """The best setting of a sweep dir, as its table ranks settings (by their mean when they have several seeds)."""
+def ranked_settings(sweep_dir: Path) -> list[Setting]:
+    """The settings of a sweep dir as its table ranks them, best first (by their mean when they have several seeds)."""
     keys, rows, _ = collect(sweep_dir)
-    return settings(rows, compared_keys(keys, rows), ranked_by(rows))[0]
+    return settings(rows, compared_keys(keys, rows), ranked_by(rows))
+
+
+def declared_best(found: list[Setting], rule: str) -> Setting | None:
+    """The best setting when `rule` tells it apart from every other, else None. `test`: the table's own (each other
+    setting `worse` at 5%, Holm-adjusted); `overlap`: the rule it replaced, no other 95% interval reaches the best's."""
+    best, others = found[0], [s for s in found[1:] if s.value is not None]
+    if rule == "test":
+        apart = all(other.comparison.word == WORSE for other in others)
+    else:
+        apart = all(other.value.high < best.value.low or other.value.low > best.value.high for other in others)
+    return best if apart else None
+
+
+RULES = {"test": "tests at 5%", "overlap": "intervals overlap"}
 
 
 def confirmation(args: argparse.Namespace, search_dir: Path) -> dict:
-    """The search's confirmation stage: its single-seed winner against the winner once confirmed."""
-    before = winner(search_dir)
+    """The search's confirmation stage: its single-seed winner against the winner once confirmed, and whether the
+    best each rule declared before it (if any) is still the best."""
+    found = ranked_settings(search_dir)
+    before, declared = found[0], {rule: declared_best(found, rule) for rule in RULES}
     begin = time.perf_counter()
     command = [sys.executable, "-m", "lit_cifar.rerun", str(search_dir), "--top", str(args.confirm_top),
                "--seeds", str(args.confirm_seeds)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    after = winner(search_dir)
+    after = ranked_settings(search_dir)[0]
+
+    def same(setting: Setting | None) -> bool | None:
+        return None if setting is None else setting_id(setting.runs[0]) == setting_id(after.runs[0])
+
     return {
         "single-seed winner": before.label,
         "its value": before.value.mean,
         "confirmed winner": after.label,
         "confirmed mean": str(after.value),
-        "same": setting_id(before.runs[0]) == setting_id(after.runs[0]),
+        "same": same(before),
+        **{f"declared by {rule}": None if declared[rule] is None else declared[rule].label for rule in RULES},
+        **{f"still best, {rule}": same(declared[rule]) for rule in RULES},
         "wall s": time.perf_counter() - begin,
     }
 
@@ -135,7 +160,22 @@ def summary(runs: list[dict]) -> dict:
         "the search's single-seed winner is its confirmed winner, fraction of seeds": statistics.fmean(
             run["confirm"]["same"] for run in runs
         ),
+        **{f"{words}: declared a best, fraction of seeds": _fraction(runs, rule) for rule, words in RULES.items()},
+        **{
+            f"{words}: its declared best still best after the confirmation, fraction of those": _kept(runs, rule)
+            for rule, words in RULES.items()
+        },  # fmt: skip
     }
+
+
+def _fraction(runs: list[dict], rule: str) -> float:
+    return statistics.fmean(run["confirm"][f"declared by {rule}"] is not None for run in runs)
+
+
+def _kept(runs: list[dict], rule: str) -> float:
+    """NaN when the rule never declared a best."""
+    kept = [run["confirm"][f"still best, {rule}"] for run in runs if run["confirm"][f"declared by {rule}"]]
+    return statistics.fmean(kept) if kept else math.nan
 
 
 def markdown(result: dict) -> str:
@@ -158,12 +198,17 @@ def markdown(result: dict) -> str:
     for run in result["runs"]:
         f = run["finder"]
         lines.append(f"| {run['seed']} | {f['suggested lr']} | {f['grid best lr']} | {f['factor']:.1f} |")
-    lines += ["", "| seed | search's single-seed winner | its val/acc | confirmed winner | its mean, 95% | same |"]
-    lines.append("|---|---|---|---|---|---|")
+    lines += [
+        "",
+        "| seed | search's single-seed winner | its val/acc | confirmed winner | its mean, 95% | same "
+        "| declared by the tests | still best | declared by overlap | still best |",
+        "|---" * 10 + "|",
+    ]
     for run in result["runs"]:
         c = run["confirm"]
-        names = ("single-seed winner", "its value", "confirmed winner", "confirmed mean", "same")
-        cells = [f"{c[n]:.4f}" if n == "its value" else c[n] for n in names]
+        names = ("single-seed winner", "its value", "confirmed winner", "confirmed mean", "same", "declared by test",
+                 "still best, test", "declared by overlap", "still best, overlap")  # fmt: skip
+        cells = [f"{c[n]:.4f}" if n == "its value" else "" if c[n] is None else c[n] for n in names]
         lines.append(f"| {run['seed']} | " + " | ".join(map(str, cells)) + " |")
     lines += ["", *(f"- {key}: {value:.3f}" for key, value in result["summary"].items())]
     return "\n".join(lines) + "\n"

@@ -9,10 +9,16 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
+from conftest import run_cli
+from omegaconf import OmegaConf
 from scipy import stats
+from test_report import make_run, make_sweep
 
+from lit_cifar.reporting import plots
 from lit_cifar.reporting.compare import PAIRED, PROPORTIONS, WELCH, Runs, compare_runs, holm, verdicts
 from lit_cifar.reporting.effects import expected_best, key_effects, more_trials_line
+from lit_cifar.reporting.settings import VERDICT
+from lit_cifar.sweep.search import SWEEPER, trial_name
 
 
 def holm_by_hand(p_values: list[float]) -> list[float]:
@@ -165,3 +171,204 @@ def test_the_expected_best_of_n_trials_is_the_mean_best_of_every_draw_of_n():
     assert more_trials_line(values) == (
         f"expected best of 5 trials {expected_best(values, 5):.4f}; of 10: {expected_best(values, 10):.4f}"
     )
+
+
+# The same through the table a user reads: sweep folders with known metrics, `python -m lit_cifar.report`.
+
+
+def result(metrics: dict, images: int = 500, status: str = "ok", seed: int | None = None) -> dict:
+    return {"status": status, "metrics": metrics, "images": {"val": images, "test": 846}} | (
+        {"seed": seed} if seed is not None else {}
+    )
+
+
+def a_sweep(folder, runs: dict[str, tuple[list[str], dict]], *task: str, metric: str | None = None):
+    """A sweep dir whose job folders hold `runs` (name: (overrides, record)); `metric`: its optimized_metric."""
+    sweep = make_sweep(folder, *task)
+    if metric:
+        config = OmegaConf.load(sweep / "multirun.yaml")
+        config.optimized_metric = metric
+        OmegaConf.save(config, sweep / "multirun.yaml")
+    for name, (overrides, record) in runs.items():
+        make_run(sweep / name, overrides, record)
+    return sweep
+
+
+def section(markdown: str, title: str) -> str:
+    return markdown.split(f"## {title}\n\n", 1)[1].split("\n## ", 1)[0]
+
+
+def table_rows(text: str) -> list[dict[str, str]]:
+    """The rows of the markdown table in `text`, each by its header's names."""
+    lines = [line for line in text.splitlines() if line.startswith("|") and not line.startswith("|---")]
+    header, *rows = [[cell.strip() for cell in line.strip("| ").split(" | ")] for line in lines]
+    return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+def p(value: float) -> str:
+    return "< 0.001" if value < 0.001 else f"{value:.2g}"
+
+
+def report_of(sweep) -> str:
+    done = run_cli("lit_cifar.report", str(sweep))
+    assert done.returncode == 0, done.stderr
+    return (sweep / "results.md").read_text()
+
+
+def test_one_seed_each_the_two_proportion_test_and_holms_correction_in_the_vs_best_column(tmp_path):
+    values = {"0.001": 0.362, "0.002": 0.382, "0.005": 0.300}
+    runs = {f"optim.lr={lr}": ([f"optim.lr={lr}"], result({"val/acc_best": v})) for lr, v in values.items()}
+    markdown = report_of(a_sweep(tmp_path / "s", runs, "optim.lr=1e-3,2e-3,5e-3"))
+    raw = [
+        2 * NormalDist().cdf(-abs(a - 0.382) / math.sqrt(pool * (1 - pool) * 2 / 500))
+        for a, pool in ((0.362, (181 + 191) / 1000), (0.300, (150 + 191) / 1000))
+    ]
+    tied, worse = holm_by_hand(raw)
+    assert tied > 0.05 > worse
+    runs_table = table_rows(section(markdown, "Runs"))
+    assert [(row["job"], row["vs best"]) for row in runs_table] == [
+        ("optim.lr=0.002", "best"),
+        ("optim.lr=0.001", f"tied (p {p(tied)})"),
+        ("optim.lr=0.005", f"worse (p {p(worse)})"),
+    ]
+    assert (
+        "`vs best`: each setting against the best, two-sided at the 5% level with Holm's correction across the 2 "
+        "comparisons: two-proportion z-test on the evaluation images (it ignores the spread between seeds), "
+        "n = 500 and 500 images (2 settings)." in markdown
+    )
+    assert f"  not told apart from it at 5% (Holm-adjusted p): optim.lr=0.001 (p {p(tied)})" in markdown
+
+
+def test_paired_seeds_a_failed_seed_and_unpaired_seeds_in_one_table(tmp_path):
+    """lr 0.002's seed 1 failed: it is paired with the best on seeds 0 and 2; lr 0.005 ran seeds 3 and 4 (a later
+    confirmation's): Welch's t-test. Holm across both."""
+    best = {0: 0.50, 1: 0.56, 2: 0.47}
+    second = {0: 0.485, 2: 0.462}
+    third = {3: 0.40, 4: 0.43}
+    runs = {}
+    for lr, values in (("0.001", best), ("0.002", second), ("0.005", third)):
+        for seed, v in values.items():
+            runs[f"optim.lr={lr},seed={seed}"] = ([f"optim.lr={lr}", f"seed={seed}"], result({"val/acc_best": v}))
+    failed = {"status": "failed", "reason": "NaN loss", "metrics": {}}
+    runs["optim.lr=0.002,seed=1"] = (["optim.lr=0.002", "seed=1"], failed)
+    markdown = report_of(a_sweep(tmp_path / "s", runs, "optim.lr=1e-3,2e-3", "seed=0,1,2"))
+    raw = [
+        stats.ttest_rel([0.50, 0.47], [0.485, 0.462]).pvalue,
+        stats.ttest_ind(list(best.values()), list(third.values()), equal_var=False).pvalue,
+    ]
+    adjusted = holm_by_hand(raw)
+    by_setting = table_rows(section(markdown, "By setting"))
+    verdicts_shown = [(row["optim.lr"], row["n"], row["vs best"]) for row in by_setting]
+    assert verdicts_shown == [
+        ("0.001", "3", "best"),
+        ("0.002", "2", f"{'worse' if adjusted[0] < 0.05 else 'tied'} (p {p(adjusted[0])})"),
+        ("0.005", "2", f"{'worse' if adjusted[1] < 0.05 else 'tied'} (p {p(adjusted[1])})"),
+    ]
+    assert "paired t-test on the per-seed differences, n = 2 seeds (1 setting)" in markdown
+    assert "Welch's t-test, n = 3 and 2 seeds (1 setting)" in markdown
+
+
+def test_a_loss_ranks_downward_and_is_tested_on_its_seeds(tmp_path):
+    losses = {"0.001": [1.20, 1.31, 1.25], "0.002": [1.40, 1.52, 1.43]}
+    runs = {
+        f"optim.lr={lr},seed={seed}": (
+            [f"optim.lr={lr}", f"seed={seed}"],
+            result({"val/loss": loss, "val/acc_best": 0.4, "test/acc": 0.4}),
+        )
+        for lr, values in losses.items()
+        for seed, loss in enumerate(values)
+    }
+    markdown = report_of(a_sweep(tmp_path / "s", runs, "optim.lr=1e-3,2e-3", "seed=0,1,2", metric="val/loss"))
+    paired = stats.ttest_rel(losses["0.001"], losses["0.002"]).pvalue
+    assert [(row["optim.lr"], row["vs best"]) for row in table_rows(section(markdown, "By setting"))] == [
+        ("0.001", "best"),
+        ("0.002", f"{'worse' if paired < 0.05 else 'tied'} (p {p(paired)})"),
+    ]
+    one = {f"optim.lr={lr}": ([f"optim.lr={lr}"], result({"val/loss": v[0]})) for lr, v in losses.items()}
+    markdown = report_of(a_sweep(tmp_path / "one", one, "optim.lr=1e-3,2e-3", metric="val/loss"))
+    assert [(row["job"], row["vs best"]) for row in table_rows(section(markdown, "Runs"))] == [
+        ("optim.lr=0.001", "best"),
+        ("optim.lr=0.002", "untested"),
+    ]
+    assert "`untested` (1): a single run each of a loss" in markdown
+
+
+def test_which_keys_matter_and_the_expected_best_in_a_grids_report(tmp_path):
+    runs, values, seeds = grid_2x2x3()
+    folders = {}
+    for run, value, seed in zip(runs, values, seeds, strict=True):
+        lr, dropout = run["optim.lr"], run["model.dropout"]
+        overrides = [f"model.dropout={dropout}", f"optim.lr={lr}", f"seed={seed}"]
+        folders[",".join(overrides)] = (overrides, result({"val/acc_best": value}))
+    sweep = a_sweep(tmp_path / "s", folders, "optim.lr=1e-4,3e-3", "model.dropout=0,0.000001", "seed=0,1,2")
+    markdown = report_of(sweep)
+    expected = key_effects(runs, values, seeds, ["optim.lr", "model.dropout"], set())  # checked by hand above
+    keys = section(markdown, "Which keys matter")
+    assert keys.startswith("2-way ANOVA, optim.lr + model.dropout + seed (a block); Type II sums of squares")
+    lr, dropout = expected.keys
+    assert [list(row.values()) for row in table_rows(keys)] == [
+        ["optim.lr", "0.0001", "6", f"{lr.levels[0].mean:.4f} ± {lr.levels[0].half_width:.4f}", lr.effect()],
+        ["optim.lr", "0.003", "6", f"{lr.levels[1].mean:.4f} ± {lr.levels[1].half_width:.4f}", ""],
+        ["model.dropout", "0", "6", f"{dropout.levels[0].mean:.4f} ± {dropout.levels[0].half_width:.4f}",
+         dropout.effect()],
+        ["model.dropout", "1e-06", "6", f"{dropout.levels[1].mean:.4f} ± {dropout.levels[1].half_width:.4f}", ""],
+    ]  # fmt: skip
+    assert lr.effect().startswith("matters") and dropout.effect().startswith("no effect found")
+    more = section(markdown, "Would more trials help")
+    assert more.startswith(
+        f"expected best of 12 trials {expected_best(values, 12):.4f}; of 24: {expected_best(values, 24):.4f} "
+        "(Dodge et al. 2019's expected maximum by the empirical-CDF estimator"
+    )
+    assert (sweep / "results.png").is_file()
+
+
+def test_a_searchs_trials_a_linear_model_and_a_key_with_one_value(tmp_path):
+    lrs = [1.2e-4, 3e-4, 5e-4, 8e-4, 1.1e-3, 2e-3, 3.5e-3, 6e-3, 9e-3]
+    batches = ["64", "128", "64", "128", "128", "64", "128", "64", "64"]
+    values = [0.30, 0.33, 0.34, 0.38, 0.37, 0.40, 0.41, 0.39, 0.36]
+    runs = {
+        trial_name(n): ([f"optim.lr={lr}", f"data.batch_size={b}", "model.dropout=0.2"], result({"val/acc_best": v}))
+        for n, (lr, b, v) in enumerate(zip(lrs, batches, values, strict=True))
+    }
+    task = ["optim.lr=tag(log, interval(1e-4, 1e-2))", "data.batch_size=choice(64,128)", "model.dropout=choice(0.2)"]
+    sweep = a_sweep(tmp_path / "s", runs, *task)
+    config = OmegaConf.load(sweep / "multirun.yaml")
+    config.hydra.sweeper._target_ = SWEEPER
+    OmegaConf.save(config, sweep / "multirun.yaml")
+    markdown = report_of(sweep)
+    keys = section(markdown, "Which keys matter")
+    assert keys.startswith("linear model, log10(optim.lr) + data.batch_size; Type II sums of squares")
+    cells = [list(row.values()) for row in table_rows(keys)]
+    pairs = zip(lrs, batches, strict=True)
+    trials = [{"optim.lr": str(lr), "data.batch_size": b, "model.dropout": "0.2"} for lr, b in pairs]
+    found = key_effects(trials, values, [None] * 9, ["optim.lr", "data.batch_size", "model.dropout"], {"optim.lr"})
+    assert [row[4] for row in cells if row[4]] == [k.effect() for k in found.keys]
+    half = stats.sem(values) * stats.t.ppf(0.975, 8)
+    one_value = f"{statistics.fmean(values):.4f} ± {half:.4f}"
+    assert cells[-1] == ["model.dropout", "0.2", "9", one_value, "cannot be judged: one value (0.2)"]
+    assert section(markdown, "Would more trials help").startswith(
+        f"expected best of 9 trials {expected_best(values, 9):.4f}; of 18: {expected_best(values, 18):.4f}"
+    )
+
+
+def test_every_setting_its_own_colour_and_each_key_a_panel_below(tmp_path):
+    rows = [
+        {"job": f"trial-{n:03d}", "dir": f"s/trial-{n:03d}", "status": "ok", "val/acc_best": 0.3 + n / 100,
+         "overrides": {"optim.lr": str(1e-4 * (n + 1))}, VERDICT: "best" if n == 24 else "worse (p 0.01)"}
+        for n in range(25)
+    ]  # fmt: skip
+    curves = {row["job"]: [(1, 0.2), (2, row["val/acc_best"])] for row in rows}
+    found = key_effects(
+        [{"optim.lr": r["overrides"]["optim.lr"], "b": str(n % 2)} for n, r in enumerate(rows)],
+        [r["val/acc_best"] for r in rows], [None] * 25, ["optim.lr", "b"], set(),
+    )  # fmt: skip
+    figure = plots.results_figure(
+        ["optim.lr"], rows, curves, "t", "val/acc_best", set(), search=True, effects=found,
+        trial_values=[r["val/acc_best"] for r in rows],
+    )  # fmt: skip
+    panel, lines, lr, b, more = figure.axes
+    colours = [tuple(line.get_color()) for line in lines.lines]
+    assert len(colours) == 25 == len(set(colours))
+    assert lr.get_title().startswith("optim.lr: ") and b.get_title().startswith("b: ")
+    assert more.get_title() == "expected best of n trials (Dodge et al. 2019)"
+    assert panel.get_title().startswith("best (ringed) 0.5400: trial-024") and not panel.texts  # no label on the data

@@ -212,3 +212,33 @@ def more_trials_line(values: list[float], higher: bool = True) -> str:
         f"expected best of {size} trials {expected_best(values, size, higher):.4f}; "
         f"of {2 * size}: {expected_best(values, 2 * size, higher):.4f}"
     )
+
+
+def effects_table(found: Effects, metric: str) -> list[dict]:
+    """The `Which keys matter` table: a row per value of each key, its key's effect on the key's first row."""
+    rows = []
+    for effect in found.keys:
+        for n, level in enumerate(effect.levels):
+            value = f"{level.mean:.4f}" + (f" ± {level.half_width:.4f}" if level.half_width is not None else "")
+            verdict = effect.effect() if n == 0 else ""
+            rows.append({"key": effect.key, "value": level.value, "n": level.n, metric: value, "effect": verdict})
+    return rows
+
+
+def effects_note(found: Effects, metric: str) -> str:
+    """What the `Which keys matter` table holds, for its head."""
+    return (
+        f"{found.model}; {found.n} runs. Each value: the mean {metric} of the runs that used it, whatever the other "
+        "keys were, ± the half-width of Student's t 95% interval over them (their spread holds the other keys' "
+        "effects too). A key `matters` when its F test says so at the 5% level."
+    )
+
+
+def more_trials_note(values: list[float], higher: bool = True) -> str:
+    """The `expected best` line and how it was estimated."""
+    return (
+        f"{more_trials_line(values, higher)} (Dodge et al. 2019's expected maximum by the empirical-CDF estimator over "
+        f"the {len(values)} finished runs, each a draw: E[best of n] = sum_i v_(i) ((i/N)^n - ((i-1)/N)^n), the "
+        "values sorted worst to best). A curve that has flattened by the trials run says more trials of these "
+        "ranges will not help; widen them or change what is swept."
+    )
