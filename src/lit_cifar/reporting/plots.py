@@ -1,20 +1,26 @@
-"""A sweep's figures: `results.png` (the ranking metric against each compared key, or a heatmap of a full
-two-key grid, beside every validation curve) and a search's `search_history.png`. Matplotlib is imported here
-only."""
+"""A sweep's figures: `results.png` (the ranking metric of each setting against each compared key, or a heatmap of
+a full two-key grid, beside each setting's validation curve; under them, how much each swept key matters and the
+expected best of n trials) and a search's `search_history.png`. Matplotlib is imported here only.
+
+A setting keeps one colour in every panel, and no two settings share one. Its verdict against the best shows in
+its mark, whatever the colour: ringed the best, filled `tied`, hollow `worse` or `untested`."""
 
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.patheffects import withStroke
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
+from lit_cifar.reporting.effects import RATE_KEYS, Effects, KeyEffect, expected_best
 from lit_cifar.reporting.rows import Curve, row_value
-from lit_cifar.reporting.settings import BEST, HALF_WIDTH, TIED, VERDICT
+from lit_cifar.reporting.settings import BEST, INTERVAL, TIED, VERDICT
 from lit_cifar.run.metrics import higher_is_better
 from lit_cifar.sweep.search import trial_number
 
-RATE_KEYS = ("lr", "weight_decay", "eta_min", "max_lr")  # keys compared on a log axis, as keys searched on one
-MAX_GROUPS = 6  # more combinations of the other keys than this (a search's sampled values): one colour
+HALO = [withStroke(linewidth=5, foreground="white")]  # a mark drawn over a white halo shows on any colour
+PANEL_WIDTH, LEGEND_WIDTH, ROW_HEIGHT = 5.5, 3.5, 4.8
 
 
 def _numbers(values: list[str]) -> list[float] | None:
@@ -37,36 +43,76 @@ def _is_rate(key: str) -> bool:
     return key.rsplit(".", 1)[-1] in RATE_KEYS
 
 
+def _word(row: dict) -> str:
+    """The verdict's word (`best`, `tied`, `worse`, `untested`) without its p-value."""
+    return str(row.get(VERDICT) or "").split(" ", 1)[0]
+
+
+def _interval_text(row: dict, metric: str) -> str:
+    """A row's 95% interval as the tables write it: `± 0.0174` about a mean of seeds, `[0.3392, 0.4267]` for a
+    single run's exact binomial one, empty without one."""
+    interval, value = row.get(INTERVAL), row[metric]
+    if interval is None:
+        return ""
+    if abs((interval.high - value) - (value - interval.low)) < 1e-9:
+        return f"± {interval.high - value:.4f}"
+    return f"[{interval.low:.4f}, {interval.high:.4f}]"
+
+
+def _errors(rows: list[dict], metric: str) -> list[list[float]]:
+    """matplotlib's yerr of rows' 95% intervals: the distance below each value, and above (0 without one)."""
+    intervals = [(r.get(INTERVAL), r[metric]) for r in rows]
+    return [
+        [value - i.low if i else 0.0 for i, value in intervals],
+        [i.high - value if i else 0.0 for i, value in intervals],
+    ]
+
+
+def setting_colours(labels: list[str]) -> dict[str, tuple]:
+    """A colour for each setting, none used twice: tab10, tab20, then evenly spaced along turbo."""
+    if len(labels) <= 10:
+        colours = colormaps["tab10"].colors[: len(labels)]
+    elif len(labels) <= 20:
+        colours = colormaps["tab20"].colors[: len(labels)]
+    else:
+        colours = [tuple(c) for c in colormaps["turbo"](np.linspace(0.03, 0.97, len(labels)))]
+    return dict(zip(labels, colours, strict=True))
+
+
 def _heatmap(ax, keys: list[str], done: list[dict], best: dict, metric: str) -> None:
-    """`metric` of a two-key grid: one cell per pair of values with its 95% interval, the best one outlined in red,
-    those that cannot be told apart from it dashed."""
+    """`metric` of a two-key grid: one cell per pair of values with its 95% interval, n and verdict, the best
+    outlined in red and those tied with it dashed (each outline over a white halo)."""
     from matplotlib.patches import Rectangle
 
     x_key, y_key = keys
     x_values = sorted({str(row_value(r, x_key)) for r in done}, key=lambda v: (_numbers([v]) or [0.0], v))
     y_values = sorted({str(row_value(r, y_key)) for r in done}, key=lambda v: (_numbers([v]) or [0.0], v))
     grid = np.full((len(y_values), len(x_values)), np.nan)
-    spread = {}
+    cells = {}
     for r in done:
         cell = y_values.index(str(row_value(r, y_key))), x_values.index(str(row_value(r, x_key)))
-        grid[cell], spread[cell] = r[metric], r.get(HALF_WIDTH)
-        if r.get(VERDICT) == TIED:
-            box = Rectangle((cell[1] - 0.5, cell[0] - 0.5), 1, 1, fill=False, edgecolor="orange", linewidth=2, ls="--")
-            ax.add_patch(box)
+        grid[cell], cells[cell] = r[metric], r
+        if _word(r) == TIED:
+            box = Rectangle((cell[1] - 0.5, cell[0] - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2, ls="--")
+            ax.add_patch(box).set_path_effects(HALO)
     shown = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
     ax.figure.colorbar(shown, ax=ax, label=metric)
     ax.set_xticks(range(len(x_values)), x_values)
     ax.set_yticks(range(len(y_values)), y_values)
-    ax.set(xlabel=x_key, ylabel=y_key, title=f"{metric} ± 95% (red: best; dashed: tied)")
-    middle = np.nanmin(grid) + (np.nanmax(grid) - np.nanmin(grid)) / 2
+    ax.set(xlabel=x_key, ylabel=y_key, title=f"{metric} ± 95%, n runs (red: best; dashed: tied)")
     for (row, col), value in np.ndenumerate(grid):
         if not np.isnan(value):
-            colour = "black" if value > middle else "white"  # viridis is light at the top
-            half = spread.get((row, col))
-            text = f"{value:.4f}" + (f"\n± {half:.4f}" if half is not None else "")
-            ax.text(col, row, text, ha="center", va="center", color=colour, fontsize=9)
+            r = cells[row, col]
+            red, green, blue, _ = shown.cmap(shown.norm(value))
+            colour = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+            interval = _interval_text(r, metric)
+            text = f"{value:.4f}" + (f"\n{interval}" if interval else "") + f"\nn={r.get('n', 1)}"
+            text += f"\n{r[VERDICT]}" if r.get(VERDICT) else ""
+            ax.text(col, row, text, ha="center", va="center", color=colour, fontsize=8)
     col, row = x_values.index(str(row_value(best, x_key))), y_values.index(str(row_value(best, y_key)))
-    ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
+    ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5)).set_path_effects(
+        HALO
+    )
 
 
 def _full_grid(keys: list[str], done: list[dict]) -> bool:
@@ -78,53 +124,42 @@ def _full_grid(keys: list[str], done: list[dict]) -> bool:
     return len(firsts) > 1 and len(seconds) > 1 and len(pairs) == len(firsts) * len(seconds)
 
 
+def _best_title(best: dict, metric: str, shown: list[dict]) -> str:
+    """The best setting's value and name, and how many are tied with it: a title, never over the data."""
+    ties = sum(_word(r) == TIED for r in shown)
+    value = f"{best[metric]:.4f} {_interval_text(best, metric)}".strip()
+    return f"best (ringed) {value}: {best['job']}\n{ties} tied with it (filled); hollow: worse"
+
+
 def _panel(
-    ax, key: str, keys: list[str], shown: list[dict], best: dict, metric: str, log_keys: set[str], search: bool
-) -> None:
-    """`metric` against one key, on a log axis for a rate or a key searched on one; the jobs that share a value
-    sit side by side, coloured by the values of the other compared keys; pruned trials are crosses (their metric
-    when stopped); the best job is labelled."""
-    others = [k for k in keys if k != key]
-    if len({tuple(str(row_value(r, k)) for k in others) for r in shown}) > MAX_GROUPS:
-        others = []  # a search's sampled values: too many combinations to tell apart by colour
-
-    def group(row: dict) -> str:
-        return ", ".join(f"{k}={row_value(row, k)}" for k in others) or "complete"
-
-    groups = sorted({group(r) for r in shown})
+    ax, key: str, shown: list[dict], best: dict, metric: str, log_keys: set[str], search: bool, colours: dict,
+    first: bool,
+) -> None:  # fmt: skip
+    """`metric` of each setting against one key, on a log axis for a rate or a key searched on one; settings that
+    share a value side by side, each in its colour with its 95% interval; filled when tied with the best, hollow
+    when worse; pruned trials as grey crosses (their metric when stopped); the best ringed, and named in the
+    `first` panel's title."""
     xs, labels = _axis_values([str(row_value(r, key)) for r in shown])
     log = labels is None and (key in log_keys or _is_rate(key)) and min(xs) > 0
     span = (max(xs) - min(xs)) or 1.0
-    for n, name in enumerate(groups):
-        shift = n - (len(groups) - 1) / 2  # side by side, not on top of each other
-        for status, marker in (("ok", "o"), ("pruned", "x")):
-            points = [(x, r) for x, r in zip(xs, shown, strict=True) if group(r) == name and r["status"] == status]
-            if not points:
-                continue
-            at = [x * 1.06**shift if log else x + 0.03 * span * shift for x, _ in points]
-            colour = f"C{n}" if status == "ok" else "grey"
-            label = name if status == "ok" else None
-            values = [r[metric] for _, r in points]
-            ax.scatter(at, values, label=label, s=40, marker=marker, color=colour, zorder=3)
-            errors = [r.get(HALF_WIDTH) or 0.0 for _, r in points]
-            if status == "ok" and any(errors):  # each value's 95% interval
-                ax.errorbar(at, values, yerr=errors, fmt="none", ecolor=colour, capsize=3, alpha=0.6, zorder=2)
-    if any(r["status"] == "pruned" for r in shown):
-        ax.scatter([], [], marker="x", color="grey", label="pruned")
-    best_x = xs[shown.index(best)]
-    half, ties = best.get(HALF_WIDTH), sum(r.get(VERDICT) == TIED for r in shown)
-    ax.annotate(
-        f"best {best[metric]:.4f}"
-        + (f" ± {half:.4f}" if half is not None else "")
-        + f"\n{best['job']}"
-        + (f"\n{ties} more cannot be told apart" if ties else ""),
-        (best_x, best[metric]),
-        xytext=(0, -30),
-        textcoords="offset points",
-        ha="center",
-        fontsize=8,
-        arrowprops={"arrowstyle": "->"},
-    )
+    at = []
+    for i, (x, r) in enumerate(zip(xs, shown, strict=True)):  # side by side, not on top of each other
+        same = [j for j, other in enumerate(xs) if other == x and shown[j]["status"] == r["status"]]
+        shift = same.index(i) - (len(same) - 1) / 2 if len(same) <= 8 else 0.0
+        at.append(x * 1.06**shift if log else x + 0.03 * span * shift)
+    done = [i for i, r in enumerate(shown) if r["status"] == "ok"]
+    pruned = [i for i, r in enumerate(shown) if r["status"] == "pruned"]
+    edge = [colours[shown[i]["job"]] for i in done]
+    face = [c if _word(shown[i]) in (BEST, TIED) else "white" for i, c in zip(done, edge, strict=True)]
+    ax.scatter([at[i] for i in done], [shown[i][metric] for i in done], s=40, c=face, edgecolors=edge, zorder=3)
+    ax.scatter([at[i] for i in pruned], [shown[i][metric] for i in pruned], marker="x", color="grey", zorder=3)
+    for i in done:  # each setting's 95% interval
+        if shown[i].get(INTERVAL):
+            colour = colours[shown[i]["job"]]
+            yerr = _errors([shown[i]], metric)
+            ax.errorbar(at[i], shown[i][metric], yerr=yerr, fmt="none", ecolor=colour, capsize=3, alpha=0.7, zorder=2)
+    ax.scatter([at[shown.index(best)]], [best[metric]], s=220, facecolors="none", edgecolors="red", linewidths=2)
+    ax.set_title(_best_title(best, metric, shown) if first else f"{metric} by {key}", fontsize="small")
     if log:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # matplotlib labels minor ticks under a decade: they overlap
@@ -135,8 +170,73 @@ def _panel(
         ax.minorticks_off()
     ax.set(xlabel=key + (" (log)" if log else ""), ylabel=metric)
     ax.grid(alpha=0.3)
-    if len(groups) > 1 or any(r["status"] == "pruned" for r in shown):
-        ax.legend(fontsize="x-small", title=", ".join(others) or None, title_fontsize="x-small")
+    if pruned:
+        ax.legend(ax.collections[1:2], ["pruned"], fontsize="x-small")
+
+
+def _effect_panel(ax, effect: KeyEffect, metric: str) -> None:
+    """Each value of a key against the mean of the runs that used it, with its 95% interval and n; the title
+    says whether the key matters."""
+    positions = range(len(effect.levels))
+    means = [level.mean for level in effect.levels]
+    errors = [level.half_width or 0.0 for level in effect.levels]
+    ax.errorbar(positions, means, yerr=errors, fmt="o-", color="black", capsize=4)
+    ax.set_xticks(positions, [f"{level.value}\nn={level.n}" for level in effect.levels])
+    ax.set_xlim(-0.5, len(effect.levels) - 0.5)
+    ax.set(xlabel=effect.key, ylabel=f"mean {metric} ± 95%", title=f"{effect.key}: {effect.effect()}")
+    ax.title.set_fontsize("small")
+    ax.grid(alpha=0.3)
+
+
+def _more_trials_panel(ax, values: list[float], metric: str) -> None:
+    """The expected best of n trials against n, to twice the trials run (Dodge et al. 2019)."""
+    higher, size = higher_is_better(metric), len(values)
+    counts = range(1, 2 * size + 1)
+    ax.plot(counts, [expected_best(values, n, higher) for n in counts], color="black")
+    ax.axvline(size, color="grey", ls="--", label=f"{size} trials run")
+    ax.set(xlabel="trials", ylabel=f"expected best {metric}", title="expected best of n trials (Dodge et al. 2019)")
+    ax.title.set_fontsize("small")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small")
+
+
+def _members(row: dict) -> set[str]:
+    """The names of a row's runs, under which their curves are kept: a setting's, or the run's own."""
+    return row.get("members") or {row["job"], row["dir"]}
+
+
+def _curves_panel(ax, shown: list[dict], curves: dict[str, Curve], best: dict | None, colours: dict) -> None:
+    """One line per setting: the mean validation accuracy of its runs by epoch, a band from their lowest to their
+    highest; the best thick; curves of runs in no setting shown (unfinished) thin and grey; the legend outside."""
+    drawn = set()
+    for r in shown:
+        names = [name for name in _members(r) if curves.get(name)]
+        drawn.update(_members(r))
+        if not names:
+            continue
+        epochs = sorted({epoch for name in names for epoch, _ in curves[name]})
+        by_epoch = [[v for name in names for e, v in curves[name] if e == epoch] for epoch in epochs]
+        thick = best is not None and r is best
+        width, order = (2.5, 3) if thick else (1.2, 2)
+        label = r["job"] + (f" (n={len(names)})" if len(names) > 1 else "")
+        colour = colours.get(r["job"], "grey")
+        ax.plot(epochs, [np.mean(v) for v in by_epoch], marker=".", label=label, color=colour, lw=width, zorder=order)
+        if len(names) > 1:
+            ax.fill_between(epochs, [min(v) for v in by_epoch], [max(v) for v in by_epoch], color=colour, alpha=0.15)
+    others = [name for name, curve in curves.items() if curve and name not in drawn]
+    for n, name in enumerate(others):
+        ax.plot(*zip(*curves[name], strict=True), color="grey", lw=0.8, ls=":", label=None if n else "unfinished")
+    epochs = {epoch for curve in curves.values() for epoch, _ in curve}
+    if epochs and max(epochs) <= 10:  # each epoch a tick (MaxNLocator draws 0.96, 0.98, … around a single one)
+        ax.set_xticks(range(1, max(epochs) + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch", ylabel="val/acc", title="validation accuracy by epoch (band: lowest to highest seed)")
+    ax.title.set_fontsize("small")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
 
 
 def results_figure(
@@ -147,37 +247,37 @@ def results_figure(
     metric: str,
     log_keys: set[str] = frozenset(),
     search: bool = False,
+    effects: Effects | None = None,
+    trial_values: list[float] = (),
 ) -> Figure:
-    """A full two-key grid: a heatmap of the ranking `metric`; otherwise that metric against each compared key,
-    pruned trials included. Then every job's validation curve by epoch, the best one thick, the legend outside
-    the plot."""
+    """The top row: a full two-key grid as a heatmap of the ranking `metric`, otherwise that metric of each setting
+    against each compared key, pruned trials included; then each setting's validation curve. The row below, when
+    there is something to show: one panel per swept key of `effects` (two keys or more) and the expected best of
+    n trials from `trial_values` (three or more)."""
     done = [r for r in rows if r["status"] == "ok" and r[metric] is not None]
     shown = [r for r in rows if r["status"] in ("ok", "pruned") and r[metric] is not None]
-    best = next((r for r in done if r.get(VERDICT) == BEST), None)  # the table's best (lowest for a loss)
+    best = next((r for r in done if _word(r) == BEST), None)  # the table's best (lowest for a loss)
     heatmap = best is not None and len(shown) == len(done) and _full_grid(keys, done)
-    panels = 1 if heatmap else len(keys) if best is not None else 0
-    fig = Figure(figsize=(5.5 * panels + 7, 4.8), layout="constrained")
-    axes = fig.subplots(1, panels + 1, squeeze=False)[0]
+    top = 1 if heatmap else len(keys) if best is not None else 0
+    key_panels = effects.keys if effects is not None and len(effects.keys) > 1 else []
+    bottom = len(key_panels) + (len(trial_values) >= 3)
+    width = PANEL_WIDTH * max(top + 1, bottom) + LEGEND_WIDTH
+    fig = Figure(figsize=(width, ROW_HEIGHT * (1 + (bottom > 0))), layout="constrained")
+    grid = fig.add_gridspec(1 + (bottom > 0), 1)
+    axes = [fig.add_subplot(spec) for spec in grid[0].subgridspec(1, top + 1)]
+    colours = setting_colours([r["job"] for r in shown])
     if heatmap:
         _heatmap(axes[0], keys, done, best, metric)
     elif best is not None:
-        for ax, key in zip(axes, keys, strict=False):
-            _panel(ax, key, keys, shown, best, metric, log_keys, search)
-    ax = axes[-1]
-    for name, curve in curves.items():
-        if curve:
-            thick = best is not None and name in best.get("members", (best["job"], best["dir"]))
-            width, order = (2.5, 3) if thick else (1, 2)
-            ax.plot(*zip(*curve, strict=True), marker=".", label=name, linewidth=width, zorder=order)
-    epochs = {epoch for curve in curves.values() for epoch, _ in curve}
-    if epochs and max(epochs) <= 10:  # each epoch a tick (MaxNLocator draws 0.96, 0.98, … around a single one)
-        ax.set_xticks(range(1, max(epochs) + 1))
-    else:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="epoch", ylabel="val/acc", title="validation accuracy by epoch")
-    ax.grid(alpha=0.3)
-    if any(curves.values()):
-        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+        for n, (ax, key) in enumerate(zip(axes, keys, strict=False)):
+            _panel(ax, key, shown, best, metric, log_keys, search, colours, first=n == 0)
+    _curves_panel(axes[-1], shown, curves, best, colours)
+    if bottom:
+        below = [fig.add_subplot(spec) for spec in grid[1].subgridspec(1, bottom)]
+        for ax, effect in zip(below, key_panels, strict=False):
+            _effect_panel(ax, effect, metric)
+        if len(trial_values) >= 3:
+            _more_trials_panel(below[-1], list(trial_values), metric)
     fig.suptitle(title)
     return fig
 
