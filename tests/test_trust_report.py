@@ -14,7 +14,9 @@ from conftest import run_cli, tiny_cifar_overrides
 from omegaconf import OmegaConf
 from test_report import COMMIT, make_run, make_sweep
 
+from lit_cifar.reporting.sweep_report import SweepReport
 from lit_cifar.run import record as run_record
+from lit_cifar.run.dirs import lock
 
 
 def result(val: float | str | None, test: float = 0.5, images: int = 500, commit: str = COMMIT) -> dict:
@@ -147,6 +149,21 @@ def test_runs_measured_on_different_data_are_refused_in_one_line_naming_the_fold
     assert err == (
         "error: these runs were measured on different data, which one ranking would mix: "
         f"{differs.format(a=outputs / 'a', b=outputs / 'b')}; report them apart\n"
+    )
+
+
+def test_a_sweep_whose_jobs_ran_different_data_ends_with_one_line_naming_them(tmp_path, capsys):
+    sweep = make_sweep(tmp_path / "S", "data.val_size=500,1000")
+    for size in (500, 1000):
+        make_run(sweep / f"data.val_size={size}", [f"data.val_size={size}"], result(0.5, images=size))
+    callback = SweepReport()
+    callback.sweep_dir_lock = lock(sweep, what="sweep")  # as the sweep's start holds it
+    with pytest.raises(SystemExit) as stop:  # the table at the sweep's end
+        callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: these runs were measured on different data, which one ranking would mix: val images: 1000 in "
+        f"{sweep / 'data.val_size=1000'}, 500 in {sweep / 'data.val_size=500'}; report them apart\n"
     )
 
 

@@ -388,14 +388,17 @@ def _where(found: dict[object, dict[str, None]]) -> str:
 
 def refuse_mixed_data(rows: list[dict]) -> None:
     """One ranking compares runs measured on the same images: runs measured on other data (another dataset,
-    validation split or image count) are refused, in one line naming the folders and what differs."""
+    validation split or image count) are refused, in one line naming the folders and what differs (the folders
+    given, or the jobs' own where one sweep holds both)."""
     finished = [row for row in rows if row["status"] in RANKED]
     differences = []
     for key in dict.fromkeys(key for row in finished for key in row["measured_on"]):
+        have = [row for row in finished if key in row["measured_on"]]
+        sources = {row["source"]: {r["measured_on"][key] for r in have if r["source"] == row["source"]} for row in have}
+        named = "dir" if any(len(values) > 1 for values in sources.values()) else "source"
         folders: dict[object, dict[str, None]] = {}
-        for row in finished:
-            if key in row["measured_on"]:
-                folders.setdefault(row["measured_on"][key], {})[row["source"]] = None
+        for row in have:
+            folders.setdefault(row["measured_on"][key], {})[row[named]] = None
         if len(folders) > 1:
             differences.append(f"{key}: {_where(folders)}")
     if differences:
