@@ -127,7 +127,7 @@ def test_four_job_sweep_writes_job_dirs_table_csv_plot_and_hparams(tmp_path, cif
 
     table = (sweep_dir / "results.md").read_text().split("## Runs\n\n")[1].split("\nbest: ")[0]
     assert table.splitlines()[0] == (
-        "| job | optim.lr | data.batch_size | best_epoch | val/acc_best | 95% ± | vs best | test/acc | wall_time_s "
+        "| job | optim.lr | data.batch_size | best_epoch | val/acc_best | 95% interval | vs best | test/acc | wall_time_s "
         "| status | reason |"
     )
     assert len(table.splitlines()) == 2 + 4 and table in result.stdout
@@ -237,7 +237,7 @@ def test_a_killed_sweep_re_run_skips_finished_jobs_resumes_the_killed_one_then_e
 
     # A wider grid trains only its new jobs, in new folders; `lit_cifar.rerun` is the short form of the command.
     before = {d.name: file_hashes(d) for d in sweep_dir.iterdir() if (d / ".hydra").is_dir()}
-    wider = run_cli("lit_cifar.rerun", str(sweep_dir), "optim.lr=1e-3,2e-3,3e-3")
+    wider = run_cli("lit_cifar.rerun", str(sweep_dir), "optim.lr=1e-3,2e-3,3e-3", kill[0])  # its own callback's code
     assert wider.returncode == 0, wider.stderr[-3000:]
     after = {d.name: file_hashes(d) for d in sweep_dir.iterdir() if (d / ".hydra").is_dir()}
     assert {name: after[name] for name in before} == before
