@@ -127,8 +127,8 @@ def test_four_job_sweep_writes_job_dirs_table_csv_plot_and_hparams(tmp_path, cif
 
     table = (sweep_dir / "results.md").read_text().split("## Runs\n\n")[1].split("\nbest: ")[0]
     assert table.splitlines()[0] == (
-        "| job | optim.lr | data.batch_size | best_epoch | val/acc_best | 95% interval | vs best | test/acc | wall_time_s "
-        "| status | reason |"
+        "| job | optim.lr | data.batch_size | best_epoch | val/acc_best | 95% interval | vs best | test/acc "
+        "| wall_time_s | status | reason |"
     )
     assert len(table.splitlines()) == 2 + 4 and table in result.stdout
     assert (sweep_dir / "results.png").read_bytes()[:4] == b"\x89PNG"
