@@ -66,7 +66,9 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
         checkpoints = trainer.checkpoint_callback
         saved = [checkpoints.best_model_path, checkpoints.last_model_path] if checkpoints else []
         tested = next((path for path in saved if path and Path(path).is_file()), "")  # without validation: last
-        smoke = bool(cfg.trainer.get("fast_dev_run")) or trainer.global_step == 0
+        debug = cfg.get("debug")  # a debug= preset (conf/debug/): it shows the code runs, its numbers are no result
+        smoke = bool(debug or cfg.trainer.get("fast_dev_run")) or trainer.global_step == 0
+        why = f"debug={debug}" if debug else "trainer.fast_dev_run, or no training batch"
         trainer.test(module, datamodule=datamodule, ckpt_path=None if smoke else tested or None)
     except SystemExit as stop:  # how Lightning ends a run after SIGTERM, and (with status 1) after Ctrl-C
         signum = signal.SIGTERM if isinstance(stop, SIGTERMException) else signal.SIGINT
@@ -76,7 +78,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
         metrics["val/acc_best"] = module.best_val_acc()
     record = {
         "status": "smoke" if smoke else "ok",
-        **({"reason": "a smoke run (trainer.fast_dev_run, or no training batch): not a result"} if smoke else {}),
+        **({"reason": f"a smoke run ({why}): not a result"} if smoke else {}),
         "metrics": metrics,
         "best_checkpoint": "" if smoke else checkpoints.best_model_path if checkpoints else "",  # by val/acc
         "tested_checkpoint": "" if smoke else tested,

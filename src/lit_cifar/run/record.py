@@ -4,8 +4,8 @@
   resume compares with), written once a start passed its checks; `.hydra/run_id`, the run's identity, written
   when it first starts and kept by every resume (a table counts runs by it: a copied folder is the same run).
 - `metrics.json`: the outcome. `status` is `ok` (with `metrics`), `failed` (with `reason`), `pruned` (a
-  search's verdict, with `pruned_at_epoch`) or `smoke` (a `trainer.fast_dev_run` or a run that trained no
-  batch: it shows the code runs, and is never ranked). It also says how the run started: `start` is
+  search's verdict, with `pruned_at_epoch`) or `smoke` (a `debug=` preset, a `trainer.fast_dev_run` or a run that
+  trained no batch: it shows the code runs, and is never ranked). It also says how the run started: `start` is
   `new`, `resumed`, `extended` (trainer.max_epochs raised) or `from_checkpoint`, with `source_checkpoint`;
   `images`, how many images validation and test measured accuracy on (what a table's interval rests on).
 

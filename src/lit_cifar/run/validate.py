@@ -94,6 +94,11 @@ TYPES: dict[str, object] = {
     "trainer.precision": str | int,
     "trainer.gradient_clip_val": float | None,
     **{f"trainer.{key}": float | None for key in ("limit_train_batches", "limit_val_batches")},
+    "debug": str | None,  # conf/debug/: the preset's name, and the trainer keys its presets set
+    "trainer.limit_test_batches": float | None,
+    "trainer.overfit_batches": float,
+    "trainer.profiler": object,
+    **{f"trainer.profiler.{key}": str for key in ("dirpath", "filename")},
 }
 TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
 
