@@ -104,13 +104,15 @@ def test_a_grid_with_seeds_then_rerun_top_seeds_ranks_settings_by_their_confirme
     assert grid.returncode == 0, grid.stderr[-3000:]
     assert "\nbest: optim.lr=" in grid.stdout and "(t, n=2)" in grid.stdout  # a grid names its best too
 
-    killed = run_cli("lit_cifar.rerun", str(sweep_dir), "--top", "1", "--seeds", "2")
+    trusted = kill[0]  # the kill callback's target: rerun replays no code a folder names, so it is given again
+    killed = run_cli("lit_cifar.rerun", str(sweep_dir), "--top", "1", "--seeds", "2", trusted)
     assert killed.returncode == -signal.SIGKILL
     (interrupted,) = [p for p in sweep_dir.glob("*,seed=2") if not (p / "metrics.json").exists()]
     assert (interrupted / "checkpoints" / "last.ckpt").is_file()  # its first epoch
 
     # Again, by jobs of the parallel launcher side by side: the killed one resumes, the other one runs.
-    confirm = run_cli("lit_cifar.rerun", str(sweep_dir), "--top", "1", "--seeds", "2", "hydra/launcher=parallel")
+    parallel = "hydra/launcher=parallel"
+    confirm = run_cli("lit_cifar.rerun", str(sweep_dir), "--top", "1", "--seeds", "2", parallel, trusted)
     assert confirm.returncode == 0, confirm.stderr[-3000:]
     assert json.loads((interrupted / "metrics.json").read_text())["start"] == "resumed"
     best = grid.stdout.split("\nbest: ")[1].split(",")[0]  # optim.lr=0.001 or optim.lr=0.003
@@ -123,12 +125,12 @@ def test_a_grid_with_seeds_then_rerun_top_seeds_ranks_settings_by_their_confirme
     assert sorted(line.split(" | ")[1] for line in by_setting.splitlines() if line.startswith("| 0.")) == ["2", "4"]
     assert "(t, n=" in confirm.stdout.split("\nbest: ")[1].splitlines()[0]
 
-    again = run_cli("lit_cifar.rerun", str(sweep_dir), "--top", "1", "--seeds", "2")  # nothing left to train
+    again = run_cli("lit_cifar.rerun", str(sweep_dir), "--top", "1", "--seeds", "2", trusted)  # nothing left to train
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("ok already, left as it is") >= 6 and len(rows(sweep_dir)) == 6
     command = (sweep_dir / "results.md").read_text().split("- command: ")[1].splitlines()[0]
     assert "confirm" not in command  # the sweep's own command does not confirm again
-    plain = run_cli("lit_cifar.rerun", str(sweep_dir), "seed=0,1,2")  # a wider seed grid: only its new jobs
+    plain = run_cli("lit_cifar.rerun", str(sweep_dir), "seed=0,1,2", trusted)  # a wider seed grid: only its new jobs
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert len(rows(sweep_dir)) == 7 and "confirming" not in plain.stderr  # the other lr's seed 2 only
 

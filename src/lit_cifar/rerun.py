@@ -9,7 +9,11 @@ own value for its key, so `optim.lr=1e-3,2e-3,5e-3` widens the grid (only the ne
 `--top K --seeds N` then confirms the sweep's winner: the K best settings of its table train again with N seeds
 that none of its jobs used, in the same sweep dir, and the table ranks settings by their mean with a 95% interval
 (`hydra.sweeper.confirm.top` and `.seeds`, which a sweep or search can also set from its start). A confirmation
-happens when asked for: the sweep's command, re-run later, does not repeat it."""
+happens when asked for: the sweep's command, re-run later, does not repeat it.
+
+The command it runs is printed first. The folder's record is data: an override in it that chooses code the
+project's own configs do not name (a `_target_`, a config file elsewhere, the jobs' environment) is refused in one
+line; given on rerun's command line, it is the user's own."""
 
 import argparse
 import os
@@ -17,7 +21,7 @@ import sys
 from pathlib import Path
 
 from lit_cifar.run.errors import UserError, exit_on_user_error
-from lit_cifar.sweep.overrides import sweep_arguments
+from lit_cifar.sweep.overrides import refuse_replayed_code, sweep_arguments, train_command
 
 
 def at_least(least: int):
@@ -50,8 +54,10 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError("--seeds needs --top K: how many of the best settings to confirm, e.g. --top 2 --seeds 2")
         confirm = [f"hydra.sweeper.confirm.top={args.top}"] if args.top is not None else []
         confirm += [f"hydra.sweeper.confirm.seeds={args.seeds}"] if args.seeds is not None else []
-        train = [sys.executable, "-m", "lit_cifar.train", *sweep_arguments(args.sweep_dir, [*args.overrides, *confirm])]
-    os.execv(sys.executable, train)
+        refuse_replayed_code(args.sweep_dir, args.overrides)
+        arguments = sweep_arguments(args.sweep_dir, [*args.overrides, *confirm])
+    print(train_command(arguments), flush=True)  # what runs, before it runs
+    os.execv(sys.executable, [sys.executable, "-m", "lit_cifar.train", *arguments])
 
 
 if __name__ == "__main__":

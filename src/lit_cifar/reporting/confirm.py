@@ -13,8 +13,9 @@ from omegaconf import OmegaConf
 from lit_cifar.reporting.settings import settings
 from lit_cifar.reporting.table import collect, compared_keys, optimized_metric, ranked_by
 from lit_cifar.run.overrides import as_typed, overrides_of, without_keys
+from lit_cifar.run.targets import refuse_code
 from lit_cifar.sweep.confirmation import SUBDIR
-from lit_cifar.sweep.overrides import final_overrides, run_name, swept_keys
+from lit_cifar.sweep.overrides import final_overrides, run_name, sweep_overrides, swept_keys
 
 
 def own_seeds(sweep_dir: Path) -> list[int]:
@@ -37,9 +38,9 @@ def confirmation_jobs(sweep_dir: Path, top: int, seeds: int) -> list[list[str]]:
     named = sorted({*swept_keys(sweep_dir), "seed"})
     jobs = []
     for setting in ranked[:top]:
-        lines = without_keys(
-            as_typed(OmegaConf.load(Path(setting.ok[0]["dir"]) / ".hydra" / "overrides.yaml")), {"seed"}
-        )
+        recorded = Path(setting.ok[0]["dir"]) / ".hydra" / "overrides.yaml"
+        lines = without_keys(as_typed(OmegaConf.load(recorded)), {"seed"})
+        refuse_code(lines, recorded, trusted=sweep_overrides(sweep_dir)[0])  # the sweep's command names its own code
         for seed in range(first, first + seeds):
             job = [*lines, f"seed={seed}"]
             name = run_name(named, overrides_of(job, as_written=True), "").replace("\\", "\\\\").replace("'", "\\'")

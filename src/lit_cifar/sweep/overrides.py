@@ -1,5 +1,5 @@
-"""A sweep's overrides: the keys it varies, the name of each job's folder (its swept values), and the commands
-that re-run a sweep or go on with a single run."""
+"""A sweep's overrides: the keys it varies, the name of each job's folder (its swept values), the commands that
+re-run a sweep, go on with its confirmation or with a single run, and what of a sweep's record `rerun` may replay."""
 
 import hashlib
 import shlex
@@ -10,6 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 from lit_cifar.run.config import FREE_TO_CHANGE
 from lit_cifar.run.errors import UserError
 from lit_cifar.run.overrides import as_typed, key_of, last_of_each, overrides_of, parse, without_keys
+from lit_cifar.run.record import OUTCOME
+from lit_cifar.run.targets import code_in_override, refuse_code
 from lit_cifar.sweep.confirmation import KEYS as CONFIRM_KEYS
 from lit_cifar.sweep.confirmation import confirmation_name
 from lit_cifar.sweep.search import is_search, trial_name
@@ -82,9 +84,45 @@ def sweep_arguments(sweep_dir: Path, changes: list[str] = ()) -> list[str]:
     return ["-m", *kept, *changes, f"hydra.sweep.dir={sweep_dir.resolve()}"]  # from any working directory
 
 
+def refuse_replayed_code(sweep_dir: Path, changes: list[str]) -> None:
+    """What `rerun` would replay of the sweep's record (its task and Hydra overrides, its grid), less the keys that
+    `changes` (rerun's own command line) sets, must choose no code (see `refuse_code`)."""
+    task, hydra_only, grid = sweep_overrides(sweep_dir)
+    refuse_code(without_keys(hydra_only + task + grid, {key_of(line) for line in changes}), sweep_dir / "multirun.yaml")
+
+
+def train_command(arguments: list[str]) -> str:
+    return shlex.join(["python", "-m", "lit_cifar.train", *arguments])
+
+
 def sweep_command(sweep_dir: Path) -> str:
     """The command that re-runs the sweep in `sweep_dir` (see `sweep_arguments`)."""
-    return shlex.join(["python", "-m", "lit_cifar.train", *sweep_arguments(sweep_dir)])
+    return train_command(sweep_arguments(sweep_dir))
+
+
+def confirmation_command(sweep_dir: Path, hydra_cfg: DictConfig) -> str | None:
+    """For a job of the confirmation stage of the sweep in `sweep_dir` (`hydra_cfg`: the job's Hydra config), the
+    command that goes on with that stage, `rerun SWEEP_DIR --top K --seeds N` (the sweep's command does not confirm),
+    with the job's overrides that choose code of the user's own, since rerun replays none from the folder; None for
+    a job of the sweep itself."""
+    if not confirmation_name(as_typed(hydra_cfg.overrides.hydra)):
+        return None
+    confirm = hydra_cfg.sweeper.confirm
+    lines = [*as_typed(hydra_cfg.overrides.hydra), *as_typed(hydra_cfg.overrides.task)]
+    own_code = [line for line in lines if code_in_override(line)]
+    return shlex.join(
+        ["python", "-m", "lit_cifar.rerun", str(sweep_dir), "--top", str(confirm.top), "--seeds", str(confirm.seeds),
+         *own_code]
+    )  # fmt: skip
+
+
+def confirmation_resume(job_dir: Path) -> str | None:
+    """The command that goes on with an unfinished confirmation job in `job_dir` (see `confirmation_command`), from
+    its `.hydra/hydra.yaml`; None for a job of the sweep itself, or one that ended."""
+    hydra_yaml = job_dir / ".hydra" / "hydra.yaml"
+    if (job_dir / OUTCOME).exists() or not hydra_yaml.is_file():
+        return None
+    return confirmation_command(job_dir.parent, OmegaConf.load(hydra_yaml).hydra)
 
 
 def run_command(overrides: list[str], run_dir: Path) -> str:

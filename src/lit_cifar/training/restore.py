@@ -1,5 +1,9 @@
 """Reading a checkpoint back into a net for `evaluate` and `predict`: the trained net, its datamodule (class
-names, mean and std as trained) and the run's own test-time augmentation."""
+names, mean and std as trained) and the run's own test-time augmentation.
+
+A checkpoint is data from a file: its stored config (`run_config`) chooses among the project's own models and
+datasets (lit_cifar.run.targets) and gives them plain values; the classes are called here with those values, so
+nothing in the file is instantiated as Hydra would (no `_target_` of its own, no interpolation resolved)."""
 
 from __future__ import annotations
 
@@ -8,10 +12,9 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hydra.utils import instantiate
-
-from lit_cifar.run.checkpoints import _name, check_fits, checkpoint_file, read_checkpoint
+from lit_cifar.run.checkpoints import check_fits, checkpoint_file, read_checkpoint
 from lit_cifar.run.errors import UserError
+from lit_cifar.run.targets import code_in_stored
 
 if TYPE_CHECKING:
     import torch
@@ -47,9 +50,32 @@ def trained_checkpoint(ckpt_path: str | None, use: str) -> tuple[Path, dict]:
     return path, read_checkpoint(path)
 
 
+def stored(ckpt: dict, path: str | Path, group: str) -> tuple[type, dict]:
+    """The class and the settings that the checkpoint's stored config gives `group` (`model`, `data`), refused in
+    one line unless the class is one of the project's own for that group and the settings are plain values."""
+    run_config = ckpt["run_config"]
+    config = run_config.get(group) if isinstance(run_config, dict) else None
+    if problem := code_in_stored(config, group):
+        raise UserError(f"{path}'s run_config {problem}; use a checkpoint that lit_cifar.train wrote")
+    from hydra.utils import get_class
+
+    return get_class(config["_target_"]), {key: value for key, value in config.items() if key != "_target_"}
+
+
+def built(cls: type, settings: dict, path: str | Path, group: str) -> object:
+    """`cls(**settings)`, the stored settings of the checkpoint at `path`'s `group`."""
+    try:
+        return cls(**settings)
+    except TypeError as err:  # a setting the class does not take, or of another type
+        raise UserError(
+            f"{path}'s run_config cannot build its {group} {cls.__name__} ({err}); use a checkpoint that "
+            "lit_cifar.train wrote"
+        ) from None
+
+
 def load_net(ckpt: dict, path: str | Path) -> nn.Module:
     """The trained net in eval mode, rebuilt from the checkpoint's own model config."""
-    net = instantiate(ckpt["run_config"]["model"])
+    net = built(*stored(ckpt, path, "model"), path, "model")
     check_fits(net, ckpt, path, prefix="net.")
     net.load_state_dict(
         {name.removeprefix("net."): value for name, value in ckpt["state_dict"].items() if name.startswith("net.")}
@@ -61,16 +87,33 @@ def run_logits(ckpt: dict, net: nn.Module) -> Callable[[torch.Tensor], torch.Ten
     """Logits as the run's own test computed them: through its test-time augmentation when `module.tta` was on."""
     from lit_cifar.training.tta import tta_logits
 
-    module = ckpt["run_config"].get("module", {})
-    return partial(tta_logits, net, flip=module["tta_flip"]) if module.get("tta") else net
+    module = ckpt["run_config"].get("module")
+    tta = isinstance(module, dict) and module.get("tta") is True
+    return partial(tta_logits, net, flip=module.get("tta_flip") is True) if tta else net
 
 
-def load_datamodule(ckpt: dict, **overrides) -> ImageDataModule:
-    """The checkpoint's datamodule (its config with the non-None `overrides`), holding the class names,
-    mean and std the net was trained with."""
-    config = {**ckpt["run_config"]["data"], **{k: v for k, v in overrides.items() if v is not None}}
-    datamodule = instantiate(config)
-    state = ckpt.get(_name(config["_target_"]), {})
+def load_datamodule(ckpt: dict, path: str | Path, **overrides) -> ImageDataModule:
+    """The checkpoint's datamodule (its config with the non-None `overrides`), holding the class names, mean and
+    std the net was trained with. It never downloads, and counts the classes of the data it finds (`evaluate`
+    compares them with the trained ones)."""
+    cls, settings = stored(ckpt, path, "data")
+    settings |= {key: value for key, value in overrides.items() if value is not None}
+    settings |= {"num_classes": None} | ({"download": False} if "download" in settings else {})
+    datamodule = built(cls, settings, path, "data")
+    state = ckpt.get(cls.__qualname__)  # where Lightning keeps a datamodule's state_dict
+    state = state if isinstance(state, dict) else {}
     datamodule.class_names = list(state.get("class_names", []))
     datamodule.mean, datamodule.std = state.get("mean", datamodule.mean), state.get("std", datamodule.std)
     return datamodule
+
+
+def check_data_found(datamodule: ImageDataModule, path: str | Path) -> None:
+    """Refuse in one line when the datamodule's data is not where `data.root` says: with downloads off, a
+    datamodule's `prepare_data` only looks for it."""
+    try:
+        datamodule.prepare_data()
+    except UserError as err:
+        missing = str(err).split("; ")[0]  # the advice after it is training's (data.download=true)
+        raise UserError(
+            f"{missing}; evaluate never downloads: point data.root at the data {path} was trained on"
+        ) from None
