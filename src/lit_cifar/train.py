@@ -23,7 +23,7 @@ from lit_cifar.run.record import save_config, supersede, write_outcome
 from lit_cifar.run.resume import Start, check_resumable, plan_start
 from lit_cifar.run.validate import check_and_complete
 from lit_cifar.sweep.jobs import refuse_several_devices, share_machine
-from lit_cifar.sweep.overrides import run_command, sweep_command
+from lit_cifar.sweep.overrides import confirmation_command, run_command, sweep_command
 from lit_cifar.sweep.resolvers import register
 from lit_cifar.sweep.search import is_search, trial_callbacks
 
@@ -36,10 +36,10 @@ def save_run_config(run_dir: Path, cfg: DictConfig) -> None:
 
 
 def resume_command(run_dir: Path) -> str:
-    """The command that goes on with this run (the whole sweep, for a sweep job)."""
+    """The command that goes on with this run (the whole sweep for a sweep job, its confirmation for one of those)."""
     hydra_cfg = HydraConfig.get()
     if in_multirun():
-        return sweep_command(Path(hydra_cfg.sweep.dir))
+        return confirmation_command(Path(hydra_cfg.sweep.dir), hydra_cfg) or sweep_command(Path(hydra_cfg.sweep.dir))
     return run_command([*as_typed(hydra_cfg.overrides.hydra), *as_typed(hydra_cfg.overrides.task)], run_dir)
 
 
