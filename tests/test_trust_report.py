@@ -273,7 +273,7 @@ def test_a_single_run_at_accuracy_one_gets_an_exact_binomial_interval_and_ties_w
 
 
 @pytest.mark.slow
-def test_a_ddp_run_records_the_images_every_rank_measured(tmp_path, cifar_root):
+def test_a_ddp_run_records_the_images_every_rank_measured_and_keeps_its_id_when_extended(tmp_path, cifar_root):
     """3 CPU processes on 20 validation and 40 test images: Lightning's DistributedSampler gives each rank
     ceil(N / 3) of them (padding with repeats), 7 and 14, so accuracy is computed on 21 and 42."""
     run_dir = tmp_path / "run"
@@ -282,5 +282,13 @@ def test_a_ddp_run_records_the_images_every_rank_measured(tmp_path, cifar_root):
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "ok" and record["device"]["count"] == 3
-    assert record["images"] == {"val": 3 * math.ceil(20 / 3), "test": 3 * math.ceil(40 / 3)}
-    assert (run_dir / ".hydra" / "run_id").read_text().strip()
+    measured = {"val": 3 * math.ceil(20 / 3), "test": 3 * math.ceil(40 / 3)}
+    assert record["images"] == measured
+    started_as = (run_dir / ".hydra" / "run_id").read_text()
+
+    more = run_cli("lit_cifar.train", *args, "trainer.max_epochs=2", "ckpt_path=last", f"hydra.run.dir={run_dir}",
+                   cwd=tmp_path)  # fmt: skip
+    assert more.returncode == 0, more.stderr[-3000:]
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["start"] == "extended" and record["images"] == measured
+    assert (run_dir / ".hydra" / "run_id").read_text() == started_as  # the same run, gone on

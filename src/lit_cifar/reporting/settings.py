@@ -88,7 +88,7 @@ def _label(runs: list[dict], keys: list[str]) -> str:
     if (len(runs) == 1 and trial_number(first["job"]) is not None) or first["overrides"] is None:
         return first["job"]
     shown = [key for key in keys if key != "seed" and not key.startswith(FREE_TO_CHANGE)]
-    values = {key: first[CODE] if key == CODE else first["overrides"].get(key, "(default)") for key in shown}
+    values = {key: first.get(CODE) if key == CODE else first["overrides"].get(key, "(default)") for key in shown}
     return ",".join(f"{key}={value}" for key, value in values.items()) or first["job"]
 
 
