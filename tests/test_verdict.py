@@ -3,13 +3,14 @@ two proportions; Holm's correction), which swept keys matter (ANOVA, a linear mo
 trials, each checked against scipy or the formula computed here (no training)."""
 
 import itertools
+import json
 import math
 import statistics
 from statistics import NormalDist
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import file_hashes, run_cli, tiny_cifar_overrides
 from omegaconf import OmegaConf
 from scipy import stats
 from test_report import make_run, make_sweep
@@ -372,3 +373,20 @@ def test_every_setting_its_own_colour_and_each_key_a_panel_below(tmp_path):
     assert lr.get_title().startswith("optim.lr: ") and b.get_title().startswith("b: ")
     assert more.get_title() == "expected best of n trials (Dodge et al. 2019)"
     assert panel.get_title().startswith("best (ringed) 0.5400: trial-024") and not panel.texts  # no label on the data
+
+
+@pytest.mark.slow
+def test_rerun_reaches_new_work_without_starting_the_finished_jobs_processes(tmp_path, cifar_root):
+    sweep_dir = tmp_path / "sweep"
+    parallel = ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}"]
+    common = [*tiny_cifar_overrides(cifar_root), "model=two_layer_fc", "trainer.max_epochs=1", *parallel]
+    first = run_cli("lit_cifar.train", "-m", *common, "optim.lr=1e-3,2e-3")
+    assert first.returncode == 0, first.stderr[-3000:]
+    finished = {name: file_hashes(sweep_dir / name) for name in ("optim.lr=0.001", "optim.lr=0.002")}
+    wider = run_cli("lit_cifar.rerun", str(sweep_dir), "optim.lr=1e-3,2e-3,3e-3")
+    assert wider.returncode == 0, wider.stderr[-3000:]
+    log = wider.stdout + wider.stderr
+    assert "2 of 3 jobs finished already: left as they are, not started" in log
+    assert "Launching 1 jobs, 2 at a time" in log  # a process for the new job alone
+    assert {name: file_hashes(sweep_dir / name) for name in finished} == finished
+    assert json.loads((sweep_dir / "optim.lr=0.003" / "metrics.json").read_text())["status"] == "ok"

@@ -31,6 +31,34 @@ def record_lost_job(hydra_cfg: DictConfig, job_num: int, overrides: list[str], r
         record_failed(job_dir, reason)
 
 
+def finished_outcome(config: DictConfig, loader, overrides: list[str], job_num: int) -> dict | None:
+    """For a sweeper, before it launches a job: the outcome in the job's folder when the job would find nothing left
+    to train there (lit_cifar.run.resume.plan_start decides, as in the job itself), so that its process need not
+    start; None when the job has work to do, or its start would be refused (the job then says why). `config`: the
+    sweep's; `loader`: Hydra's config loader, which composes the job's config as a launcher does."""
+    from omegaconf import open_dict
+
+    from lit_cifar.run.resume import plan_start
+
+    folder = Path(config.hydra.sweep.dir) / job_name(config.hydra, overrides, job_num)
+    if not has_outcome(folder) or in_use(folder):
+        return None
+    job = loader.load_sweep_config(config, list(overrides))
+    with open_dict(job):
+        job.hydra.job.num = job.hydra.job.id = job_num
+    hydra = HydraConfig.instance()
+    sweep = hydra.cfg
+    hydra.set_config(job)  # the job's own resolvers read it (its folder and log names)
+    try:
+        with open_dict(job):
+            del job["hydra"]
+        return plan_start(job, folder, new=False, sweep_job=True).finished
+    except UserError:
+        return None
+    finally:
+        hydra.cfg = sweep
+
+
 def refuse_several_devices(cfg: DictConfig) -> None:
     if "ddp" in str(cfg.trainer.get("strategy")) or cfg.trainer.get("devices", 1) != 1:
         raise UserError(
