@@ -122,7 +122,8 @@ def test_every_job_of_a_sweep_is_in_the_table_with_its_status(sweep, capsys):
     assert table[1][:4] == ["optim.lr=9", "9", "", "0.7"]
     assert table[1][4] == "[0.6577, 0.7399]"  # exact binomial (Clopper-Pearson): 350 of 500 images right
     assert table[1][5:] == ["best", "0.66", "61.25", "ok", ""]
-    assert [line[5] for line in table[1:4]] == ["best", "", ""]  # 0.6 [0.5556, 0.6432] stays below 0.6577
+    # two-proportion z-tests against 350 of 500 right: 300 of 500, p 0.00092; 250 of 500, p 1.1e-10; Holm's x2, x1
+    assert [line[5] for line in table[1:4]] == ["best", "worse (p < 0.001)", "worse (p < 0.001)"]
     assert [line[0] for line in table[1:]] == [r["job"] for r in rows]
     markdown = (sweep / "results.md").read_text()
     first = markdown.split("## Runs\n\n")[1].splitlines()[2]
@@ -142,7 +143,7 @@ def test_results_md_starts_with_what_the_sweep_held_fixed_and_how_to_rerun_it(sw
         ["python", "-m", "lit_cifar.train", "-m", "hydra/launcher=joblib", "optim.lr=1,2,3,4,5,6,7,8"]
         + ["data.root=/data", f"hydra.sweep.dir={sweep}"]
     )
-    header, _ = (sweep / "results.md").read_text().split("\n## Runs\n")
+    header = (sweep / "results.md").read_text().split("\n## ")[0]  # up to the first table
     assert header.splitlines() == [
         f"# Sweep {sweep}",
         "",
@@ -158,8 +159,12 @@ def test_results_md_starts_with_what_the_sweep_held_fixed_and_how_to_rerun_it(sw
         "",
         "Ranked by val/acc_best, 95% intervals: a single run: the exact binomial (Clopper-Pearson) interval of its "
         "accuracy on its 500 validation images, [low, high] (the noise of the measurement alone: seeds add the "
-        "spread of training). `tied`: its interval overlaps the best's, so the two cannot be told apart; run more "
-        "seeds to separate them (python -m lit_cifar.rerun SWEEP_DIR --top K --seeds N).",
+        "spread of training).",
+        "",
+        "`vs best`: each setting against the best, two-sided at the 5% level with Holm's correction across the 2 "
+        "comparisons: two-proportion z-test on the evaluation images (it ignores the spread between seeds), n = 500 "
+        "and 500 images (2 settings). `tied`: not told apart from the best (run more seeds to separate them: python "
+        "-m lit_cifar.rerun SWEEP_DIR --top K --seeds N); `worse`: told apart; p is Holm-adjusted.",
     ]
 
 
@@ -188,11 +193,14 @@ def test_seeds_of_a_setting_are_grouped_with_mean_std_and_n(tmp_path, capsys):
     markdown = (tmp_path / "cmp" / "results.md").read_text()
     assert markdown in out and f"written into {tmp_path / 'cmp'}: results.md, results.csv, results.png" in out
     assert markdown.startswith("# 7 runs from 5 folders\n\n## Sweep ")
-    by_setting, runs = markdown.split("## By setting\n\n")[1].split("## Runs\n\n")
+    by_setting, runs = (markdown.split(f"## {table}\n\n")[1].split("\n## ")[0] for table in ("By setting", "Runs"))
     runs, best = runs.split("\nbest: ")
     assert ("best: " + best).splitlines() == [
         "best: optim.lr=0.002, val/acc_best=0.6100 ± 0.1271 (t, n=2)",
-        "  cannot be told apart from it (intervals overlap): optim.lr=0.001 0.5400 ± 0.0994",
+        # paired on seeds 0 and 1 (0.10, 0.08 better: p 0.070); one run against 2 seeds (Student's t, p 0.036);
+        # Holm: 0.036 x 2 = 0.071, and 0.070 raised to it
+        "  not told apart from it at 5% (Holm-adjusted p): optim.lr=0.001 0.5400 ± 0.0994 (p 0.071), optim.lr=0.005 "
+        "0.3000 [0.2601, 0.3423] (p 0.071)",
         "  train it again with:",
         "    python -m lit_cifar.train optim.lr=2e-3 seed=1",  # its best run, less its ckpt_path
     ]
@@ -201,10 +209,9 @@ def test_seeds_of_a_setting_are_grouped_with_mean_std_and_n(tmp_path, capsys):
         "|---|---|---|---|---|---|",
         # t(0.975, 1) = 12.706: 12.706 * 0.0141 / sqrt(2) = 0.1271; t(0.975, 2) = 4.303: 4.303 * 0.04 / sqrt(3)
         "| 0.002 | 2 | 0.6100 ± 0.1271 | 0.5750 ± 0.0635 | best |  |",
-        "| 0.001 | 3 | 0.5400 ± 0.0994 | 0.4200 ± 0.0497 | tied | seed=2 failed |",
+        "| 0.001 | 3 | 0.5400 ± 0.0994 | 0.4200 ± 0.0497 | tied (p 0.071) | seed=2 failed |",
         # one run: exact binomial (Clopper-Pearson), 150 of 500 images right, and 0.25 of 846
-        "| 0.005 | 1 | 0.3000 [0.2601, 0.3423] | 0.2500 [0.2217, 0.2812] |  |  |",
-        "",
+        "| 0.005 | 1 | 0.3000 [0.2601, 0.3423] | 0.2500 [0.2217, 0.2812] | tied (p 0.071) |  |",
     ]
     results = "best_epoch | val/acc_best | 95% interval | vs best | test/acc | wall_time_s | status | reason"
     header = f"| dir | seed | optim.lr | {results} |"
@@ -232,7 +239,8 @@ def test_several_folders_print_one_table_and_write_files_only_with_out(tmp_path,
     one = make_run(tmp_path / "outputs" / "one", ["model=week11_cnn", "optim.lr=1e-3"], ok(0.5, 0.5))
     two = make_run(tmp_path / "outputs" / "two", ["model=week11_cnn", "optim.lr=1e-3", "seed=7"], epochs=1)
     rows = report_table.report([one, two], out=None)
-    assert [(r["status"], r["overrides"].get("seed", "")) for r in rows] == [("ok", ""), ("interrupted", "7")]
+    # the seed run one used, from its resolved config: it set none
+    assert [(r["status"], r["overrides"].get("seed", "")) for r in rows] == [("ok", "0"), ("interrupted", "7")]
     command = f"python -m lit_cifar.train model=week11_cnn optim.lr=1e-3 seed=7 ckpt_path=last hydra.run.dir={two}"
     assert rows[1]["reason"] == f"stopped after 1 of 3 epochs; resume it with: {command}"
     assert not list(tmp_path.rglob("results.*"))
@@ -276,7 +284,13 @@ def test_results_png_of_a_two_key_grid_is_a_heatmap_with_the_best_job_outlined()
     assert heatmap.images[0].get_array().tolist() == [[0.45, 0.46], [0.44, 0.47]]  # batch 64 below 128
     assert [t.get_text() for t in heatmap.get_xticklabels()] == ["0.001", "0.003"]
     assert [t.get_text() for t in heatmap.get_yticklabels()] == ["64", "128"]
-    assert sorted(t.get_text() for t in heatmap.texts) == ["0.4400", "0.4500", "0.4600", "0.4700"]
+    # each cell's value, n and verdict: one run each without an image count has no test
+    assert sorted(t.get_text() for t in heatmap.texts) == [
+        "0.4400\nn=1\nuntested",
+        "0.4500\nn=1\nuntested",
+        "0.4600\nn=1\nuntested",
+        "0.4700\nn=1\nbest",
+    ]
     (outline,) = heatmap.patches
     assert outline.get_xy() == (0.5, 0.5)  # the cell of lr 0.003, batch 128
     assert figure.get_suptitle() == "week11_cnn on cifar10, 2 epochs"
@@ -291,7 +305,7 @@ def test_the_heatmap_shows_each_cells_interval_and_dashes_the_cells_tied_with_th
     # does not.
     rows = _rows({("0.001", "64"): 0.38, ("0.003", "64"): 0.46, ("0.001", "128"): 0.44, ("0.003", "128"): 0.47}, 500)
     heatmap = plots.results_figure(["optim.lr", "data.batch_size"], rows, {}, "t", "val/acc_best", set()).axes[0]
-    assert "0.4700\n± 0.0437" in [t.get_text() for t in heatmap.texts]
+    assert "0.4700\n[0.4255, 0.5148]\nn=1\nbest" in [t.get_text() for t in heatmap.texts]
     tied = [box.get_xy() for box in heatmap.patches if box.get_linestyle() == "--"]
     assert sorted(tied) == [(-0.5, 0.5), (0.5, -0.5)]  # 0.44 and 0.46, not 0.38
     assert [box.get_xy() for box in heatmap.patches if box.get_linestyle() == "solid"] == [(0.5, 0.5)]
@@ -304,7 +318,7 @@ def test_the_curves_of_one_epoch_have_one_whole_tick():
     assert list(lines.get_xticks()) == [1]
 
 
-def test_results_png_of_other_sweeps_colours_other_keys_labels_the_best_and_logs_rates():
+def test_results_png_of_other_sweeps_colours_each_setting_names_the_best_in_a_title_and_logs_rates():
     rows = _rows({("0.001", "64"): 0.45, ("0.01", "64"): 0.40, ("0.001", "128"): 0.44, ("0.01", "128"): 0.47})
     for row in rows:
         row["overrides"]["model.dropout"] = "0.2"
@@ -313,10 +327,9 @@ def test_results_png_of_other_sweeps_colours_other_keys_labels_the_best_and_logs
     figure = plots.results_figure(keys, rows, {}, "title", "val/acc_best", set())
     lr = figure.axes[0]
     assert lr.get_xscale() == "log" and figure.axes[1].get_xscale() == "linear"
-    assert len(lr.collections) == 3  # one colour per value of the other keys
-    assert "data.batch_size=128, model.dropout=0.2" in [t.get_text() for t in lr.get_legend().get_texts()]
-    (label,) = lr.texts
-    assert label.get_text() == "best 0.4700\nlr=0.01,bs=128"
+    assert len({tuple(colour) for colour in lr.collections[0].get_edgecolors()}) == 4  # a colour per setting
+    assert lr.get_title() == "best (ringed) 0.4700: lr=0.01,bs=128\n0 tied with it (filled); hollow: worse"
+    assert not lr.texts  # named in the title, never over an error bar
 
 
 def test_results_png_of_a_search_plots_each_searched_value_with_pruned_trials_crossed_and_log_keys_logged():
@@ -337,7 +350,7 @@ def test_results_png_of_a_search_plots_each_searched_value_with_pruned_trials_cr
         (complete, pruned) = panel.collections[:2]
         assert sorted(complete.get_offsets()[:, 1].tolist()) == [0.40, 0.41, 0.44, 0.45, 0.47]
         assert sorted(pruned.get_offsets()[:, 1].tolist()) == [0.1, 0.2, 0.3]
-        assert [t.get_text() for t in panel.get_legend().get_texts()] == ["complete", "pruned"]
+        assert [t.get_text() for t in panel.get_legend().get_texts()] == ["pruned"]  # settings: their own colours
         assert len(panel.get_xticks()) < 8  # the axis's own ticks, not every sampled value
 
 

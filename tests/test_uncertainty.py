@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from test_report import make_run, make_sweep
 
 from lit_cifar.reporting import table
-from lit_cifar.reporting.stats import estimate, t_quantile, tied
+from lit_cifar.reporting.stats import estimate, t_quantile
 
 
 def result(metrics: dict, images: int = 500, status: str = "ok") -> dict:
@@ -32,7 +32,6 @@ def test_the_intervals_by_hand():
     assert estimate([0.4], None, accuracy=True).interval is None  # a run that recorded no image count
     every = estimate([1.0], 500, accuracy=True)  # all right: [(0.025)^(1/500), 1], not a point
     assert (every.low, every.high) == (pytest.approx(0.025 ** (1 / 500)), 1.0)
-    assert tied(one, estimate([0.44], 500, True)) and not tied(one, estimate([0.50], 500, True))
 
 
 def read_best(out: str) -> list[str]:
@@ -47,28 +46,26 @@ def test_one_seed_a_difference_inside_the_noise_of_500_images_is_a_tie_and_the_b
     for lr, acc in (("0.001", 0.362), ("0.002", 0.382), ("0.005", 0.300)):
         make_run(sweep / f"optim.lr={lr}", [f"optim.lr={lr}"], result({"val/acc_best": acc, "test/acc": acc}))
     rows = table.write_report(sweep)
-    # Clopper-Pearson: 191 of 500 right [0.3392, 0.4262]; 181 [0.3198, 0.4058] reaches 0.3392; 150 [0.2601, 0.3423]
-    # reaches it too by 0.0031: also tied.
+    # Clopper-Pearson: 191 of 500 right [0.3392, 0.4262], 181 [0.3198, 0.4058], 150 [0.2601, 0.3423]. Against 191,
+    # the two-proportion z-test: 181, p 0.51; 150, p 0.0060, told apart once Holm's correction doubles it (0.012).
     assert [(r["job"], r["vs best"], str(r["95% interval"])) for r in rows] == [
         ("optim.lr=0.002", "best", "[0.3392, 0.4262]"),
-        ("optim.lr=0.001", "tied", "[0.3198, 0.4058]"),
-        ("optim.lr=0.005", "tied", "[0.2601, 0.3423]"),
+        ("optim.lr=0.001", "tied (p 0.51)", "[0.3198, 0.4058]"),
+        ("optim.lr=0.005", "worse (p 0.012)", "[0.2601, 0.3423]"),
     ]
     assert read_best(capsys.readouterr().out)[:2] == [
         "best: optim.lr=0.002, val/acc_best=0.3820 [0.3392, 0.4262] (exact binomial, 500 images)",
-        "  cannot be told apart from it (intervals overlap): optim.lr=0.001 0.3620 [0.3198, 0.4058], "
-        "optim.lr=0.005 0.3000 [0.2601, 0.3423]",
+        "  not told apart from it at 5% (Holm-adjusted p): optim.lr=0.001 0.3620 [0.3198, 0.4058] (p 0.51)",
     ]
     markdown = (sweep / "results.md").read_text()
     assert "the exact binomial (Clopper-Pearson) interval of its accuracy on its 500 validation images" in markdown
 
-    # On CIFAR-10's 10,000 test images the same numbers are told apart: 0.382's [0.3725, 0.3916] lies above
-    # 0.362's [0.3526, 0.3715].
+    # On CIFAR-10's 10,000 test images the same numbers are told apart: 3820 of 10,000 against 3620, p 0.0034.
     for folder in sweep.glob("optim.lr=*"):
         record = json.loads((folder / "metrics.json").read_text())
         (folder / "metrics.json").write_text(json.dumps(record | {"images": {"val": 10000, "test": 846}}))
-    assert [r["vs best"] for r in table.write_report(sweep)] == ["best", "", ""]
-    assert read_best(capsys.readouterr().out)[1] == "  no other setting's interval overlaps it"
+    assert [r["vs best"] for r in table.write_report(sweep)] == ["best", "worse (p 0.0034)", "worse (p < 0.001)"]
+    assert read_best(capsys.readouterr().out)[1] == "  every other setting is worse at 5% (Holm-adjusted)"
 
 
 def test_several_seeds_rank_by_their_mean_with_a_t_interval_and_a_pruned_seed_is_left_out(tmp_path, capsys):
@@ -80,15 +77,16 @@ def test_several_seeds_rank_by_their_mean_with_a_t_interval_and_a_pruned_seed_is
     pruned = {"status": "pruned", "reason": "pruned after epoch 1", "metrics": {"val/acc_best": 0.1}}
     make_run(sweep / "optim.lr=0.002,seed=2", ["optim.lr=0.002", "seed=2"], pruned)
     table.write_report(sweep)
-    by_setting = (sweep / "results.md").read_text().split("## By setting\n\n")[1].split("## Runs")[0]
-    # 0.002: mean 0.68, sd 0.02828 over n = 2: 12.706 * 0.02828 / sqrt(2) = 0.2541, reaching 0.4259 < 0.54 + 0.0994
-    assert by_setting.splitlines()[-3:-1] == [
+    by_setting = (sweep / "results.md").read_text().split("## By setting\n\n")[1].split("\n## ")[0]
+    # 0.002: mean 0.68, sd 0.02828 over n = 2: 12.706 * 0.02828 / sqrt(2) = 0.2541. Paired with 0.001 on seeds 0 and
+    # 1 (the pruned seed 2 left out), it is 0.16 better at both: no spread in the differences, told apart.
+    assert by_setting.splitlines()[-2:] == [
         "| 0.002 | 2 | 0.6800 ± 0.2541 | 0.6800 ± 0.2541 | best | seed=2 pruned |",
-        "| 0.001 | 3 | 0.5400 ± 0.0994 | 0.5400 ± 0.0994 | tied |  |",
+        "| 0.001 | 3 | 0.5400 ± 0.0994 | 0.5400 ± 0.0994 | worse (p < 0.001) |  |",
     ]
     best = read_best(capsys.readouterr().out)
     assert best[0] == "best: optim.lr=0.002, val/acc_best=0.6800 ± 0.2541 (t, n=2)"
-    assert best[1] == "  cannot be told apart from it (intervals overlap): optim.lr=0.001 0.5400 ± 0.0994"
+    assert best[1] == "  every other setting is worse at 5% (Holm-adjusted)"
     assert best[3].endswith("python -m lit_cifar.train optim.lr=0.002 seed=1")  # its best run's own overrides
 
 
@@ -105,14 +103,15 @@ def test_a_loss_ranks_lowest_first(tmp_path, capsys):
     rows = table.write_report(sweep)
     assert [(r["job"], r["val/loss"], r["vs best"]) for r in rows] == [
         ("optim.lr=0.002", 1.2, "best"),
-        ("optim.lr=0.005", 1.5, ""),
-        ("optim.lr=0.001", 1.9, ""),
+        ("optim.lr=0.005", 1.5, "untested"),
+        ("optim.lr=0.001", 1.9, "untested"),
     ]
     out = capsys.readouterr().out
     assert "| job | optim.lr | best_epoch | val/loss | 95% interval | vs best | val/acc_best | test/acc |" in out
     assert read_best(out)[:2] == [
         "best: optim.lr=0.002, val/loss=1.2000 (no interval)",
-        "  without an interval, which other settings are as good cannot be told: run more seeds",
+        "  untested against it (one run each has no test): optim.lr=0.005 1.5000, optim.lr=0.001 1.9000; run more "
+        "seeds",
     ]
 
     for lr, seed, loss in (("0.002", 1, 1.4), ("0.005", 1, 1.7)):  # a second seed, as a confirmation names it
@@ -120,8 +119,10 @@ def test_a_loss_ranks_lowest_first(tmp_path, capsys):
         make_run(sweep / f"optim.lr={lr},seed={seed}", [f"optim.lr={lr}", f"seed={seed}"], result(metrics))
     table.write_report(sweep)
     # 0.002: 1.2 and 1.4, mean 1.3, 12.706 * 0.1414 / sqrt(2) = 1.2706; 0.005: 1.5 and 1.7, mean 1.6, the same
-    # half-width; 0.001's one loss, 1.9, lies inside 0.002's interval (up to 2.5706).
+    # half-width, one shared seed: Welch's t-test, p 0.168; 0.001's one loss, 1.9, against 0.002's seeds: Student's
+    # t, p 0.179. Holm: 0.168 x 2 = 0.336, and 0.179 raised to it.
     assert read_best(capsys.readouterr().out)[:2] == [
         "best: optim.lr=0.002, val/loss=1.3000 ± 1.2706 (t, n=2)",
-        "  cannot be told apart from it (intervals overlap): optim.lr=0.005 1.6000 ± 1.2706, optim.lr=0.001 1.9000",
+        "  not told apart from it at 5% (Holm-adjusted p): optim.lr=0.005 1.6000 ± 1.2706 (p 0.34), optim.lr=0.001 "
+        "1.9000 (p 0.34)",
     ]

@@ -202,7 +202,7 @@ def section(markdown: str, title: str) -> str:
 def table_rows(text: str) -> list[dict[str, str]]:
     """The rows of the markdown table in `text`, each by its header's names."""
     lines = [line for line in text.splitlines() if line.startswith("|") and not line.startswith("|---")]
-    header, *rows = [[cell.strip() for cell in line.strip("| ").split(" | ")] for line in lines]
+    header, *rows = [[cell.strip() for cell in line.strip()[1:-1].split("|")] for line in lines]
     return [dict(zip(header, row, strict=True)) for row in rows]
 
 
@@ -237,7 +237,9 @@ def test_one_seed_each_the_two_proportion_test_and_holms_correction_in_the_vs_be
         "comparisons: two-proportion z-test on the evaluation images (it ignores the spread between seeds), "
         "n = 500 and 500 images (2 settings)." in markdown
     )
-    assert f"  not told apart from it at 5% (Holm-adjusted p): optim.lr=0.001 (p {p(tied)})" in markdown
+    ties = next(line for line in markdown.splitlines() if line.startswith("  not told apart from it"))
+    assert ties.startswith("  not told apart from it at 5% (Holm-adjusted p): optim.lr=0.001 0.3620 [")
+    assert ties.endswith(f"] (p {p(tied)})")
 
 
 def test_paired_seeds_a_failed_seed_and_unpaired_seeds_in_one_table(tmp_path):
@@ -390,3 +392,24 @@ def test_rerun_reaches_new_work_without_starting_the_finished_jobs_processes(tmp
     assert "Launching 1 jobs, 2 at a time" in log  # a process for the new job alone
     assert {name: file_hashes(sweep_dir / name) for name in finished} == finished
     assert json.loads((sweep_dir / "optim.lr=0.003" / "metrics.json").read_text())["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_on_the_slice_lr_matters_dropout_does_not_and_the_dropouts_at_the_better_lr_are_tied(tmp_path, cifar_slice):
+    """A real grid: two learning rates far apart, two dropouts that change nothing a net computes, 3 seeds each."""
+    sweep_dir = tmp_path / "grid"
+    done = run_cli(
+        "lit_cifar.train", "-m", "model=week11_cnn", "trainer=cpu", "trainer.max_epochs=2", "optim.lr=1e-4,3e-3",
+        "model.dropout=0,0.000001", "seed=0,1,2", f"data.root={cifar_slice}", "data.verify_checksums=false",
+        "data.download=false", "data.val_size=500", "data.num_workers=0", "callbacks.progress_bar=null",
+        f"hydra.sweep.dir={sweep_dir}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    markdown = (sweep_dir / "results.md").read_text()
+    effects = {row["key"]: row["effect"] for row in table_rows(section(markdown, "Which keys matter")) if row["effect"]}
+    assert effects["optim.lr"].startswith("matters (F(1, ")
+    assert effects["model.dropout"].startswith("no effect found (F(1, ")
+    by_setting = table_rows(section(markdown, "By setting"))
+    better = [row["vs best"].split(" ")[0] for row in by_setting if row["optim.lr"] == "0.003"]
+    assert sorted(better) == ["best", "tied"]
+    assert all(row["vs best"].startswith("worse") for row in by_setting if row["optim.lr"] == "0.0001")

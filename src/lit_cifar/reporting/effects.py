@@ -20,6 +20,8 @@ import statistics
 import warnings
 from dataclasses import dataclass
 
+from lit_cifar.reporting.rows import row_value
+from lit_cifar.reporting.settings import CODE, Setting, seed_values
 from lit_cifar.reporting.stats import t_quantile
 
 MAX_LEVELS = 5  # a key with more numeric values than this was sampled (a search), not listed (a grid)
@@ -212,6 +214,22 @@ def more_trials_line(values: list[float], higher: bool = True) -> str:
         f"expected best of {size} trials {expected_best(values, size, higher):.4f}; "
         f"of {2 * size}: {expected_best(values, 2 * size, higher):.4f}"
     )
+
+
+def of_settings(
+    found: list[Setting], keys: list[str], metric: str, log_keys: set[str]
+) -> tuple[Effects | None, list[float]]:
+    """What a table's settings say beyond their ranking: which of the compared `keys` matter (None unless two keys
+    or more were compared), and each seed's value of `metric` (the draws of the expected best). Each seed of a
+    setting is one run here, as in its ranking."""
+    runs, values, seeds = [], [], []
+    for setting in found:
+        for run in seed_values(setting.seeds, metric):
+            runs.append({key: str(row_value(run, key)) for key in keys})
+            values.append(run[metric])
+            seeds.append(None if run.get("seed") is None else str(run["seed"]))
+    swept = [key for key in keys if key not in ("seed", CODE)]
+    return (key_effects(runs, values, seeds, swept, log_keys) if len(swept) > 1 and runs else None), values
 
 
 def effects_table(found: Effects, metric: str) -> list[dict]:

@@ -13,9 +13,10 @@ from matplotlib.figure import Figure
 from matplotlib.patheffects import withStroke
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
+from lit_cifar.reporting.compare import BEST, TIED
 from lit_cifar.reporting.effects import RATE_KEYS, Effects, KeyEffect, expected_best
 from lit_cifar.reporting.rows import Curve, row_value
-from lit_cifar.reporting.settings import BEST, INTERVAL, TIED, VERDICT
+from lit_cifar.reporting.settings import INTERVAL, VERDICT
 from lit_cifar.run.metrics import higher_is_better
 from lit_cifar.sweep.search import trial_number
 

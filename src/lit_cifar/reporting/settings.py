@@ -1,8 +1,8 @@
 """Runs grouped into settings (runs whose overrides differ only in `seed`; and in the code they ran, when runs of
 one setting ran different code), each setting's ranked metric with its 95% interval (lit_cifar.reporting.stats)
-over its seeds, best first, and which settings cannot be told apart from the best: what the `By setting` table, the
-`vs best` column, the plot and the `best:` line all show. Runs of one setting with the same seed should give the
-same numbers: they are one observation, by their mean, not several seeds."""
+over its seeds, best first, and each one tested against the best (lit_cifar.reporting.compare: `tied` or `worse`):
+what the `By setting` table, the `vs best` column, the plot and the `best:` line all show. Runs of one setting with
+the same seed should give the same numbers: they are one observation, by their mean, not several seeds."""
 
 import shlex
 import statistics
@@ -11,15 +11,15 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from lit_cifar.reporting.stats import Estimate, estimate, tied
+from lit_cifar.reporting.compare import TIED, UNTESTED, Runs, Verdict, header, p_text, verdicts
+from lit_cifar.reporting.stats import Estimate, estimate
 from lit_cifar.run.config import FREE_TO_CHANGE
 from lit_cifar.run.metrics import higher_is_better, is_accuracy
 from lit_cifar.run.overrides import as_typed, without_keys
 from lit_cifar.sweep.search import trial_number
 
 INTERVAL = "95% interval"  # a run's own interval (exact binomial), [low, high] beside its value in the runs table
-VERDICT = "vs best"  # `best`, `tied` (cannot be told apart from the best) or empty, for a setting and its runs
-BEST, TIED = "best", "tied"
+VERDICT = "vs best"  # `best`, `tied (p 0.31)`, `worse (p 0.004)` or `untested`, for a setting and its runs
 CODE = "code"  # a compared key where runs of one setting ran different code (git commits): settings of their own
 
 
@@ -79,6 +79,7 @@ class Setting:
     verdict: str = ""
     ok: list[dict] = field(default_factory=list)
     seeds: list[list[dict]] = field(default_factory=list)  # the ok runs by seed: one observation each
+    comparison: Verdict | None = None  # against the best, with its test
 
 
 def _label(runs: list[dict], keys: list[str]) -> str:
@@ -92,13 +93,19 @@ def _label(runs: list[dict], keys: list[str]) -> str:
     return ",".join(f"{key}={value}" for key, value in values.items()) or first["job"]
 
 
-def _estimate(seeds: list[list[dict]], metric: str) -> Estimate | None:
-    """The estimate over the seeds of a setting, each seed's value the mean of its runs'."""
-    measured = []  # a run of each seed, holding the seed's value
+def seed_values(seeds: list[list[dict]], metric: str) -> list[dict]:
+    """A run of each seed that has a value of `metric`, holding the seed's value: the mean of its runs'."""
+    measured = []
     for runs in seeds:
         values = [run[metric] for run in runs if run.get(metric) is not None]
         if values:
             measured.append(runs[0] | {metric: statistics.mean(values)})
+    return measured
+
+
+def _estimate(seeds: list[list[dict]], metric: str) -> Estimate | None:
+    """The estimate over the seeds of a setting, each seed's value the mean of its runs'."""
+    measured = seed_values(seeds, metric)
     if len(measured) == 1:
         return run_estimate(measured[0], metric)
     return estimate([run[metric] for run in measured], None, is_accuracy(metric))
@@ -106,8 +113,8 @@ def _estimate(seeds: list[list[dict]], metric: str) -> Estimate | None:
 
 def settings(rows: list[dict], keys: list[str], metric: str) -> list[Setting]:
     """The settings of `rows` (in the table's order), best first by the mean of `metric` over their seeds,
-    those without a value last; the best one's verdict is `best`, and every one whose interval overlaps it
-    `tied`."""
+    those without a value last; the best one's verdict is `best`, every other one's `tied` or `worse` by its test
+    against the best (`untested` where none applies)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault(setting_id(row, by_code=CODE in keys), []).append(row)
@@ -119,13 +126,18 @@ def settings(rows: list[dict], keys: list[str], metric: str) -> list[Setting]:
         found.append(Setting(runs, _label(runs, keys), value, test, ok=ok, seeds=seeds))
     sign = -1 if higher_is_better(metric) else 1
     found.sort(key=lambda s: (s.value is None, 0.0 if s.value is None else sign * s.value.mean))
-    if found and found[0].value is not None:
-        best = found[0]
-        best.verdict = BEST
-        for other in found[1:]:
-            if other.value is not None and tied(best.value, other.value):
-                other.verdict = TIED
+    valued = [setting for setting in found if setting.value is not None]
+    tested = verdicts([_runs(setting, metric) for setting in valued], is_accuracy(metric))
+    for setting, verdict in zip(valued, tested, strict=True):
+        setting.verdict, setting.comparison = str(verdict), verdict
     return found
+
+
+def _runs(setting: Setting, metric: str) -> Runs:
+    """A setting's value of `metric` for each of its seeds, as the tests against the best take them."""
+    measured = seed_values(setting.seeds, metric)
+    seeds = [None if run.get("seed") is None else str(run["seed"]) for run in measured]
+    return Runs([run[metric] for run in measured], seeds, setting.value.images)
 
 
 def mark_runs(found: list[Setting], metric: str) -> None:
@@ -155,10 +167,8 @@ def uncertainty_note(found: list[Setting], metric: str) -> str:
         parts.append("no interval where a single run gives none (a loss, or a run that recorded no image count)")
     if not parts:
         return f"{metric}; no setting has a value yet."
-    return (
-        f"{metric}, 95% intervals: {'; '.join(parts)}. `tied`: its interval overlaps the best's, so the two "
-        "cannot be told apart; run more seeds to separate them (python -m lit_cifar.rerun SWEEP_DIR --top K --seeds N)."
-    )
+    tests = header([setting.comparison for setting in found if setting.comparison is not None])
+    return f"{metric}, 95% intervals: {'; '.join(parts)}." + (f"\n\n{tests}" if tests else "")
 
 
 def train_command(run_dir: Path) -> str:
@@ -169,18 +179,22 @@ def train_command(run_dir: Path) -> str:
 
 
 def best_lines(found: list[Setting], metric: str) -> list[str]:
-    """`best: …`, every setting that cannot be told apart from it, and the command that trains it again."""
+    """`best: …`, every setting its test does not tell apart from it, those without a test, and the command that
+    trains it again."""
     if not found or found[0].value is None:
         return [f"best: none; no run finished with a {metric}"]
-    best, ties = found[0], [s for s in found[1:] if s.verdict == TIED]
+    best, others = found[0], [s for s in found[1:] if s.comparison is not None]
     lines = [f"best: {best.label}, {metric}={best.value} ({best.value.how()})"]
+    ties = [s for s in others if s.comparison.word == TIED]
+    untested = [s for s in others if s.comparison.word == UNTESTED]
     if ties:
-        named = ", ".join(f"{s.label} {s.value}" for s in ties)
-        lines.append(f"  cannot be told apart from it (intervals overlap): {named}")
-    elif best.value.interval is None:
-        lines.append("  without an interval, which other settings are as good cannot be told: run more seeds")
-    else:
-        lines.append("  no other setting's interval overlaps it")
+        named = ", ".join(f"{s.label} {s.value} (p {p_text(s.comparison.p)})" for s in ties)
+        lines.append(f"  not told apart from it at 5% (Holm-adjusted p): {named}")
+    if untested:
+        named = ", ".join(f"{s.label} {s.value}" for s in untested)
+        lines.append(f"  untested against it (one run each has no test): {named}; run more seeds")
+    if others and not ties and not untested:
+        lines.append("  every other setting is worse at 5% (Holm-adjusted)")
     lines += ["  train it again with:", f"    {train_command(Path(best.ok[0]['dir']))}"]
     return lines
 

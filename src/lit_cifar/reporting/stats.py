@@ -1,5 +1,5 @@
-"""How sure a table is of a result: a 95% interval for each setting, and which settings cannot be told apart
-from the best.
+"""How sure a table is of a result: a 95% interval for each setting (whether a setting is told apart from the best
+is a test's, lit_cifar.reporting.compare).
 
 - Several seeds of a setting: Student's t interval of their mean, on n - 1 degrees of freedom (n seeds).
 - One run: the exact binomial (Clopper-Pearson) interval of an accuracy p measured on N evaluation images, k = pN
@@ -7,9 +7,7 @@ from the best.
   measure that), so it is the least uncertainty a single run has. It is not symmetric about p and never leaves
   [0, 1]: a run with every image right gets [0.9926, 1] on 500 images, where p ± 1.96 sqrt(p(1 - p) / N) collapses
   to a point.
-- A loss from one run has no such formula: it gets no interval, and is tied only with an equal value.
-
-Two settings cannot be told apart when their intervals overlap."""
+- A loss from one run has no such formula: it gets no interval."""
 
 import math
 import statistics
@@ -85,8 +83,3 @@ def estimate(values: list[float], images: int | None, accuracy: bool) -> Estimat
     if accuracy and images and 0.0 <= mean <= 1.0:
         return Estimate(mean, 1, binomial_interval(mean, images), images)
     return Estimate(mean, 1, None, images)
-
-
-def tied(a: Estimate, b: Estimate) -> bool:
-    """Whether the two cannot be told apart: their intervals overlap (equal values without intervals)."""
-    return a.low <= b.high and b.low <= a.high

@@ -27,10 +27,12 @@ between runs, and the files are written only into `--out`.
 Every ranking carries its uncertainty (lit_cifar.reporting.settings): runs whose overrides differ only in `seed`
 are one setting, ranked by their mean with a 95% interval (a second table gives n and the intervals of the ranked
 metric and of test/acc when a setting has several runs); a single run's interval is the exact binomial one of its
-accuracy on the images it was measured on, [low, high]. Each run's `vs best` says whether its setting is the best or
-cannot be told apart from it (`tied`), and the `best:` line at the end names them all. A line says when the runs
-ran different code: runs of one setting on different code are settings of their own (a `code` column), never
-seeds of one."""
+accuracy on the images it was measured on, [low, high]. Each run's `vs best` is its setting's test against the best
+(lit_cifar.reporting.compare: `tied (p 0.31)`, `worse (p 0.004)`), and the `best:` line at the end names the tied
+ones. A sweep over two keys or more adds which keys matter, and one of three finished runs or more the expected
+best of more trials (lit_cifar.reporting.effects); a compared key a run did not set shows the value it used. A line
+says when the runs ran different code: runs of one setting on different code are settings of their own (a `code`
+column), never seeds of one."""
 
 import csv
 import glob
@@ -41,6 +43,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from lit_cifar.reporting.effects import Effects, effects_note, effects_table, more_trials_note, of_settings
 from lit_cifar.reporting.rows import Curve, row_value
 from lit_cifar.reporting.settings import (
     CODE,
@@ -306,6 +309,30 @@ def describe_run(row: dict) -> tuple[str, list[str]]:
     return f"Run {row['dir']}", [f"overrides: {overrides or 'none'}", *_code([row])]
 
 
+def fill_unset(rows: list[dict], keys: list[str]) -> None:
+    """A compared key that a run did not set gets the value the run used (its resolved config's, or a config
+    group's choice from its Hydra record), so that every row shows it and runs of the same values are one setting."""
+    for row in rows:
+        unset = [key for key in keys if row["overrides"] is not None and key not in row["overrides"]]
+        if unset:
+            folder = Path(row["dir"])
+            resolved, choices = _resolved(folder), _choices(folder)
+            for key in unset:
+                value = _select(resolved, key)
+                value = value if isinstance(value, str | int | float | bool) else choices.get(key)
+                if value is not None:
+                    row["overrides"][key] = str(value)
+
+
+def _choices(folder: Path) -> dict:
+    """A run's config group choices (`model: week11_cnn`), from its `.hydra/hydra.yaml`; {} without one."""
+    path = folder / ".hydra" / "hydra.yaml"
+    try:
+        return dict(OmegaConf.load(path).hydra.runtime.choices) if path.is_file() else {}
+    except Exception:  # edited by hand or cut short: the row shows what else the folder says
+        return {}
+
+
 def compared_keys(swept: list[str], rows: list[dict]) -> list[str]:
     """The swept keys, then every other key whose value differs between the runs (unset is a value too), then
     `code` when runs of one setting ran different code."""
@@ -336,9 +363,9 @@ def setting_rows(found: list[Setting], metric: str) -> list[dict]:
     for setting in found:
         if setting.value is None:
             continue
-        members = {name for run in setting.runs for name in (run["job"], run["dir"])}
+        members = {name for run in setting.ok for name in (run["job"], run["dir"])}
         shown = {"job": setting.label, metric: setting.value.mean, INTERVAL: setting.value.interval}
-        rows.append(setting.ok[0] | shown | {VERDICT: setting.verdict, "members": members})
+        rows.append(setting.ok[0] | shown | {VERDICT: setting.verdict, "members": members, "n": len(setting.seeds)})
     return rows
 
 
@@ -489,10 +516,11 @@ def gather(paths: list[Path]) -> Gathered:
 
 def render(
     blocks: list[tuple[str, list[str]]], keys: list[str], rows: list[dict], columns: list[str], found: list[Setting],
-    metric: str, same_runs: list[str] = (),
+    metric: str, same_runs: list[str] = (), effects: Effects | None = None, trial_values: list[float] = (),
 ) -> str:  # fmt: skip
     """results.md: what each folder ran, what the table counted, how sure the ranking is, one row per setting when
-    some runs differ only in seed, every run, and the best setting with those that cannot be told apart from it."""
+    some runs differ only in seed, which keys matter and whether more trials would help, every run, and the best
+    setting with those that cannot be told apart from it."""
     parts = [] if len(blocks) == 1 else [f"# {len(rows)} runs from {len(blocks)} folders\n"]
     heading = "#" if len(blocks) == 1 else "##"
     parts += [f"{heading} {title}\n\n" + "".join(f"- {line}\n" for line in lines) for title, lines in blocks]
@@ -507,6 +535,11 @@ def render(
             "interval over its seeds, or a single seed's value and exact binomial interval [low, high].\n\n"
             + markdown(table, list(table[0]))
         )
+    if effects is not None:
+        table = effects_table(effects, metric)
+        parts.append(f"## Which keys matter\n\n{effects_note(effects, metric)}\n\n" + markdown(table, list(table[0])))
+    if len(trial_values) >= 3:
+        parts.append(f"## Would more trials help\n\n{more_trials_note(trial_values, higher_is_better(metric))}\n")
     parts.append("## Runs\n\n" + markdown(rows, columns))
     if len(found) > 1 or len(blocks) > 1 or is_sweep_dir(Path(rows[0]["dir"]).parent):
         parts.append("\n".join(best_lines(found, metric)) + "\n")
@@ -535,12 +568,15 @@ def report(paths: list[Path], out: Path | None) -> list[dict]:
     paths, rows, curves, metric = found_runs.paths, found_runs.rows, found_runs.curves, found_runs.metric
     one_sweep = len(paths) == 1 and is_sweep_dir(paths[0])
     keys = compared_keys(found_runs.swept, rows)
+    fill_unset(rows, keys)
     found = settings(rows, keys, metric)
     mark_runs(found, metric)
+    log_keys = log_scaled_keys(paths[0]) if one_sweep else set()
+    effects, trial_values = of_settings(found, keys, metric, log_keys)
     results = [*RESULTS[:1], *([] if metric in RESULTS else [metric]), *RESULTS[1:]]
     at = results.index(metric) + 1
     columns = ["job" if one_sweep else "dir", *keys, *results[:at], INTERVAL, VERDICT, *results[at:]]
-    text = render(found_runs.blocks, keys, rows, columns, found, metric, found_runs.same_runs)
+    text = render(found_runs.blocks, keys, rows, columns, found, metric, found_runs.same_runs, effects, trial_values)
     print(text, end="")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -552,11 +588,11 @@ def report(paths: list[Path], out: Path | None) -> list[dict]:
         from lit_cifar.reporting.plots import plot, plot_history  # matplotlib only where a figure is drawn
 
         search = one_sweep and is_search(OmegaConf.load(paths[0] / "multirun.yaml").hydra)
-        log_keys = log_scaled_keys(paths[0]) if one_sweep else set()
         figure_curves = {labels[f]: curve for f, curve in curves.items()}
         seeds = any(len(setting.runs) > 1 for setting in found)  # then the figure shows settings, not runs
         shown = (setting_rows(found, metric), [k for k in keys if k != "seed"]) if seeds else (rows, keys)
-        plot(out / "results.png", shown[1], shown[0], figure_curves, title, metric, log_keys, search)
+        plot(out / "results.png", shown[1], shown[0], figure_curves, title, metric, log_keys, search, effects,
+             trial_values)  # fmt: skip
         written = ["results.md", "results.csv", "results.png"]
         if search:
             plot_history(rows, curves, out / "search_history.png", title, metric)
