@@ -155,13 +155,14 @@ def test_a_checkpoint_evaluated_on_other_classes_says_to_point_data_root_at_its_
 def sweep_record(folder: Path, task: list[str], hydra: list[str] = (), params: dict | None = None) -> Path:
     """A sweep folder as Hydra leaves it before its first job: multirun.yaml with the command line's overrides."""
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"hydra": {"overrides": {"task": task, "hydra": list(hydra)}, "sweeper": {"params": params}}}
+    record = {"hydra": {"overrides": {"task": task, "hydra": list(hydra)}, "sweeper": {"params": params}},
+              "trainer": {"max_epochs": 1}}  # fmt: skip
     OmegaConf.save(record, folder / "multirun.yaml")
     return folder
 
 
 def smoke(cifar_root: Path) -> list[str]:
-    return [*tiny_cifar_overrides(cifar_root), "model=week11_cnn", "trainer.fast_dev_run=true"]
+    return [*tiny_cifar_overrides(cifar_root), "model=week11_cnn", "trainer.max_epochs=1", "trainer.fast_dev_run=true"]
 
 
 def loads(key: str, pickle: Path) -> list[str]:
@@ -267,3 +268,35 @@ def test_a_killed_confirmation_goes_on_with_the_command_it_prints(tmp_path, cifa
     assert again.returncode == 0, again.stderr[-3000:]
     record = json.loads((interrupted / "metrics.json").read_text())
     assert record["status"] == "ok" and record["start"] == "resumed" and record["seed"] == 2
+
+
+@pytest.mark.slow
+def test_rerun_of_a_search_refuses_a_trial_left_running_whose_values_choose_code(tmp_path, cifar_root):
+    """A trial left running is run again with the values the study's file holds: a key outside the search space
+    comes from that file alone."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from lit_cifar.sweep.search import STUDY_FILE, journal
+
+    folder, marker = tmp_path / "search", tmp_path / "marker"
+    search = ["hydra/sweeper=optuna", "hydra/sweeper/pruner=none", "hydra.sweeper.n_trials=1"]
+    args = [*tiny_cifar_overrides(cifar_root), "model=week11_cnn", "trainer.max_epochs=1", "optim.lr=choice(1e-3,2e-3)"]
+    first = run_cli("lit_cifar.train", "-m", *search, *args, f"hydra.sweep.dir={folder}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    torch.save(Touch(marker), folder / "payload.pt")
+    study = optuna.load_study(storage=journal(folder), study_name="search")
+    values = {"optim.lr": [0.001, 0.002], "+callbacks.x._target_": ["torch.load"],
+              "+callbacks.x.f": [str(folder / "payload.pt")], "+callbacks.x.weights_only": [False]}  # fmt: skip
+    study.ask({key: CategoricalDistribution(choices) for key, choices in values.items()})  # left running
+    before = file_hashes(folder)
+
+    result = run_cli("lit_cifar.rerun", str(folder))
+
+    assert not marker.exists() and not (folder / "trial-001").exists()
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.splitlines()[-1].startswith(
+        f"error: {folder / STUDY_FILE}'s override +callbacks.x._target_=torch.load sets callbacks.x._target_ to "
+        "torch.load, which is not one of lit_cifar's callbacks"
+    )
+    assert file_hashes(folder) == before

@@ -53,7 +53,6 @@ class OptunaSweeper(Sweeper):
         from lit_cifar.sweep.search import (
             as_override,
             check_fits_study,
-            journal,
             largest_batch_size,
             open_study,
             search_space,
@@ -66,7 +65,7 @@ class OptunaSweeper(Sweeper):
         if grid:  # Optuna's GridSampler stops the study from inside `tell`, which works only in `study.optimize`
             combinations = grid_points(space)  # so a grid is enqueued instead: in order, each combination once
             n_trials = min(n_trials, len(combinations))
-        check_fits_study(journal(sweep_dir), self.study_name, space)  # all checked: from here on, files change
+        check_fits_study(sweep_dir, self.study_name, space, fixed)  # all checked: from here on, files change
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         study = open_study(sweep_dir, self.study_name, self.direction, instantiate(self.pruner))
         # Seeded by the run's seed and the trials done: a re-run proposes new trials, not the first ones again.

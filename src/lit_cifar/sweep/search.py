@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from lit_cifar.run.errors import UserError
 from lit_cifar.run.metrics import higher_is_better
 from lit_cifar.run.overrides import as_typed, parse
+from lit_cifar.run.targets import refuse_code
 from lit_cifar.sweep.confirmation import confirmation_name
 
 STUDY_FILE = "optuna.journal"
@@ -127,17 +128,23 @@ def open_study(sweep_dir: Path, name: str, direction: str, pruner):
     )
 
 
-def check_fits_study(storage, name: str, space: dict) -> None:
-    """Refuse a search space whose list of choices for a key differs from the one the study in `storage` drew
-    from: Optuna cannot change a categorical dimension (ranges may change)."""
+def check_fits_study(sweep_dir: Path, name: str, space: dict, fixed: list[str]) -> None:
+    """Refuse a search space whose list of choices for a key differs from the one the study in `sweep_dir` drew
+    from: Optuna cannot change a categorical dimension (ranges may change). Refuse a trial left running, which runs
+    again with the values the study's file holds, when one outside the space chooses code that the search's own
+    lines (`fixed`) do not (that file is data)."""
     import optuna
     from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState
 
     try:
-        study = optuna.load_study(study_name=name, storage=storage)
+        study = optuna.load_study(study_name=name, storage=journal(sweep_dir))
     except KeyError:  # no such study yet
         return
     for trial in study.get_trials(deepcopy=False):
+        if trial.state == TrialState.RUNNING:
+            outside = [as_override(key, value) for key, value in trial.params.items() if key not in space]
+            refuse_code(outside, sweep_dir / STUDY_FILE, trusted=fixed)
         for key, before in trial.distributions.items():
             now = space.get(key)
             if isinstance(before, CategoricalDistribution) and now is not None and now != before:
