@@ -413,3 +413,24 @@ def test_on_the_slice_lr_matters_dropout_does_not_and_the_dropouts_at_the_better
     better = [row["vs best"].split(" ")[0] for row in by_setting if row["optim.lr"] == "0.003"]
     assert sorted(better) == ["best", "tied"]
     assert all(row["vs best"].startswith("worse") for row in by_setting if row["optim.lr"] == "0.0001")
+
+
+def test_a_report_across_folders_shows_the_value_each_run_used_never_a_blank_or_default(tmp_path):
+    values = (("0.001", 0.4), ("0.002", 0.5))
+    jobs = {f"optim.lr={lr}": ([f"optim.lr={lr}"], result({"val/acc_best": v})) for lr, v in values}
+    sweep = a_sweep(tmp_path / "sweep", jobs, "optim.lr=1e-3,2e-3")
+    run = make_run(tmp_path / "outputs" / "run", ["model=resnet_lite"], result({"val/acc_best": 0.45}))
+    OmegaConf.save({"seed": 0, "trainer": {"max_epochs": 3}, "optim": {"lr": 0.0005}}, run / ".hydra" / "resolved.yaml")
+    OmegaConf.save({"hydra": {"runtime": {"choices": {"model": "resnet_lite"}}}}, run / ".hydra" / "hydra.yaml")
+    for job in sweep.glob("optim.lr=*"):  # the sweep's jobs ran the default model
+        OmegaConf.save({"hydra": {"runtime": {"choices": {"model": "week11_cnn"}}}}, job / ".hydra" / "hydra.yaml")
+    done = run_cli("lit_cifar.report", str(run), str(sweep), "--out", str(tmp_path / "both"))
+    assert done.returncode == 0, done.stderr
+    markdown = (tmp_path / "both" / "results.md").read_text()
+    runs = table_rows(section(markdown, "Runs"))
+    assert sorted((row["optim.lr"], row["model"]) for row in runs) == [
+        ("0.0005", "resnet_lite"),
+        ("0.001", "week11_cnn"),
+        ("0.002", "week11_cnn"),
+    ]
+    assert "(default)" not in markdown
