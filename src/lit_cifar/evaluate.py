@@ -18,14 +18,7 @@ from lit_cifar.run.dirs import held, is_empty, removed_on_error
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.run.validate import check_values
 from lit_cifar.sweep.resolvers import register
-from lit_cifar.training.restore import (
-    check_data_found,
-    load_datamodule,
-    load_net,
-    pick_device,
-    run_logits,
-    trained_checkpoint,
-)
+from lit_cifar.training.restore import load_net, load_test_split, pick_device, run_logits, trained_checkpoint
 
 log = logging.getLogger(__name__)
 register()
@@ -37,16 +30,7 @@ def confusion_matrix(
 ) -> tuple[torch.Tensor, list[str]]:
     """Rows: true class, columns: predicted class, over the test split; and the class names."""
     logits_of = run_logits(ckpt, load_net(ckpt, ckpt_path).to(device))
-    datamodule = load_datamodule(ckpt, ckpt_path, **data_overrides)
-    trained_classes, trained_stats = datamodule.class_names, (datamodule.mean, datamodule.std)
-    check_data_found(datamodule, ckpt_path)
-    datamodule.setup("test")
-    datamodule.mean, datamodule.std = trained_stats  # setup computes those of the data found
-    if trained_classes and datamodule.class_names != trained_classes:
-        raise UserError(
-            f"{ckpt_path} was trained on the classes {trained_classes} but the dataset found "
-            f"holds {datamodule.class_names}; point data.root at the dataset it was trained on"
-        )
+    datamodule = load_test_split(ckpt, ckpt_path, "evaluate", **data_overrides)
     matrix = MulticlassConfusionMatrix(len(datamodule.class_names)).to(device)
     for images, labels in datamodule.test_dataloader():
         images, labels = images.to(device), labels.to(device)

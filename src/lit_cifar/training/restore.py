@@ -107,7 +107,7 @@ def load_datamodule(ckpt: dict, path: str | Path, **overrides) -> ImageDataModul
     return datamodule
 
 
-def check_data_found(datamodule: ImageDataModule, path: str | Path) -> None:
+def check_data_found(datamodule: ImageDataModule, path: str | Path, use: str) -> None:
     """Refuse in one line when the datamodule's data is not where `data.root` says: with downloads off, a
     datamodule's `prepare_data` only looks for it."""
     try:
@@ -115,5 +115,23 @@ def check_data_found(datamodule: ImageDataModule, path: str | Path) -> None:
     except UserError as err:
         missing = str(err).split("; ")[0]  # the advice after it is training's (data.download=true)
         raise UserError(
-            f"{missing}; evaluate never downloads: point data.root at the data {path} was trained on"
+            f"{missing}; {use} never downloads: point data.root at the data {path} was trained on"
         ) from None
+
+
+def load_test_split(ckpt: dict, path: str | Path, use: str, **overrides) -> ImageDataModule:
+    """The checkpoint's datamodule (`load_datamodule`) with its test split read (`test_set`: the held-out
+    validation images for data without a test split, as the run's own test), keeping the class names, mean and
+    std the net was trained with; refused in one line when the data found is missing or holds other classes.
+    `use` is the command, for its errors."""
+    datamodule = load_datamodule(ckpt, path, **overrides)
+    trained_classes, trained_stats = datamodule.class_names, (datamodule.mean, datamodule.std)
+    check_data_found(datamodule, path, use)
+    datamodule.setup("test")
+    datamodule.mean, datamodule.std = trained_stats  # setup computes those of the data found
+    if trained_classes and datamodule.class_names != trained_classes:
+        raise UserError(
+            f"{path} was trained on the classes {trained_classes} but the dataset found "
+            f"holds {datamodule.class_names}; point data.root at the dataset it was trained on"
+        )
+    return datamodule
