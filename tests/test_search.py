@@ -235,7 +235,7 @@ def test_a_rerun_search_goes_on_with_new_trials_and_refuses_another_experiment(t
     record = file_hashes(sweep_dir)
 
     for change, message in [
-        (["model.dropout=choice(0.5,0.6)"], "model.dropout drew from choice(0.1,0.3) in this search"),
+        (["model.dropout=choice(0.5,0.6)"], "model.dropout: choice(0.1,0.3) -> choice(0.5,0.6)"),
         (["trainer.max_epochs=2"], "trainer.max_epochs: 1 -> 2 (a search's trials train alike)"),
     ]:
         refused = search(sweep_dir, cifar_root, *space, *change, "hydra.sweeper.n_trials=4")

@@ -7,7 +7,7 @@ from conftest import REPO
 
 from lit_cifar.run.validate import TYPES, conforms
 
-GROUPS = ("data", "model", "optim", "scheduler", "trainer", "debug")
+GROUPS = ("data", "model", "optim", "scheduler", "trainer", "callbacks", "logger", "debug")
 
 
 def _leaves(node: object, prefix: str) -> list[tuple[str, object]]:

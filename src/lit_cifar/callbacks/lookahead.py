@@ -5,8 +5,6 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from lit_cifar.run.errors import UserError
-
 
 class Lookahead(pl.Callback):
     """Every `every_n_steps` optimizer steps, the slow copy of the net's floating-point state (parameters and
@@ -18,10 +16,7 @@ class Lookahead(pl.Callback):
     The update reads nothing on the host (decay comes from Python ints) and runs as two foreach kernels."""
 
     def __init__(self, every_n_steps: int = 5, base: float = 0.95, power: float = 3.0) -> None:
-        if not (isinstance(every_n_steps, int) and every_n_steps >= 1):
-            raise UserError(f"callbacks.lookahead.every_n_steps={every_n_steps} must be a positive integer, e.g. 5")
-        if not 0 <= base <= 1:
-            raise UserError(f"callbacks.lookahead.base={base} must be in [0, 1], e.g. 0.95")
+        # the ranges of these values: lit_cifar.run.validate.RULES, checked at the start before torch loads
         self.every_n_steps, self.base, self.power = every_n_steps, base, power
         self.slow: dict[str, torch.Tensor] = {}
         self._live: dict[str, torch.Tensor] = {}

@@ -18,10 +18,7 @@ class PatchWhitening(pl.Callback):
     once more for it, at that epoch."""
 
     def __init__(self, num_images: int = 5000, bias_epochs: int | None = None) -> None:
-        if bias_epochs is not None and not (isinstance(bias_epochs, int) and bias_epochs >= 0):
-            raise UserError(
-                f"callbacks.patch_whitening.bias_epochs={bias_epochs} must be a number of epochs ≥ 0 or null, e.g. 3"
-            )
+        # the ranges of these values: lit_cifar.run.validate.RULES, checked at the start before torch loads
         self.num_images, self.bias_epochs = num_images, bias_epochs
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

@@ -44,11 +44,12 @@ def resolved_config(cfg: DictConfig, max_epochs: int | None = None) -> dict:
 _UNSET = object()
 
 
-def _flat(config: dict, prefix: str = "") -> dict[str, object]:
+def flattened(config: dict, prefix: str = "") -> dict[str, object]:
+    """{`a.b.c`: value} of every leaf of the nested `config` (an empty mapping is a leaf)."""
     flat = {}
     for key, value in config.items():
         if isinstance(value, dict) and value:
-            flat.update(_flat(value, f"{prefix}{key}."))
+            flat.update(flattened(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -69,7 +70,7 @@ def _derived(cfg: DictConfig, key: str) -> bool:
 def config_changes(old: dict, new: dict, cfg: DictConfig) -> list[str]:
     """`key: old -> new` for each setting of `cfg` (resolved: `new`) that differs from `old` and changes
     what a run computes; keys that only follow another key are named when nothing else explains a change."""
-    before, after = _flat(old), _flat(new)
+    before, after = flattened(old), flattened(new)
     changed = [
         key
         for key in sorted(before.keys() | after.keys())

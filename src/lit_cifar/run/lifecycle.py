@@ -15,6 +15,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 
 from lit_cifar.run.dirs import held, removed_on_error
@@ -52,9 +53,10 @@ def ranks_told(start: Start) -> Iterator[None]:
 @contextmanager
 def failure_recorded(run_dir: Path) -> Iterator[None]:
     """In a sweep job: turn any exception into `metrics.json` with status `failed` and the reason, so the
-    other jobs run on; the traceback goes to the job's log. A job refused because its folder holds a run
-    it would change leaves that folder as it is, and stops the sweep. A search's trial stopped by its pruner is
-    recorded as `pruned`."""
+    other jobs run on; the console and the job's log get the reason in one line, and the job's log alone the
+    traceback of an error that is no user error (a bug). A job refused because its folder holds a run it would
+    change leaves that folder as it is, and stops the sweep. A search's trial stopped by its pruner is recorded
+    as `pruned`."""
     try:
         yield
     except RunRefused as err:  # the sweep stops here: its other jobs would be refused the same way
@@ -63,9 +65,21 @@ def failure_recorded(run_dir: Path) -> Iterator[None]:
     except RunPruned as pruned:
         record_pruned(run_dir, pruned)
     except Exception as err:
-        reason = user_message(err) or f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
-        log.exception("job failed: %s", reason)
+        message = user_message(err)
+        bug = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err  # not Hydra's wrap
+        reason = message or f"{type(bug).__name__}: {(str(bug).strip().splitlines() or [''])[0]}"
+        log.error("job failed: %s", reason)
+        if message is None:
+            _to_log_files(logging.ERROR, "the traceback of the job's failure", sys.exc_info())
         record_failed(run_dir, reason)
+
+
+def _to_log_files(level: int, message: str, exc_info: tuple) -> None:
+    """Log to the log files only (Hydra's root handlers that write a file), not to the console."""
+    record = log.makeRecord(log.name, level, __file__, 0, message, (), exc_info)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 @contextmanager

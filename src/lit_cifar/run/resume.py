@@ -35,18 +35,44 @@ class Start:
 
 
 def _previous_config(run_dir: Path) -> dict:
+    """The resolved config a run in `run_dir` was started with: its record, or without one its newest checkpoint's;
+    a folder that holds neither, a sweep's or one of other files, is refused as holding no run to go on with."""
+    if (run_dir / "multirun.yaml").is_file():
+        raise RunRefused(
+            f"{run_dir} is a sweep dir; pass one of its job folders as hydra.run.dir, or re-run the sweep with "
+            f"python -m lit_cifar.rerun {run_dir}"
+        )
     if (run_dir / RESOLVED).is_file():
         try:
             config = OmegaConf.to_container(OmegaConf.load(run_dir / RESOLVED))
         except Exception:  # cut short by a kill while it was written, or edited
             config = None
-        if not isinstance(config, dict) or "trainer" not in config:
-            raise RunRefused(f"{run_dir / RESOLVED} is not a readable run record; restore it, or start a new run")
-        return config
+        return _recorded(config, f"{run_dir / RESOLVED} is not a readable run record; restore it, or start a new run")
     last = newest_checkpoint(run_dir / "checkpoints")
     if last is not None:
-        return read_checkpoint(last)["run_config"]
-    raise RunRefused(f"{run_dir} holds files but no lit_cifar run (no {RESOLVED}); pick another folder")
+        return _trained_config(read_checkpoint(last), last)
+    raise RunRefused(f"{run_dir} holds files but no lit_cifar run; pick an empty or new folder")
+
+
+def _recorded(config: object, unreadable: str) -> dict:
+    """`config`, a run's resolved config read from a file, when it has a run's shape (its trainer.max_epochs, its
+    model's and data's classes); else a refusal saying `unreadable`. It stays data: compared, never built."""
+
+    def value(dotted: str) -> object:
+        node = config
+        for key in dotted.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        return node
+
+    classes = (value("model._target_"), value("data._target_"))
+    if type(value("trainer.max_epochs")) is not int or not all(isinstance(name, str) for name in classes):
+        raise RunRefused(unreadable)
+    return config
+
+
+def _trained_config(ckpt: dict, path: str | Path) -> dict:
+    """The resolved config the checkpoint `ckpt` (read from `path`) was trained with."""
+    return _recorded(ckpt["run_config"], f"{path} holds no readable run config; pass another checkpoint")
 
 
 def refuse_other_settings(old: dict, cfg: DictConfig, where: str, fix: str) -> None:
@@ -79,17 +105,17 @@ def plan_start(cfg: DictConfig, run_dir: Path, new: bool, sweep_job: bool) -> St
         if cfg.ckpt_path in (None, "last"):
             return Start()
         ckpt = read_checkpoint(cfg.ckpt_path)
+        old = _trained_config(ckpt, cfg.ckpt_path)
         check_same_model(cfg, ckpt, cfg.ckpt_path)
-        old = ckpt["run_config"]
         refuse_other_settings(
             old, cfg, cfg.ckpt_path, "train on from it with its own settings (they are in the checkpoint's run "
             "dir, .hydra/resolved.yaml), or start without ckpt_path",
         )  # fmt: skip
         return Start("from_checkpoint", str(Path(cfg.ckpt_path).resolve()))
     fix = "use a new hydra.sweep.dir" if sweep_job else "start a new run without ckpt_path=last"
+    old = _previous_config(run_dir)
     if not sweep_job and cfg.ckpt_path != "last":
         raise RunRefused(f"{run_dir} already holds a run; add ckpt_path=last to resume it or pick a new hydra.run.dir")
-    old = _previous_config(run_dir)
     refuse_other_settings(old, cfg, str(run_dir), f"resume with its own settings (see {run_dir / RESOLVED}), or {fix}")
     outcome = read_outcome(run_dir)
     status = outcome.get("status")
@@ -102,6 +128,9 @@ def plan_start(cfg: DictConfig, run_dir: Path, new: bool, sweep_job: bool) -> St
     last = newest_checkpoint(run_dir / "checkpoints")
     if last is None:
         return Start("new")
+    # what Lightning restores (weights, optimizer, schedule) is the checkpoint's, whatever the record says
+    trained = _trained_config(read_checkpoint(last), last)
+    refuse_other_settings(trained, cfg, str(last), f"resume with the settings it was trained with, or {fix}")
     kind = "extended" if cfg.trainer.max_epochs > old["trainer"]["max_epochs"] else "resumed"
     return Start(kind, str(last))
 

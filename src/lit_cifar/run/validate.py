@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from omegaconf import DictConfig, OmegaConf
 
 from lit_cifar.run.errors import UserError, group_hint
-from lit_cifar.run.metrics import check_metric
+from lit_cifar.run.metrics import METRICS, check_metric, higher_is_better
 from lit_cifar.run.overrides import parse
 
 log = logging.getLogger(__name__)
 
 SEED_MAX = 2**32 - 1  # what seed_everything (numpy's global RNG) accepts
+HPARAMS_NUMBERS = ("lr", "batch_size", "weight_decay", "label_smoothing", "max_epochs", "seed")  # callbacks.hparams
+BEST_KEEPERS = ("model_checkpoint", "early_stopping")  # the callbacks that follow a metric (`monitor`, `mode`)
 ABSENT = object()
 
 
@@ -99,6 +101,28 @@ TYPES: dict[str, object] = {
     "trainer.overfit_batches": float,
     "trainer.profiler": object,
     **{f"trainer.profiler.{key}": str for key in ("dirpath", "filename")},
+    # callbacks (conf/callbacks/, and those an experiment adds) and loggers: their classes import torch, so their
+    # keys' types and ranges are said here, where a start checks them before torch loads
+    **{f"callbacks.{name}.{key}": str for name in BEST_KEEPERS for key in ("monitor", "mode")},
+    **{f"callbacks.model_checkpoint.{key}": str for key in ("dirpath", "filename")},
+    **{f"callbacks.model_checkpoint.{key}": bool for key in ("save_last", "auto_insert_metric_name")},
+    "callbacks.lr_monitor.logging_interval": str | None,
+    "callbacks.epoch_log.name": str,
+    "callbacks.run_time.warn_above_min": float,
+    "callbacks.model_summary.max_depth": int,
+    **{f"callbacks.hparams.numbers.{key}": float for key in HPARAMS_NUMBERS},
+    "callbacks.early_stopping.patience": int,
+    "callbacks.weight_averaging.decay": float,
+    "callbacks.weight_averaging.update_every_n_steps": int,
+    "callbacks.lookahead.every_n_steps": int,
+    **{f"callbacks.lookahead.{key}": float for key in ("base", "power")},
+    "callbacks.patch_whitening.num_images": int,
+    "callbacks.patch_whitening.bias_epochs": int | None,
+    **{f"logger.{name}.{key}": str for name in ("csv", "tensorboard", "wandb") for key in ("save_dir", "name")},
+    **{f"logger.{name}.version": str | int for name in ("csv", "tensorboard")},
+    "logger.tensorboard.default_hp_metric": bool,
+    **{f"logger.wandb.{key}": str for key in ("project", "group", "mode")},
+    **{f"logger.mlflow.{key}": str for key in ("tracking_uri", "experiment_name", "run_name")},
 }
 TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
 
@@ -175,6 +199,30 @@ RULES: dict[str, Rule] = {
     ),
     "data.rotation": Rule(in_range(0, 180), "degrees in [0, 180]", "data.rotation=10"),
     "data.translate": Rule(in_range(0, INF, ints=True), "a number of pixels ≥ 0", "data.translate=4"),
+    **{
+        f"callbacks.{name}.monitor": Rule(
+            lambda v: v in METRICS, f"a metric a run reports ({', '.join(METRICS)})", "val/acc"
+        )
+        for name in BEST_KEEPERS
+    },
+    **{f"callbacks.{name}.mode": Rule(lambda v: v in ("max", "min"), "'max' or 'min'", "max") for name in BEST_KEEPERS},
+    "callbacks.lr_monitor.logging_interval": Rule(
+        lambda v: v in ("step", "epoch"), "'step', 'epoch' or null (as the scheduler steps)", "step", nullable=True
+    ),
+    "callbacks.run_time.warn_above_min": Rule(in_range(0, INF), "a number of minutes ≥ 0", "10"),
+    "callbacks.model_summary.max_depth": Rule(in_range(-1, INF, ints=True), "an integer ≥ -1 (-1: every layer)", "2"),
+    "callbacks.early_stopping.patience": Rule(in_range(0, INF, ints=True), "a number of validations ≥ 0", "3"),
+    "callbacks.weight_averaging.decay": Rule(
+        in_range(0, 1, high_open=True), "a number in [0, 1) (at 1 the average never moves)", "0.999"
+    ),
+    "callbacks.weight_averaging.update_every_n_steps": Rule(in_range(1, INF, ints=True), "a positive integer", "1"),
+    "callbacks.lookahead.every_n_steps": Rule(in_range(1, INF, ints=True), "a positive integer", "5"),
+    "callbacks.lookahead.base": Rule(in_range(0, 1), "a number in [0, 1]", "0.95"),
+    "callbacks.lookahead.power": Rule(in_range(0, INF), "a number ≥ 0", "3"),
+    "callbacks.patch_whitening.num_images": Rule(in_range(1, INF, ints=True), "a positive number of images", "5000"),
+    "callbacks.patch_whitening.bias_epochs": Rule(
+        in_range(0, INF, ints=True), "a number of epochs ≥ 0, or null: it trains in every epoch", "3", nullable=True
+    ),
 }
 
 
@@ -200,6 +248,20 @@ def check_values(cfg: DictConfig) -> None:
             shown = "null" if value is None else value
             raise UserError(f"{key}={shown} must be {rule.allowed}, e.g. {example}")
     check_types(cfg)
+
+
+def check_monitor_modes(cfg: DictConfig) -> None:
+    """A callback that keeps the best by a metric (`monitor`, `mode`) must take it the way the metric is better:
+    the other way it would keep, and test, the worst checkpoint."""
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        if not isinstance(callback, DictConfig) or callback.get("monitor") not in METRICS or "mode" not in callback:
+            continue
+        better = "max" if higher_is_better(callback.monitor) else "min"
+        if callback.mode != better:
+            raise UserError(
+                f"callbacks.{name}.mode={callback.mode} takes the worst {callback.monitor} for the best; "
+                f"set it the way that metric is better, e.g. callbacks.{name}.mode={better}"
+            )
 
 
 def check_added_keys(added: list[str]) -> None:
@@ -309,6 +371,7 @@ def check_start(cfg: DictConfig, overrides: list[str]) -> None:
         ]
     )
     check_values(cfg)
+    check_monitor_modes(cfg)
     check_metric(cfg.optimized_metric)
     warn_idle_settings(cfg)
 

@@ -1,49 +1,109 @@
 """The sweep guard: before a sweep starts, what would mix results is refused: a sweep dir that holds a
-single run, a re-run that changes what the folder's sweep holds fixed, several devices per
-job, and, without a validation split, what needs one."""
+single run, a sweep of another kind (a grid, a search), a re-run that changes what the folder's
+sweep holds fixed (for a search also its study, sampler, pruner, metrics and space), several devices per job,
+and, without a validation split, what needs one."""
 
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from lit_cifar.run.config import flattened
 from lit_cifar.run.dirs import lock, release
 from lit_cifar.run.errors import UserError
-from lit_cifar.run.overrides import as_typed
+from lit_cifar.run.overrides import as_typed, overrides_of
 from lit_cifar.run.record import OUTCOME
 from lit_cifar.run.validate import check_needs_validation
 from lit_cifar.sweep.confirmation import check_confirmation
 from lit_cifar.sweep.gpu_share import forget_measured
 from lit_cifar.sweep.jobs import jobs_per_gpu, refuse_several_devices
 from lit_cifar.sweep.overrides import _fixed_and_swept, grid_of, sweep_command, sweep_overrides
-from lit_cifar.sweep.search import is_search
+from lit_cifar.sweep.search import is_search, search_space
+
+# What makes a search another one, besides its overrides: the study its trials go into, how it proposes and
+# stops them, and what it optimizes (a metric's direction is the study's) and reports to the pruner.
+SEARCH_SETTINGS = (
+    "optimized_metric",
+    "hydra.sweeper.study_name",
+    "hydra.sweeper.sampler",
+    "hydra.sweeper.pruner",
+    "hydra.sweeper.monitor",
+    "hydra.sweeper.direction",
+)
+
+
+def _kind(hydra_cfg: DictConfig) -> str:
+    return "an Optuna search (hydra/sweeper=optuna)" if is_search(hydra_cfg) else "a grid sweep (hydra/sweeper=grid)"
+
+
+def _changed(before: dict, after: dict) -> list[str]:
+    return [
+        f"{key}: {before.get(key, '(unset)')} -> {after.get(key, '(unset)')}"
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key) != after.get(key)
+    ]
+
+
+def _search_settings(config: DictConfig) -> dict[str, object]:
+    found = {}
+    for key in SEARCH_SETTINGS:
+        value = OmegaConf.select(config, key, default=None, throw_on_missing=False)
+        found.update(flattened({key: as_typed(value)}) if isinstance(value, DictConfig) else {key: value})
+    return found
+
+
+def _space(config: DictConfig) -> tuple[dict, dict[str, str]]:
+    """A search's space ({key: distribution}) and each of its dimensions as written."""
+    lines = [f"{key}={value}" for key, value in (as_typed(config.hydra.sweeper.params) or {}).items()]
+    lines += as_typed(config.hydra.overrides.task)
+    space, _ = search_space({}, lines)
+    written = overrides_of(lines, as_written=True)
+    return space, {key: written[key] for key in space}
+
+
+def _search_changes(old: DictConfig, config: DictConfig) -> list[str]:
+    """What differs between the search recorded in `old` and the one `config` starts, besides their overrides."""
+    changes = _changed(_search_settings(old), _search_settings(config))
+    (before, before_written), (after, after_written) = _space(old), _space(config)
+    return changes + [
+        f"{key}: {before_written[key]} -> {after_written[key]}"
+        for key in sorted(before.keys() & after.keys())
+        if before[key] != after[key]
+    ]
 
 
 def refuse_another_sweep(sweep_dir: Path, config: DictConfig) -> None:
-    """A sweep dir holds one experiment: a re-run may add values to the swept keys (and raise
-    trainer.max_epochs), but not hold other settings fixed or vary other keys."""
+    """A sweep dir holds one experiment: a grid's re-run may add values to the swept keys (and raise
+    trainer.max_epochs), a search's may ask for more trials; neither may hold other settings fixed or vary other
+    keys, a search not change its study, its sampler, its pruner, its metrics or its space, and a grid and a search
+    never share a folder."""
     if not (sweep_dir / "multirun.yaml").is_file():
         return
+    old = OmegaConf.load(sweep_dir / "multirun.yaml")
+    if is_search(old.hydra) != is_search(config.hydra):
+        raise UserError(
+            f"{sweep_dir} holds {_kind(old.hydra)}; {_kind(config.hydra)} would mix with it: re-run it with its own "
+            f"command ({sweep_command(sweep_dir)}), or pick a new hydra.sweep.dir"
+        )
     task, _, grid = sweep_overrides(sweep_dir)
     before = _fixed_and_swept(task, grid)
     after = _fixed_and_swept(as_typed(config.hydra.overrides.task), grid_of(config.hydra))
-    changes = [
-        f"{key}: {before[0].get(key, '(unset)')} -> {after[0].get(key, '(unset)')}"
-        for key in sorted(before[0].keys() | after[0].keys())
-        if before[0].get(key) != after[0].get(key)
-    ]
+    changes = _changed(before[0], after[0])
     if before[1] != after[1]:
         changes.append(f"swept keys: {', '.join(sorted(before[1]))} -> {', '.join(sorted(after[1]))}")
-    old_epochs = OmegaConf.select(OmegaConf.load(sweep_dir / "multirun.yaml"), "trainer.max_epochs")
+    old_epochs = OmegaConf.select(old, "trainer.max_epochs")
     new_epochs = OmegaConf.select(config, "trainer.max_epochs")
     if isinstance(old_epochs, int) and isinstance(new_epochs, int) and new_epochs < old_epochs:
         changes.append(f"trainer.max_epochs: {old_epochs} -> {new_epochs} (it may only be raised)")
     elif is_search(config.hydra) and old_epochs != new_epochs:  # a study compares its trials at equal epochs
         changes.append(f"trainer.max_epochs: {old_epochs} -> {new_epochs} (a search's trials train alike)")
+    if is_search(config.hydra):
+        changes += _search_changes(old, config)
     if changes:
         seeds = after[1] - before[1] == {"seed"}  # more seeds for a sweep that held its seed fixed
         hint = f"; to give its settings more seeds: python -m lit_cifar.rerun {sweep_dir} --top K --seeds N" * seeds
+        what = "search" if is_search(old.hydra) else "sweep"
         raise UserError(
-            f"{sweep_dir} holds a sweep of other settings: {'; '.join(changes)}; re-run it with its own "
+            f"{sweep_dir} holds a {what} of other settings: {'; '.join(changes)}; re-run it with its own "
             f"settings ({sweep_command(sweep_dir)}), or pick a new hydra.sweep.dir{hint}"
         )
 
