@@ -85,6 +85,22 @@ def test_a_checkpoints_config_is_compared_as_data_never_built(finished_run, tmp_
     assert not marker.exists() and file_hashes(run_dir) == before
 
 
+def test_a_sweep_job_goes_on_only_from_a_checkpoint_of_its_own_settings(finished_run, tmp_path):
+    root, _ = finished_run
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", *tiny_cifar_overrides(root), *QUICK, "optim.lr=1e-3,2e-3", f"hydra.sweep.dir={sweep_dir}"]
+    assert run_cli("lit_cifar.train", *args).returncode == 0
+    job = sweep_dir / "optim.lr=0.002"
+    (job / "metrics.json").unlink()  # as a kill leaves it: the re-run sweep goes on with this job
+    for path in (job / "checkpoints").glob("*.ckpt"):  # trained with another lr than the job's record says
+        ckpt = torch.load(path, weights_only=True)
+        ckpt["run_config"]["optim"]["lr"] = 0.004
+        torch.save(ckpt, path)
+    before = file_hashes(sweep_dir)
+    assert_one_line(run_cli("lit_cifar.train", *args), f"{job / 'checkpoints'}", "optim.lr: 0.004 -> 0.002")
+    assert file_hashes(sweep_dir) == before
+
+
 # 2. One sweep per sweep folder.
 
 
