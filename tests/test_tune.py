@@ -46,7 +46,7 @@ def test_the_batch_size_finder_runs_first_and_is_printed_with_the_lr(tmp_path, c
     ("args", "message"),
     [
         (["tune.min_lr=1.0", "tune.max_lr=0.1"], "tune.min_lr=1.0, tune.max_lr=0.1: need 0 < min_lr < max_lr"),
-        (["tune.steps=5"], "tune.steps=5 must be an integer of at least 20"),
+        (["tune.steps=5"], "tune.steps=5 must be a whole number of at least 20"),
     ],
 )
 def test_bad_finder_settings_are_refused_in_one_line_leaving_no_folder(tmp_path, cifar_root, args, message):

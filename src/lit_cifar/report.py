@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from lit_cifar.reporting.table import expand, is_sweep_dir, report
-from lit_cifar.run.errors import exit_on_user_error
+from lit_cifar.run.errors import exit_on_user_error, stops_deferred
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with exit_on_user_error():
         paths = expand(args.dirs)
-        report(paths, args.out or (paths[0] if len(paths) == 1 and is_sweep_dir(paths[0]) else None))
+        with stops_deferred():  # a stop while it writes: the table is finished first, never half written
+            report(paths, args.out or (paths[0] if len(paths) == 1 and is_sweep_dir(paths[0]) else None))
 
 
 if __name__ == "__main__":

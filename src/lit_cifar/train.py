@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from lit_cifar.run.config import config_summary, resolved_config
 from lit_cifar.run.dirs import is_empty
-from lit_cifar.run.errors import RunStopped, run_app
+from lit_cifar.run.errors import RunStopped, run_app, stop_signal
 from lit_cifar.run.lifecycle import in_multirun, other_rank, rank_0_start, ranks_told, run_held
 from lit_cifar.run.overrides import as_typed
 from lit_cifar.run.record import save_config, supersede, write_outcome
@@ -44,8 +44,6 @@ def resume_command(run_dir: Path) -> str:
 
 
 def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, float]:
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
     from lit_cifar.run.provenance import provenance
     from lit_cifar.training.build import build
 
@@ -71,7 +69,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
         why = f"debug={debug}" if debug else "trainer.fast_dev_run, or no training batch"
         trainer.test(module, datamodule=datamodule, ckpt_path=None if smoke else tested or None)
     except SystemExit as stop:  # how Lightning ends a run after SIGTERM, and (with status 1) after Ctrl-C
-        signum = signal.SIGTERM if isinstance(stop, SIGTERMException) else signal.SIGINT
+        signum = stop_signal(stop) or signal.SIGINT  # SIGTERM before Lightning held it: Stopped in its exit(1)
         raise RunStopped(signum, resume_command(run_dir)) from None
     metrics = {name: float(value) for name, value in {**metrics, **trainer.callback_metrics}.items()}
     if module.best_val_acc() is not None:  # also when the resumed fit had no epoch left to run

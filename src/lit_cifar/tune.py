@@ -19,6 +19,7 @@ from lit_cifar.run.dirs import held, is_empty, removed_on_error
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.run.lifecycle import quiet_console
 from lit_cifar.run.overrides import as_typed, key_of
+from lit_cifar.run.record import write_atomically
 from lit_cifar.run.validate import check_and_complete
 from lit_cifar.sweep.resolvers import register
 
@@ -30,15 +31,16 @@ register()
 # (Lightning 2.6). Its first point was 1 / (1 + beta) of the loss (1.18 for an untrained 10-class net, not
 # ln 10 = 2.30), and the curve climbed back over ~50 steps whatever the lr did.
 LR_FINDER_BETA = 0.98
+FOUND = "lr_find.json"  # what a finished tuning leaves (with its plot): the suggestion, the curve, the command
+SKIPPED_STEPS = 10  # the first steps, whose slope `_LRFinder.suggestion` does not judge (nor `steepest_descent`)
 
 
 def check(tune: DictConfig) -> None:
-    if not 0 < tune.min_lr < tune.max_lr:
+    """What the finder's keys' own rules (lit_cifar.run.validate.RULES, checked first) cannot say alone."""
+    if not tune.min_lr < tune.max_lr or not math.isfinite(tune.max_lr / tune.min_lr):  # the lrs grow by that ratio
         raise UserError(
             f"tune.min_lr={tune.min_lr}, tune.max_lr={tune.max_lr}: need 0 < min_lr < max_lr, e.g. 1e-6 and 1"
         )
-    if not isinstance(tune.steps, int) or tune.steps < 20:
-        raise UserError(f"tune.steps={tune.steps} must be an integer of at least 20 (the finder skips its first 10)")
 
 
 def check_optim(optim: DictConfig) -> None:
@@ -63,7 +65,15 @@ def debiased(losses: list[float], start_step: int) -> list[float]:
     return [loss * (1 - beta ** (start_step + n + 1)) / (1 - beta**n) for n, loss in enumerate(losses, start=1)]
 
 
-def steepest_descent(lrs: list[float], losses: list[float], skip_begin: int = 10) -> int | None:
+def before_divergence(losses: list[float], steps: int) -> int:
+    """How many points of the curve come before its loss diverged: before it is first NaN or infinite (a diverged
+    net's loss stays so, and says nothing of the lrs beyond), or before its last point where the finder stopped
+    early (Lightning's stops when the loss exceeds 4 times its lowest, 4 being its early_stop_threshold)."""
+    finite = next((i for i, loss in enumerate(losses) if not math.isfinite(loss)), len(losses))
+    return min(finite, len(losses) - 1) if len(losses) < steps else finite
+
+
+def steepest_descent(lrs: list[float], losses: list[float], skip_begin: int = SKIPPED_STEPS) -> int | None:
     """The index of the loss's steepest fall per decade of lr (None without a finite loss), up to the curve's
     lowest point (past it the loss has blown up, and may drift down again at absurd lrs), skipping the first
     points as `_LRFinder.suggestion` does. That one (Lightning 2.6) differentiates by the lr itself: on lrs spaced
@@ -115,16 +125,26 @@ def find(cfg: DictConfig, run_dir: Path) -> dict:
         module, datamodule=datamodule, min_lr=cfg.tune.min_lr, max_lr=cfg.tune.max_lr,
         num_training=cfg.tune.steps, update_attr=False,
     )  # fmt: skip
-    best = None
-    if finder is not None:
-        finder.results["loss"] = debiased(finder.results["loss"], start_step)
-        best = steepest_descent(finder.results["lr"], finder.results["loss"])
-    if best is None:
-        finite = sum(math.isfinite(loss) for loss in finder.results["loss"]) if finder is not None else 0
+    if finder is None:
+        raise UserError("the lr finder does not run with trainer.fast_dev_run=true; tune without it")
+    lrs, losses = finder.results["lr"], debiased(finder.results["loss"], start_step)
+    finder.results["loss"] = losses
+    if not math.isfinite(losses[0]):
         raise UserError(
-            f"the lr finder got {finite} finite losses between tune.min_lr={cfg.tune.min_lr} and "
-            f"tune.max_lr={cfg.tune.max_lr}, too few to suggest an lr; lower both, or give it more tune.steps"
+            f"the loss was {losses[0]} at the lr finder's first step, before any lr acted; check the data and the "
+            "model with a short training (python -m lit_cifar.train … trainer.fast_dev_run=true)"
         )
+    judged = before_divergence(losses, cfg.tune.steps)
+    if judged < len(losses):
+        diverged_at = lrs[judged - 1]  # the lr of the step after which the loss diverged
+        if judged < SKIPPED_STEPS:
+            raise UserError(
+                f"the loss diverged ({losses[judged]:.3g} after step {judged} of {cfg.tune.steps}, at lr "
+                f"{diverged_at:.2g}) before the finder had {SKIPPED_STEPS} steps to judge; lower tune.max_lr to "
+                f"{diverged_at:.2g} or below"
+            )
+        log.info("the loss diverged after step %d (lr %.2g); the suggestion is from those before", judged, diverged_at)
+    best = steepest_descent(lrs[:judged], losses[:judged])
     found["optim.lr"] = float(f"{finder.results['lr'][best]:.2g}")
     figure = finder.plot()
     figure.axes[0].plot(
@@ -143,18 +163,19 @@ def find(cfg: DictConfig, run_dir: Path) -> dict:
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="tune")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    with exit_on_user_error(), held(run_dir, what="tuning"), removed_on_error(run_dir, new=is_empty(run_dir)):
-        if (run_dir / "lr_find.json").exists():
+    new = is_empty(run_dir)
+    with exit_on_user_error(), held(run_dir, what="tuning"), removed_on_error(run_dir, new, unless=FOUND):
+        if (run_dir / FOUND).exists():
             raise UserError(f"{run_dir} already holds a tuning; pick a new hydra.run.dir")
-        check(cfg.tune)
         overrides = as_typed(HydraConfig.get().overrides.task)
         check_and_complete(cfg, overrides, search=None)
+        check(cfg.tune)
         result = find(cfg, run_dir)
         given = [o for o in overrides if not key_of(o).startswith(("tune.", *result["found"]))]
         command = shlex.join(
             ["python", "-m", "lit_cifar.train", *given, *(f"{k}={v}" for k, v in result["found"].items())]
         )
-        (run_dir / "lr_find.json").write_text(json.dumps({**result, "command": command}, indent=2))
+        write_atomically(run_dir / FOUND, json.dumps({**result, "command": command}, indent=2))
         print(" ".join(f"{k}={v}" for k, v in result["found"].items()), f"(plot: {run_dir / 'lr_find.png'})")
         print(f"train with: {command}")
 

@@ -2,6 +2,7 @@
 
 import os
 import random
+from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
@@ -33,7 +34,11 @@ class ResumableCheckpoint(ModelCheckpoint):
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         partial = f"{filepath}.partial"
-        super()._save_checkpoint(trainer, partial)
+        try:
+            super()._save_checkpoint(trainer, partial)
+        except BaseException:  # a full disk, Ctrl-C: no half-written file left behind
+            Path(partial).unlink(missing_ok=True)
+            raise
         if trainer.is_global_zero:
             os.replace(partial, filepath)
         self._last_checkpoint_saved = filepath

@@ -8,7 +8,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from lit_cifar.run.dirs import release
-from lit_cifar.run.errors import exit_on_user_error
+from lit_cifar.run.errors import exit_on_user_error, stops_deferred
 from lit_cifar.run.record import FINAL
 from lit_cifar.sweep.guard import hold_sweep_dir
 from lit_cifar.sweep.search import is_search
@@ -16,7 +16,8 @@ from lit_cifar.sweep.search import is_search
 
 class SweepReport(Callback):
     """Before a sweep: hold its sweep dir and refuse what would mix results (lit_cifar.sweep.guard).
-    At its end: write and print its results table; exit with status 1 unless every job finished."""
+    At its end: write and print its results table; exit with status 1 unless every job finished (128 + the
+    signal's number after a stop that came while it wrote)."""
 
     def __init__(self) -> None:
         self.sweep_dir_lock: int | None = None  # an fd: the callback travels (pickled) to parallel jobs
@@ -28,8 +29,13 @@ class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from lit_cifar.reporting.table import write_report
 
+        sweep_dir = Path(config.hydra.sweep.dir)
+        written = f"the sweep's jobs and its results table are written in {sweep_dir}"
         try:
-            rows = write_report(Path(config.hydra.sweep.dir))
+            # a table refused (jobs measured on different data) ends the sweep in one line; a stop that comes while
+            # the table is written (SIGTERM, Ctrl-C) waits for it to be finished
+            with exit_on_user_error(stopped=written), stops_deferred():
+                rows = write_report(sweep_dir)
         finally:
             release(self.sweep_dir_lock)
         finished = (*FINAL, "pruned", "failed") if is_search(config.hydra) else FINAL  # a failed trial: a result

@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from lit_cifar.run.checkpoints import checkpoint_file
-from lit_cifar.run.errors import UserError
+from lit_cifar.run.errors import UserError, stop_signal
 
 CLAIMED_PARENTS: set[Path] = set()  # folders (outputs/DATE) this process created for its claims
 # The fds of the folders this process holds (see `lock`): a command run inside a longer-lived process (the tests)
@@ -110,6 +110,11 @@ def is_empty(path: Path) -> bool:
     return not any(path.iterdir())
 
 
+def holds_something(path: Path) -> bool:
+    """A file, or a folder with something in it (a checkpoints/ folder whose first save failed holds nothing)."""
+    return path.is_file() or (path.is_dir() and any(path.iterdir()))
+
+
 @contextmanager
 def removed_on_error(path: Path, new: bool, unless: str | None = None) -> Iterator[None]:
     """Remove the folder `path`, which this start created (`new`), when an error ends the block before
@@ -117,8 +122,9 @@ def removed_on_error(path: Path, new: bool, unless: str | None = None) -> Iterat
     this start created it."""
     try:
         yield
-    except Exception:
-        if new and not (unless and (path / unless).exists()):
+    except BaseException as err:
+        ended = isinstance(err, Exception) or stop_signal(err) is not None  # an error, or a stop (Ctrl-C, SIGTERM)
+        if ended and new and not (unless and holds_something(path / unless)):
             shutil.rmtree(path, ignore_errors=True)
             if path.parent.resolve() in CLAIMED_PARENTS:  # never a folder of the user's (hydra.run.dir=…)
                 with suppress(OSError):

@@ -6,11 +6,16 @@ import os
 import re
 import signal
 import sys
+import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, InstantiationException, OverrideParseException
+from omegaconf import OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 # What the machine refuses to a path the user chose (a run dir, data.root): not a bug in the code.
@@ -32,10 +37,24 @@ def group_hint(key: str, value: str) -> str | None:
     return f"did you mean {close[0]}={value}? (a config group is chosen without +)" if close else None
 
 
+def _written_to() -> str:
+    """Where a command writes, for an error that names no file (a writer's `write` or `flush`): its run dir, and the
+    temp dir where that lies on another device (Lightning stages a checkpoint there)."""
+    run_dir = OmegaConf.select(HydraConfig.get(), "runtime.output_dir") if HydraConfig.initialized() else None
+    if not run_dir:
+        return ""
+    try:
+        same = os.stat(run_dir).st_dev == os.stat(tempfile.gettempdir()).st_dev
+    except OSError:
+        same = True
+    return run_dir if same else f"{run_dir} or the one holding {tempfile.gettempdir()}"
+
+
 def environment_message(err: OSError) -> str:
     """A full disk, a folder without write permission, a file where a folder should be: one line."""
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        where = f" holding {err.filename}" if err.filename else ""
+        where = err.filename2 or err.filename or _written_to()  # a copy's (a rename's) target is filename2
+        where = f" holding {where}" if where else ""
         return f"no space left on the device{where}; free some space, or write elsewhere (hydra.run.dir=…)"
     where = err.filename or "a file"
     if err.errno in (errno.EEXIST, errno.ENOTDIR):
@@ -87,15 +106,104 @@ class RunStopped(SystemExit):
         self.message = f"stopped by {signal.Signals(signum).name}; go on from its last finished epoch with: {resume}"
 
 
+class Stopped(KeyboardInterrupt):
+    """A command stopped by a signal: SIGTERM raises it as Ctrl-C raises KeyboardInterrupt (`stops_raised`), so a
+    stop unwinds like one (what removes an unfinished folder on an error runs), and no `except Exception` (a sweep
+    job recording its failure, Lightning) takes it for a failure."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+# What a stopped command that holds no run to go on from (all but a training's fit) says after its signal's name.
+NOT_KEPT = "what it had not finished is not kept; run the same command again"
+
+
+def stop_signal(err: BaseException) -> int | None:
+    """The signal that stopped a command, from what it raised (None for anything else): Ctrl-C's KeyboardInterrupt,
+    our Stopped, Lightning's SIGTERMException, or the `exit(1)` a Lightning Trainer makes of a KeyboardInterrupt."""
+    if isinstance(err, Stopped):
+        return err.signum
+    if isinstance(err, KeyboardInterrupt):
+        return signal.SIGINT
+    lightning = sys.modules.get("lightning.pytorch.utilities.exceptions")
+    if lightning and isinstance(err, lightning.SIGTERMException):
+        return signal.SIGTERM
+    if isinstance(err, SystemExit) and err.code == 1 and isinstance(err.__context__, KeyboardInterrupt):
+        return stop_signal(err.__context__)
+    return None
+
+
+def exit_stopped(signum: int, what: str) -> NoReturn:
+    """End a stopped command: its one line, and status 128 + the signal's number, as a shell reports a process
+    killed by it, so no scheduler takes it for finished."""
+    print(f"error: stopped by {signal.Signals(signum).name}; {what}", file=sys.stderr)
+    raise SystemExit(128 + signum) from None
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    # A Lightning Trainer holds SIGTERM while it runs and calls the handler it found after its own: it stops at the
+    # end of the batch itself (SIGTERMException), so this one leaves the stop to it.
+    if signal.getsignal(signum) is _raise_stopped:
+        raise Stopped(signum)
+
+
 @contextmanager
-def exit_on_user_error() -> Iterator[None]:
-    """Turn an error in the user's input (see `user_message`) into a one-line message on stderr and exit
-    status 2, and a stopped run into its message and status; other errors propagate with their traceback."""
+def stops_raised() -> Iterator[None]:
+    """In this block SIGTERM raises Stopped (its default would end the process at once, writing no line and
+    removing nothing); where the process ignores it, or another handler holds it, it is left so."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
+        signal.SIG_DFL,
+        _raise_stopped,
+    ):
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_stopped)
     try:
         yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def stops_deferred() -> Iterator[None]:
+    """A stop (Ctrl-C's SIGINT, SIGTERM) that comes while this block writes takes effect at its end, as Stopped:
+    what the block writes is finished, never half written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+        for signum in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(signum) is not signal.SIG_IGN
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        raise Stopped(received[0])
+
+
+@contextmanager
+def exit_on_user_error(stopped: str = NOT_KEPT) -> Iterator[None]:
+    """Turn an error in the user's input (see `user_message`) into a one-line message on stderr and exit
+    status 2, a stopped run into its message and status, and any other stop (SIGINT, SIGTERM) into its signal's
+    name and `stopped` (what was kept, how to go on); other errors propagate with their traceback."""
+    try:
+        with stops_raised():
+            yield
     except RunStopped as stop:
         print(f"error: {stop.message}", file=sys.stderr)
         raise
+    except (KeyboardInterrupt, SystemExit) as stop:
+        signum = stop_signal(stop)
+        if signum is None:
+            raise
+        exit_stopped(signum, stopped)
     except Exception as err:
         message = user_message(err)
         if message is None:
@@ -118,13 +226,44 @@ def one_line(text: str) -> str:
     return message
 
 
+@contextmanager
+def background_errors_reported() -> Iterator[None]:
+    """A full disk (or another error of the machine's) met by a writer's thread, TensorBoard's event writer's, is
+    the main thread's to report in its one line: that writer raises it there at its next write or flush. So the
+    thread's own traceback ("Exception in thread Thread-3: …") is not printed; one the block never met ends it
+    in that line and status 2."""
+    met: list[OSError] = []
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.exc_value, OSError) and args.exc_value.errno in ENVIRONMENT_ERRNOS:
+            met.append(args.exc_value)
+        else:
+            previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+    if met:
+        print(f"error: {environment_message(met[0])}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def run_app(main: Callable[[], object]) -> None:
     """Run a `@hydra.main` app so that a command line Hydra cannot compose (an unknown key, group or option,
     bad override syntax) ends, like every other user error, in one `error:` line and exit status 2.
     Hydra prints those over several lines itself; with HYDRA_FULL_ERROR=1 it raises them instead."""
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        main()
+        with stops_raised(), background_errors_reported():
+            main()
+    except (KeyboardInterrupt, SystemExit) as stop:  # one that came outside the command's own block (Hydra's)
+        signum = stop_signal(stop)
+        if signum is None:
+            raise
+        exit_stopped(signum, NOT_KEPT)
     except (ConfigCompositionException, OverrideParseException) as err:
         cause = f" ({str(err.__cause__).splitlines()[0]})" if err.__cause__ else ""
         text = str(err).split("Config search path")[0]  # Hydra's own search path: noise for a user

@@ -39,9 +39,14 @@ class RunPruned(Exception):
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write next to `path`, then rename over it: a kill never leaves it half written."""
+    """Write next to `path`, then rename over it: a kill never leaves it half written, nor a full disk (or a stop)
+    a half-written file next to it."""
     partial = path.with_name(f"{path.name}.partial")
-    partial.write_text(text)
+    try:
+        partial.write_text(text)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, path)
 
 

@@ -63,6 +63,9 @@ TYPES: dict[str, object] = {
     "ckpt_path": str | None,
     "rerun_failed": bool,
     "optimized_metric": str,
+    **{f"tune.{key}": float for key in ("min_lr", "max_lr")},  # conf/tune.yaml
+    **{f"tune.{key}": int for key in ("steps", "max_batch_doublings")},
+    "tune.batch_size": bool,
     **{f"data.{key}": int for key in ("batch_size", "image_size", "in_channels", "num_workers", "split_seed")},
     **{f"data.{key}": int for key in ("rotation", "translate")},
     **{f"data.{key}": bool for key in ("alternate_flips", "download", "hflip", "persistent_workers", "pin_memory")},
@@ -163,6 +166,12 @@ RULES: dict[str, Rule] = {
         "trainer.max_epochs=20",
     ),
     "optim.lr": Rule(in_range(0, INF, low_open=True), "a positive number", "optim.lr=1e-3"),
+    "tune.min_lr": Rule(in_range(0, INF, low_open=True), "a positive, finite number", "tune.min_lr=1e-6"),
+    "tune.max_lr": Rule(in_range(0, INF, low_open=True), "a positive, finite number", "tune.max_lr=1"),
+    "tune.steps": Rule(
+        in_range(20, INF, ints=True), "a whole number of at least 20 (the finder skips its first 10)", "tune.steps=100"
+    ),
+    "tune.max_batch_doublings": Rule(in_range(1, 25, ints=True), "a whole number from 1 to 25", "6"),
     "optim.weight_decay": Rule(in_range(0, INF), "a number ≥ 0", "optim.weight_decay=5e-4"),
     "optim.momentum": Rule(in_range(0, 1, high_open=True), "a number in [0, 1)", "optim.momentum=0.9"),
     "optim.norm_lr_scale": Rule(in_range(0, INF, low_open=True), "a positive factor", "optim.norm_lr_scale=64"),
