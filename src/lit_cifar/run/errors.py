@@ -153,10 +153,8 @@ def _raise_stopped(signum: int, frame: object) -> None:
 def stops_raised() -> Iterator[None]:
     """In this block SIGTERM raises Stopped (its default would end the process at once, writing no line and
     removing nothing); where the process ignores it, or another handler holds it, it is left so."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
-        signal.SIG_DFL,
-        _raise_stopped,
-    ):
+    held_elsewhere = signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, _raise_stopped)
+    if held_elsewhere or threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGTERM, _raise_stopped)
@@ -254,7 +252,8 @@ def background_errors_reported() -> Iterator[None]:
 def run_app(main: Callable[[], object]) -> None:
     """Run a `@hydra.main` app so that a command line Hydra cannot compose (an unknown key, group or option,
     bad override syntax) ends, like every other user error, in one `error:` line and exit status 2.
-    Hydra prints those over several lines itself; with HYDRA_FULL_ERROR=1 it raises them instead."""
+    Hydra prints those over several lines itself; with HYDRA_FULL_ERROR=1 it raises them instead. A stop (Ctrl-C,
+    SIGTERM) anywhere in the app, and an error of the machine in a writer's thread, end in one line too."""
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         with stops_raised(), background_errors_reported():
