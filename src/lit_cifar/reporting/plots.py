@@ -147,7 +147,7 @@ def _panel(
     for i, (x, r) in enumerate(zip(xs, shown, strict=True)):  # side by side, not on top of each other
         same = [j for j, other in enumerate(xs) if other == x and shown[j]["status"] == r["status"]]
         shift = same.index(i) - (len(same) - 1) / 2 if len(same) <= 8 else 0.0
-        at.append(x * 1.06**shift if log else x + 0.03 * span * shift)
+        at.append(x * 1.04**shift if log else x + 0.015 * span * shift)
     done = [i for i, r in enumerate(shown) if r["status"] == "ok"]
     pruned = [i for i, r in enumerate(shown) if r["status"] == "pruned"]
     edge = [colours[shown[i]["job"]] for i in done]
