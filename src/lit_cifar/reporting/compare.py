@@ -99,8 +99,6 @@ def _proportions(best: Runs, other: Runs) -> Test:
 
     images = [best.images, other.images]
     right = [round(runs.values[0] * n) for runs, n in zip((best, other), images, strict=True)]
-    if right[0] == right[1] and images[0] == images[1]:
-        return Test(PROPORTIONS, f"{images[0]} and {images[1]} images", 1.0)  # the same count: nothing to test
     return Test(PROPORTIONS, f"{images[0]} and {images[1]} images", _p(proportions_ztest(right, images)))
 
 
