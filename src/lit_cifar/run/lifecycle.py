@@ -69,14 +69,15 @@ def failure_recorded(run_dir: Path) -> Iterator[None]:
         bug = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err  # not Hydra's wrap
         reason = message or f"{type(bug).__name__}: {(str(bug).strip().splitlines() or [''])[0]}"
         log.error("job failed: %s", reason)
-        if message is None:
-            _to_log_files(logging.ERROR, "the traceback of the job's failure", sys.exc_info())
+        if message is None:  # a bug: its traceback, for whoever reads the job's log
+            _traceback_to_log_files()
         record_failed(run_dir, reason)
 
 
-def _to_log_files(level: int, message: str, exc_info: tuple) -> None:
-    """Log to the log files only (Hydra's root handlers that write a file), not to the console."""
-    record = log.makeRecord(log.name, level, __file__, 0, message, (), exc_info)
+def _traceback_to_log_files() -> None:
+    """The traceback of the exception being handled, to the log files only (those of Hydra's root handlers that
+    write a file: the job's log), not to the console."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "the job failed with", (), sys.exc_info())
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)

@@ -53,8 +53,7 @@ def _search_settings(config: DictConfig) -> dict[str, object]:
 
 def _space(config: DictConfig) -> tuple[dict, dict[str, str]]:
     """A search's space ({key: distribution}) and each of its dimensions as written."""
-    lines = [f"{key}={value}" for key, value in (as_typed(config.hydra.sweeper.params) or {}).items()]
-    lines += as_typed(config.hydra.overrides.task)
+    lines = grid_of(config.hydra) + as_typed(config.hydra.overrides.task)
     space, _ = search_space({}, lines)
     written = overrides_of(lines, as_written=True)
     return space, {key: written[key] for key in space}
@@ -69,6 +68,17 @@ def _search_changes(old: DictConfig, config: DictConfig) -> list[str]:
         for key in sorted(before.keys() & after.keys())
         if before[key] != after[key]
     ]
+
+
+def _epochs_change(old: DictConfig, config: DictConfig) -> list[str]:
+    """trainer.max_epochs may only be raised, and in a search not changed: a study compares trials at equal epochs."""
+    old_epochs = OmegaConf.select(old, "trainer.max_epochs")
+    new_epochs = OmegaConf.select(config, "trainer.max_epochs")
+    if isinstance(old_epochs, int) and isinstance(new_epochs, int) and new_epochs < old_epochs:
+        return [f"trainer.max_epochs: {old_epochs} -> {new_epochs} (it may only be raised)"]
+    if is_search(config.hydra) and old_epochs != new_epochs:
+        return [f"trainer.max_epochs: {old_epochs} -> {new_epochs} (a search's trials train alike)"]
+    return []
 
 
 def refuse_another_sweep(sweep_dir: Path, config: DictConfig) -> None:
@@ -90,12 +100,7 @@ def refuse_another_sweep(sweep_dir: Path, config: DictConfig) -> None:
     changes = _changed(before[0], after[0])
     if before[1] != after[1]:
         changes.append(f"swept keys: {', '.join(sorted(before[1]))} -> {', '.join(sorted(after[1]))}")
-    old_epochs = OmegaConf.select(old, "trainer.max_epochs")
-    new_epochs = OmegaConf.select(config, "trainer.max_epochs")
-    if isinstance(old_epochs, int) and isinstance(new_epochs, int) and new_epochs < old_epochs:
-        changes.append(f"trainer.max_epochs: {old_epochs} -> {new_epochs} (it may only be raised)")
-    elif is_search(config.hydra) and old_epochs != new_epochs:  # a study compares its trials at equal epochs
-        changes.append(f"trainer.max_epochs: {old_epochs} -> {new_epochs} (a search's trials train alike)")
+    changes += _epochs_change(old, config)
     if is_search(config.hydra):
         changes += _search_changes(old, config)
     if changes:
