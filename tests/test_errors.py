@@ -331,6 +331,36 @@ CASES = [
         lambda tmp, run: ("lit_cifar.predict", [ckpt(run), f"images={with_fifo(tmp) / 'x.png'}"]),
         ("x.png is not a regular file",),
     ),
+    Case(
+        "predict test images not named by a range",
+        lambda tmp, run: ("lit_cifar.predict", [ckpt(run), "images=test:abc"]),
+        ("images=test:abc names no test images", "e.g. images=test:0-9"),
+    ),
+    Case(
+        "a range that runs backwards",
+        lambda tmp, run: ("lit_cifar.predict", [ckpt(run), "images=test:5-2"]),
+        ("images=test:5-2 runs backwards", "e.g. images=test:2-5"),
+    ),
+    Case(
+        "a range past the test split",
+        lambda tmp, run: ("lit_cifar.predict", [ckpt(run), "images=test:35-40"]),
+        ("images=test:35-40 reaches past the test split, which holds 40 images (test:0-39)",),
+    ),
+    Case(
+        "another split than test",
+        lambda tmp, run: ("lit_cifar.predict", [ckpt(run), "images=train:0-9"]),
+        ("images=train:0-9 names the train split; predict reads the test split only",),
+    ),
+    Case(
+        "an index without its split",
+        lambda tmp, run: ("lit_cifar.predict", [ckpt(run), "images=3"]),
+        ("images=3 is no file; for test images by index, name the split, e.g. images=test:3",),
+    ),
+    Case(
+        "test images whose data moved",
+        lambda tmp, run: ("lit_cifar.predict", [ckpt(run), "images=test:0", f"data.root={tmp / 'moved'}"]),
+        ("CIFAR-10 not found in", "predict never downloads: point data.root at the data"),
+    ),
 ]
 
 
