@@ -59,7 +59,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
     begin = time.perf_counter()
     try:
         with ranks_told(start):
-            trainer.fit(module, datamodule=datamodule, ckpt_path=start.ckpt_path)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=start.ckpt_path, weights_only=True)
         metrics = dict(trainer.callback_metrics)
         checkpoints = trainer.checkpoint_callback
         saved = [checkpoints.best_model_path, checkpoints.last_model_path] if checkpoints else []
@@ -67,7 +67,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
         debug = cfg.get("debug")  # a debug= preset (conf/debug/): it shows the code runs, its numbers are no result
         smoke = bool(debug or cfg.trainer.get("fast_dev_run")) or trainer.global_step == 0
         why = f"debug={debug}" if debug else "trainer.fast_dev_run, or no training batch"
-        trainer.test(module, datamodule=datamodule, ckpt_path=None if smoke else tested or None)
+        trainer.test(module, datamodule=datamodule, ckpt_path=None if smoke else tested or None, weights_only=True)
     except SystemExit as stop:  # how Lightning ends a run after SIGTERM, and (with status 1) after Ctrl-C
         signum = stop_signal(stop) or signal.SIGINT  # SIGTERM before Lightning held it: Stopped in its exit(1)
         raise RunStopped(signum, resume_command(run_dir)) from None
