@@ -7,7 +7,6 @@ only measures (each step at a higher lr), and the suggestion is printed as the o
 import json
 import logging
 import math
-import shlex
 from pathlib import Path
 
 import hydra
@@ -21,6 +20,7 @@ from lit_cifar.run.lifecycle import quiet_console
 from lit_cifar.run.overrides import as_typed, key_of
 from lit_cifar.run.record import write_atomically
 from lit_cifar.run.validate import check_and_complete
+from lit_cifar.sweep.overrides import train_command
 from lit_cifar.sweep.resolvers import register
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def find(cfg: DictConfig, run_dir: Path) -> dict:
     if not math.isfinite(losses[0]):
         raise UserError(
             f"the loss was {losses[0]} at the lr finder's first step, before any lr acted; check the data and the "
-            "model with a short training (python -m lit_cifar.train … trainer.fast_dev_run=true)"
+            f"model with a short training ({train_command([])} … trainer.fast_dev_run=true)"
         )
     judged = before_divergence(losses, cfg.tune.steps)
     if judged < len(losses):
@@ -172,9 +172,7 @@ def main(cfg: DictConfig) -> None:
         check(cfg.tune)
         result = find(cfg, run_dir)
         given = [o for o in overrides if not key_of(o).startswith(("tune.", *result["found"]))]
-        command = shlex.join(
-            ["python", "-m", "lit_cifar.train", *given, *(f"{k}={v}" for k, v in result["found"].items())]
-        )
+        command = train_command([*given, *(f"{k}={v}" for k, v in result["found"].items())])
         write_atomically(run_dir / FOUND, json.dumps({**result, "command": command}, indent=2))
         print(" ".join(f"{k}={v}" for k, v in result["found"].items()), f"(plot: {run_dir / 'lr_find.png'})")
         print(f"train with: {command}")

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from lit_cifar.data.base import ImageDataModule, check_num_classes, pixel_statistics
 from lit_cifar.data.images import grayscale
+from lit_cifar.run.commands import command
 from lit_cifar.run.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class CharsDataModule(ImageDataModule):
         if not self.root.is_dir():
             raise UserError(
                 f"data.root={self.root} is not a folder; point it at your images or make a stand-in "
-                f"with `python -m lit_cifar.data.make_chars --out {self.root}`"
+                f"with `{command('data.make_chars', '--out', str(self.root))}`"
             )
         found = {split: entries for split in SPLITS if (entries := self.entries(split))}
         if "train" not in found:

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from rich.progress import track
 
 from lit_cifar.data.chars import SPLITS, folder_name
+from lit_cifar.run.commands import command
 from lit_cifar.run.errors import UserError, exit_on_user_error
 
 DIGITS = "0123456789"
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     print(
         f"wrote {total} images of {len(ALPHABET)} classes to {args.out}; "
-        f"train with: python -m lit_cifar.train data=chars data.root={args.out}"
+        f"train with: {command('train', 'data=chars', f'data.root={args.out}')}"
     )
 
 

@@ -18,6 +18,8 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 
+from lit_cifar.run.commands import command
+
 LEVEL = 0.05
 BEST, TIED, WORSE, UNTESTED = "best", "tied", "worse", "untested"
 PAIRED, WELCH, ONE_RUN, PROPORTIONS = (
@@ -140,7 +142,7 @@ def header(found: list[Verdict]) -> str:
     lines = [
         f"`vs best`: each setting against the best, two-sided at the {LEVEL:.0%} level with Holm's correction "
         f"across the {tests.total()} comparisons: {used or 'none'}. `tied`: not told apart "
-        "from the best (run more seeds to separate them: python -m lit_cifar.rerun SWEEP_DIR --top K --seeds N); "
+        f"from the best (run more seeds to separate them: {command('rerun')} SWEEP_DIR --top K --seeds N); "
         "`worse`: told apart; p is Holm-adjusted."
     ]
     if untested:

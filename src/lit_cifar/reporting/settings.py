@@ -4,7 +4,6 @@ over its seeds, best first, and each one tested against the best (lit_cifar.repo
 what the `By setting` table, the `vs best` column, the plot and the `best:` line all show. Runs of one setting with
 the same seed should give the same numbers: they are one observation, by their mean, not several seeds."""
 
-import shlex
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from omegaconf import OmegaConf
 
 from lit_cifar.reporting.compare import TIED, UNTESTED, Runs, Verdict, header, p_text, verdicts
 from lit_cifar.reporting.stats import Estimate, estimate
+from lit_cifar.run.commands import command
 from lit_cifar.run.config import FREE_TO_CHANGE
 from lit_cifar.run.metrics import higher_is_better, is_accuracy
 from lit_cifar.run.overrides import as_typed, without_keys
@@ -175,7 +175,7 @@ def train_command(run_dir: Path) -> str:
     """The command that trains a run's setting again as a single run: its overrides, less the sweep's own."""
     lines = as_typed(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
     kept = without_keys(lines, {"sweep", "ckpt_path", "rerun_failed"})
-    return shlex.join(["python", "-m", "lit_cifar.train", *kept])
+    return command("train", *kept)
 
 
 def best_lines(found: list[Setting], metric: str) -> list[str]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf
 
 from lit_cifar.run.checkpoints import _name, check_fits, newest_checkpoint, read_checkpoint, trained_with
+from lit_cifar.run.commands import command
 from lit_cifar.run.config import config_changes, resolved_config
 from lit_cifar.run.errors import RunRefused, UserError
 from lit_cifar.run.record import FINAL, RESOLVED, read_outcome
@@ -40,7 +41,7 @@ def _previous_config(run_dir: Path) -> dict:
     if (run_dir / "multirun.yaml").is_file():
         raise RunRefused(
             f"{run_dir} is a sweep dir; pass one of its job folders as hydra.run.dir, or re-run the sweep with "
-            f"python -m lit_cifar.rerun {run_dir}"
+            f"{command('rerun', str(run_dir))}"
         )
     if (run_dir / RESOLVED).is_file():
         try:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from lit_cifar.run.commands import command
 from lit_cifar.run.config import flattened
 from lit_cifar.run.dirs import lock, release
 from lit_cifar.run.errors import UserError
@@ -105,7 +106,7 @@ def refuse_another_sweep(sweep_dir: Path, config: DictConfig) -> None:
         changes += _search_changes(old, config)
     if changes:
         seeds = after[1] - before[1] == {"seed"}  # more seeds for a sweep that held its seed fixed
-        hint = f"; to give its settings more seeds: python -m lit_cifar.rerun {sweep_dir} --top K --seeds N" * seeds
+        hint = f"; to give its settings more seeds: {command('rerun', str(sweep_dir))} --top K --seeds N" * seeds
         what = "search" if is_search(old.hydra) else "sweep"
         raise UserError(
             f"{sweep_dir} holds a {what} of other settings: {'; '.join(changes)}; re-run it with its own "

@@ -2,11 +2,11 @@
 re-run a sweep, go on with its confirmation or with a single run, and what of a sweep's record `rerun` may replay."""
 
 import hashlib
-import shlex
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from lit_cifar.run.commands import command
 from lit_cifar.run.config import FREE_TO_CHANGE
 from lit_cifar.run.errors import UserError
 from lit_cifar.run.overrides import as_typed, key_of, last_of_each, overrides_of, parse, without_keys
@@ -92,7 +92,7 @@ def refuse_replayed_code(sweep_dir: Path, changes: list[str]) -> None:
 
 
 def train_command(arguments: list[str]) -> str:
-    return shlex.join(["python", "-m", "lit_cifar.train", *arguments])
+    return command("train", *arguments)
 
 
 def sweep_command(sweep_dir: Path) -> str:
@@ -110,10 +110,7 @@ def confirmation_command(sweep_dir: Path, hydra_cfg: DictConfig) -> str | None:
     confirm = hydra_cfg.sweeper.confirm
     lines = [*as_typed(hydra_cfg.overrides.hydra), *as_typed(hydra_cfg.overrides.task)]
     own_code = [line for line in lines if code_in_override(line)]
-    return shlex.join(
-        ["python", "-m", "lit_cifar.rerun", str(sweep_dir), "--top", str(confirm.top), "--seeds", str(confirm.seeds),
-         *own_code]
-    )  # fmt: skip
+    return command("rerun", str(sweep_dir), "--top", str(confirm.top), "--seeds", str(confirm.seeds), *own_code)
 
 
 def confirmation_resume(job_dir: Path) -> str | None:
@@ -128,7 +125,7 @@ def confirmation_resume(job_dir: Path) -> str | None:
 def run_command(overrides: list[str], run_dir: Path) -> str:
     """The command that goes on with the single run in `run_dir`, given the overrides it was started with."""
     given = without_keys(overrides, {"ckpt_path", "hydra.run.dir", "hydra.mode"})
-    return shlex.join(["python", "-m", "lit_cifar.train", *given, "ckpt_path=last", f"hydra.run.dir={run_dir}"])
+    return train_command([*given, "ckpt_path=last", f"hydra.run.dir={run_dir}"])
 
 
 def job_name(hydra_cfg: DictConfig, overrides: list[str], job_num: int) -> str:
