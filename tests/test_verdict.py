@@ -399,7 +399,8 @@ def test_on_the_slice_lr_matters_dropout_does_not_and_the_dropouts_at_the_better
     """A real grid: two learning rates far apart, two dropouts that change nothing a net computes, 3 seeds each."""
     sweep_dir = tmp_path / "grid"
     done = run_cli(
-        "lit_cifar.train", "-m", "model=week11_cnn", "trainer=cpu", "trainer.max_epochs=2", "optim.lr=1e-4,3e-3",
+        "lit_cifar.train", "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2",  # a thread each: no spinning
+        "model=week11_cnn", "trainer=cpu", "trainer.max_epochs=2", "optim.lr=1e-4,3e-3",
         "model.dropout=0,0.000001", "seed=0,1,2", f"data.root={cifar_slice}", "data.verify_checksums=false",
         "data.download=false", "data.val_size=500", "data.num_workers=0", "callbacks.progress_bar=null",
         f"hydra.sweep.dir={sweep_dir}",
