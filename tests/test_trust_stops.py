@@ -13,11 +13,12 @@ import pytest
 from conftest import REPO, file_hashes, run_cli, run_process, tiny_cifar_overrides
 
 # Imported first thing by a command started with this folder on PYTHONPATH: it wraps `module:attribute` (a function, or
-# a class's method) to send the command its own signal on the n-th call, so the stop comes at a known point.
+# a class's method) to send the command its own signal on the n-th call, so the stop comes at a known point; to its
+# whole process group (as Ctrl-C at a terminal does) with `group`.
 STOP_HOOK = """
 import importlib, os
 
-module, attribute, signum, nth = os.environ["LIT_CIFAR_TEST_STOP"].split(":")
+module, attribute, signum, nth, group = os.environ["LIT_CIFAR_TEST_STOP"].split(":")
 *path, name = attribute.split(".")
 owner = importlib.import_module(module)
 for part in path:
@@ -28,7 +29,7 @@ original, calls = getattr(owner, name), []
 def stopping(*args, **kwargs):
     calls.append(1)
     if len(calls) == int(nth):
-        os.kill(os.getpid(), int(signum))
+        os.killpg(0, int(signum)) if group else os.kill(os.getpid(), int(signum))
     return original(*args, **kwargs)
 
 
@@ -41,12 +42,12 @@ STOPS = [signal.SIGINT, signal.SIGTERM]
 def stop_at(tmp_path, monkeypatch):
     """`stop_at("module:function", signum, nth)`: the next fresh process stops itself there."""
 
-    def arm(target: str, signum: int, nth: int = 1) -> None:
+    def arm(target: str, signum: int, nth: int = 1, group: bool = False) -> None:
         hook = tmp_path / "stop_hook"
         hook.mkdir(exist_ok=True)
         (hook / "sitecustomize.py").write_text(STOP_HOOK)
         monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])))
-        monkeypatch.setenv("LIT_CIFAR_TEST_STOP", f"{target}:{int(signum)}:{nth}")
+        monkeypatch.setenv("LIT_CIFAR_TEST_STOP", f"{target}:{int(signum)}:{nth}:{'group' if group else ''}")
 
     return arm
 
@@ -182,6 +183,28 @@ def test_a_sweep_stopped_while_it_writes_its_report_finishes_it_and_says_so(cifa
     line = assert_stopped(result, signal.SIGTERM)
     assert f"its results table are written in {sweep_dir}" in line
     assert (sweep_dir / "results.png").read_bytes()[:4] == b"\x89PNG" and (sweep_dir / "results.md").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_parallel_sweep_is_told_once_and_starts_no_other_job(cifar_root, tmp_path, stop_at):
+    """Ctrl-C reaches the sweep's process and its job's worker; the job queued behind never started."""
+    stop_at("lit_cifar.training.module:LitClassifier.training_step", signal.SIGINT, nth=3, group=True)
+    sweep_dir = tmp_path / "sweep"
+    args = [*tiny_cifar_overrides(cifar_root), "seed=1,2", "trainer.max_epochs=2", "hydra/launcher=parallel",
+            "hydra.launcher.n_jobs=1", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+    command = [sys.executable, "-m", "lit_cifar.train", "-m", *args]
+    result = subprocess.run(
+        command,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        start_new_session=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip  (a group of its own: the stop reaches no process of the tests)
+    assert_stopped(result, signal.SIGINT)
+    assert (sweep_dir / "seed=1").is_dir() and not (sweep_dir / "seed=2").exists()
 
 
 # --- a full disk

@@ -26,8 +26,12 @@ log = logging.getLogger(__name__)
 
 def _execute_job(*args) -> JobReturn:
     """Hydra's `execute_job` in a loky worker, with the platform's own start method for the processes the job starts
-    (its DataLoader's workers): loky makes its own the worker's default, and a DataLoader cannot start with it."""
+    (its DataLoader's workers): loky makes its own the worker's default, and a DataLoader cannot start with it. A
+    stop (Ctrl-C) reaches the sweep's process too, which tells it."""
+    from lit_cifar.run.errors import stops_told_by_the_sweep
+
     multiprocessing.set_start_method(multiprocessing.get_all_start_methods()[0], force=True)
+    stops_told_by_the_sweep()
     return execute_job(*args)
 
 
@@ -58,7 +62,11 @@ class ParallelLauncher(JoblibLauncher):
                 threads.submit(self._run, initial_job_idx + n, list(overrides), state)
                 for n, overrides in enumerate(job_overrides)
             ]
-            return [run.result() for run in runs]
+            try:
+                return [run.result() for run in runs]
+            except BaseException:  # a stop (Ctrl-C, SIGTERM): no job starts after it (those running end on theirs)
+                threads.shutdown(cancel_futures=True)
+                raise
 
     def _run(self, job_num: int, overrides: list[str], state: dict) -> JobReturn:
         with ProcessPoolExecutor(max_workers=1) as worker:

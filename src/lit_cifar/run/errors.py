@@ -116,8 +116,10 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
-# What a stopped command that holds no run to go on from (all but a training's fit) says after its signal's name.
-NOT_KEPT = "what it had not finished is not kept; run the same command again"
+# What a stopped command says after its signal's name, unless it says more (a training's fit: how to resume it): an
+# unfinished evaluation's or tuning's folder is removed, a sweep keeps its finished jobs and epochs, and its command
+# skips those.
+KEPT = "what it finished is kept, nothing half written; run the same command again to go on"
 
 
 def stop_signal(err: BaseException) -> int | None:
@@ -135,10 +137,25 @@ def stop_signal(err: BaseException) -> int | None:
     return None
 
 
+# Whether this process tells its stop. Not the worker process of a parallel sweep's job: Ctrl-C reaches every process
+# of the terminal's group, and the sweep's own process tells the stop, once (hydra_plugins.lit_cifar_parallel).
+_stops_told_here = True
+
+
+def stops_told_by_the_sweep() -> None:
+    global _stops_told_here
+    _stops_told_here = False
+
+
+def tell_stop(line: str) -> None:
+    if _stops_told_here:
+        print(f"error: {line}", file=sys.stderr)
+
+
 def exit_stopped(signum: int, what: str) -> NoReturn:
     """End a stopped command: its one line, and status 128 + the signal's number, as a shell reports a process
     killed by it, so no scheduler takes it for finished."""
-    print(f"error: stopped by {signal.Signals(signum).name}; {what}", file=sys.stderr)
+    tell_stop(f"stopped by {signal.Signals(signum).name}; {what}")
     raise SystemExit(128 + signum) from None
 
 
@@ -187,7 +204,7 @@ def stops_deferred() -> Iterator[None]:
 
 
 @contextmanager
-def exit_on_user_error(stopped: str = NOT_KEPT) -> Iterator[None]:
+def exit_on_user_error(stopped: str = KEPT) -> Iterator[None]:
     """Turn an error in the user's input (see `user_message`) into a one-line message on stderr and exit
     status 2, a stopped run into its message and status, and any other stop (SIGINT, SIGTERM) into its signal's
     name and `stopped` (what was kept, how to go on); other errors propagate with their traceback."""
@@ -195,7 +212,7 @@ def exit_on_user_error(stopped: str = NOT_KEPT) -> Iterator[None]:
         with stops_raised():
             yield
     except RunStopped as stop:
-        print(f"error: {stop.message}", file=sys.stderr)
+        tell_stop(stop.message)
         raise
     except (KeyboardInterrupt, SystemExit) as stop:
         signum = stop_signal(stop)
@@ -262,7 +279,7 @@ def run_app(main: Callable[[], object]) -> None:
         signum = stop_signal(stop)
         if signum is None:
             raise
-        exit_stopped(signum, NOT_KEPT)
+        exit_stopped(signum, KEPT)
     except (ConfigCompositionException, OverrideParseException) as err:
         cause = f" ({str(err.__cause__).splitlines()[0]})" if err.__cause__ else ""
         text = str(err).split("Config search path")[0]  # Hydra's own search path: noise for a user
