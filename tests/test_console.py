@@ -11,7 +11,7 @@ from conftest import run_cli, tiny_cifar_overrides
 
 LOG_LINE = re.compile(r"^\[[\d :,-]+\]\[([\w.]+)\]\[(\w+)\] - (.*)$")
 CONFIG_LINE = re.compile(r"^  \w+( \(\w+\))? +\S")  # the start's summary of the config, under its first log line
-PRINTED = re.compile(r"^(train with: python -m |([\w.]+=\S+ )+\(plot: )")  # lit_cifar.tune's result, on stdout
+PRINTED = re.compile(r"^(train with: \S*python -m |([\w.]+=\S+ )+\(plot: )")  # lit_cifar.tune's result, on stdout
 TABLE_LINE = re.compile(r"^[┏┃┡│└]")  # the model summary and the test results (Rich's tables)
 SUMMARY_TOTAL = re.compile(
     r"^(Trainable params|Non-trainable params|Total params|Total estimated model params size \(MB\)"

@@ -14,6 +14,7 @@ from lit_cifar import report
 from lit_cifar.reporting import plots
 from lit_cifar.reporting import table as report_table
 from lit_cifar.reporting.settings import mark_runs, settings
+from lit_cifar.run.commands import python
 from lit_cifar.run.dirs import held
 from lit_cifar.sweep.overrides import log_scaled_keys
 
@@ -140,7 +141,7 @@ def test_every_job_of_a_sweep_is_in_the_table_with_its_status(sweep, capsys):
 def test_results_md_starts_with_what_the_sweep_held_fixed_and_how_to_rerun_it(sweep):
     report_table.write_report(sweep)
     command = shlex.join(
-        ["python", "-m", "lit_cifar.train", "-m", "hydra/launcher=joblib", "optim.lr=1,2,3,4,5,6,7,8"]
+        [python(), "-m", "lit_cifar.train", "-m", "hydra/launcher=joblib", "optim.lr=1,2,3,4,5,6,7,8"]
         + ["data.root=/data", f"hydra.sweep.dir={sweep}"]
     )
     header = (sweep / "results.md").read_text().split("\n## ")[0]  # up to the first table
@@ -163,8 +164,8 @@ def test_results_md_starts_with_what_the_sweep_held_fixed_and_how_to_rerun_it(sw
         "",
         "`vs best`: each setting against the best, two-sided at the 5% level with Holm's correction across the 2 "
         "comparisons: two-proportion z-test on the evaluation images (it ignores the spread between seeds), n = 500 "
-        "and 500 images (2 settings). `tied`: not told apart from the best (run more seeds to separate them: python "
-        "-m lit_cifar.rerun SWEEP_DIR --top K --seeds N); `worse`: told apart; p is Holm-adjusted.",
+        "and 500 images (2 settings). `tied`: not told apart from the best (run more seeds to separate them: "
+        f"{python()} -m lit_cifar.rerun SWEEP_DIR --top K --seeds N); `worse`: told apart; p is Holm-adjusted.",
     ]
 
 
@@ -202,7 +203,7 @@ def test_seeds_of_a_setting_are_grouped_with_mean_std_and_n(tmp_path, capsys):
         "  not told apart from it at 5% (Holm-adjusted p): optim.lr=0.001 0.5400 ± 0.0994 (p 0.071), optim.lr=0.005 "
         "0.3000 [0.2601, 0.3423] (p 0.071)",
         "  train it again with:",
-        "    python -m lit_cifar.train optim.lr=2e-3 seed=1",  # its best run, less its ckpt_path
+        f"    {python()} -m lit_cifar.train optim.lr=2e-3 seed=1",  # its best run, less its ckpt_path
     ]
     assert by_setting.splitlines()[2:] == [
         "| optim.lr | n | val/acc_best | test/acc | vs best | not ok |",
@@ -241,7 +242,7 @@ def test_several_folders_print_one_table_and_write_files_only_with_out(tmp_path,
     rows = report_table.report([one, two], out=None)
     # the seed run one used, from its resolved config: it set none
     assert [(r["status"], r["overrides"].get("seed", "")) for r in rows] == [("ok", "0"), ("interrupted", "7")]
-    command = f"python -m lit_cifar.train model=week11_cnn optim.lr=1e-3 seed=7 ckpt_path=last hydra.run.dir={two}"
+    command = f"{python()} -m lit_cifar.train model=week11_cnn optim.lr=1e-3 seed=7 ckpt_path=last hydra.run.dir={two}"
     assert rows[1]["reason"] == f"stopped after 1 of 3 epochs; resume it with: {command}"
     assert not list(tmp_path.rglob("results.*"))
     table = capsys.readouterr().out.split("## Runs\n\n")[1]

@@ -16,6 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from lit_cifar.callbacks.checkpoint import ResumableCheckpoint
+from lit_cifar.run.commands import python
 from lit_cifar.training.module import LitClassifier
 
 TESTS = Path(__file__).parent
@@ -66,7 +67,8 @@ def test_a_stopped_run_resumes_from_its_last_epoch_to_the_same_metrics(uninterru
     else:  # a clean stop: the status a shell gives a process the signal killed, and the command that goes on
         assert first.returncode == 128 + signum, first.stderr[-2000:]
         resume = f"ckpt_path=last hydra.run.dir={killed}"
-        assert f"error: stopped by {signum.name}; go on from its last finished epoch with: python -m" in first.stderr
+        go_on = f"error: stopped by {signum.name}; go on from its last finished epoch with: {python()} -m"
+        assert go_on in first.stderr
         assert first.stderr.strip().endswith(resume) and "Traceback" not in first.stderr
     assert last_step(killed) == STEPS_PER_EPOCH  # the end of the first epoch, never mid-epoch
     assert not (killed / "metrics.json").exists() and not list((killed / "checkpoints").glob("*.partial"))

@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from hydra_plugins.lit_cifar_optuna.optuna_sweeper import consecutive_runs
+from lit_cifar.run.commands import python
 from lit_cifar.run.errors import UserError
 from lit_cifar.sweep.search import as_override, journal, search_space
 
@@ -168,7 +169,7 @@ def test_a_search_prunes_hopeless_trials_and_goes_on_after_a_kill(tmp_path, cifa
     table = (sweep_dir / "results.md").read_text()
     assert table.count("| trial-") == 6 and "| pruned |" in table
     # trials that differ only in how often they log are one setting of several runs, named by its lr
-    assert "\nbest: optim.lr=0.003, val/acc_best=" in again.stdout and "python -m lit_cifar.train" in again.stdout
+    assert "\nbest: optim.lr=0.003, val/acc_best=" in again.stdout and f"{python()} -m lit_cifar.train" in again.stdout
     assert (sweep_dir / "search_history.png").stat().st_size > 0
 
 

@@ -12,6 +12,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from lit_cifar import report
 from lit_cifar.reporting import table
+from lit_cifar.run.commands import python
 from lit_cifar.run.dirs import held
 from lit_cifar.run.errors import UserError
 from lit_cifar.run.overrides import overrides_of
@@ -258,7 +259,8 @@ def test_a_sweep_dir_in_use_or_of_other_settings_is_refused_untouched(tmp_path, 
     wider_keys, _ = sweep(tmp_path, cifar_root, "optim.lr=1e-3,2e-3", "trainer.fast_dev_run=true", "seed=1,2")
     assert wider_keys.returncode == 2 and "swept keys: optim.lr -> optim.lr, seed" in wider_keys.stderr
     assert (
-        f"to give its settings more seeds: python -m lit_cifar.rerun {sweep_dir} --top K --seeds N" in wider_keys.stderr
+        f"to give its settings more seeds: {python()} -m lit_cifar.rerun {sweep_dir} --top K --seeds N"
+        in wider_keys.stderr
     )
     shorter, _ = sweep(tmp_path, cifar_root, "optim.lr=1e-3,2e-3", "trainer.fast_dev_run=true", "trainer.max_epochs=1")
     assert shorter.returncode == 2 and "trainer.max_epochs: 2 -> 1 (it may only be raised)" in shorter.stderr

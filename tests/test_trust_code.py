@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from lit_cifar.data.make_chars import generate
+from lit_cifar.run.commands import python
 
 WEEK11 = "lit_cifar.models.small_cnns.Week11CNN"
 
@@ -234,7 +235,7 @@ def test_rerun_prints_the_command_it_runs(tmp_path, cifar_root):
     folder = sweep_record(tmp_path / "sweep", [*smoke(cifar_root), "optim.lr=1e-3,2e-3"])
     result = run_cli("lit_cifar.rerun", str(folder))
     assert result.returncode == 0, result.stderr[-3000:]
-    command = shlex.join(["python", "-m", "lit_cifar.train", "-m", *smoke(cifar_root), "optim.lr=1e-3,2e-3",
+    command = shlex.join([python(), "-m", "lit_cifar.train", "-m", *smoke(cifar_root), "optim.lr=1e-3,2e-3",
                           f"hydra.sweep.dir={folder.resolve()}"])  # fmt: skip
     assert result.stdout.splitlines()[0] == command
     assert sorted(p.name for p in folder.glob("optim.lr=*")) == ["optim.lr=0.001", "optim.lr=0.002"]
@@ -254,7 +255,7 @@ def test_a_killed_confirmation_goes_on_with_the_command_it_prints(tmp_path, cifa
     killed = run_cli("lit_cifar.rerun", str(folder), "--top", "1", "--seeds", "1", kill[0])
     assert killed.returncode == 128 + signal.SIGTERM, killed.stderr[-3000:]
     go_on = killed.stderr.split("go on from its last finished epoch with: ")[1].splitlines()[0]
-    rerun = ["python", "-m", "lit_cifar.rerun", str(folder.resolve()), "--top", "1", "--seeds", "1", kill[0]]
+    rerun = [python(), "-m", "lit_cifar.rerun", str(folder.resolve()), "--top", "1", "--seeds", "1", kill[0]]
     assert go_on == shlex.join(rerun)
     interrupted = folder / "seed=2"
     assert (interrupted / "checkpoints" / "last.ckpt").is_file() and not (interrupted / "metrics.json").exists()

@@ -10,6 +10,8 @@ import pytest
 import torch
 from conftest import file_hashes, run_cli, run_process, tiny_cifar_overrides
 
+from lit_cifar.run.commands import python
+
 QUICK = ["model=week11_cnn", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "seed=7"]
 
 
@@ -200,7 +202,7 @@ def test_a_sweep_dir_given_as_a_run_dir_is_named_as_a_sweep(finished_run, grid_d
     for resume in ([], ["ckpt_path=last"]):
         result = train(root, *resume, f"hydra.run.dir={grid_dir}")
         assert_one_line(result, f"{grid_dir} is a sweep dir; pass one of its job folders",
-                        f"python -m lit_cifar.rerun {grid_dir}")  # fmt: skip
+                        f"{python()} -m lit_cifar.rerun {grid_dir}")  # fmt: skip
         assert file_hashes(grid_dir) == before
 
 

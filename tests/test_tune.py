@@ -7,6 +7,8 @@ from conftest import MODELS, run_cli, tiny_cifar_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_chars import chars_overrides, chars_root  # noqa: F401 (a fixture)
 
+from lit_cifar.run.commands import python
+
 STEPS = ["tune.steps=20"]
 
 
@@ -23,7 +25,7 @@ def test_the_lr_finder_prints_the_override_and_writes_its_plot(tmp_path, cifar_r
     assert 1e-6 <= lr <= 1.0 and len(found["lr"]) == len(found["loss"]) > 10
     assert f"optim.lr={lr}" in result.stdout
     train = found["command"]
-    assert train.startswith("python -m lit_cifar.train ") and train.endswith(f"model=week11_cnn optim.lr={lr}")
+    assert train.startswith(f"{python()} -m lit_cifar.train ") and train.endswith(f"model=week11_cnn optim.lr={lr}")
     assert "tune.steps" not in train and train in result.stdout
     assert (run_dir / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
     events = EventAccumulator(str(run_dir / "tensorboard"))

@@ -9,6 +9,7 @@ from test_report import make_run, make_sweep
 
 from lit_cifar.reporting import table
 from lit_cifar.reporting.stats import estimate, t_quantile
+from lit_cifar.run.commands import python
 
 
 def result(metrics: dict, images: int = 500, status: str = "ok") -> dict:
@@ -87,7 +88,7 @@ def test_several_seeds_rank_by_their_mean_with_a_t_interval_and_a_pruned_seed_is
     best = read_best(capsys.readouterr().out)
     assert best[0] == "best: optim.lr=0.002, val/acc_best=0.6800 ± 0.2541 (t, n=2)"
     assert best[1] == "  every other setting is worse at 5% (Holm-adjusted)"
-    assert best[3].endswith("python -m lit_cifar.train optim.lr=0.002 seed=1")  # its best run's own overrides
+    assert best[3].endswith(f"{python()} -m lit_cifar.train optim.lr=0.002 seed=1")  # its best run's own overrides
 
 
 def test_a_loss_ranks_lowest_first(tmp_path, capsys):
