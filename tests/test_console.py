@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, tiny_cifar_overrides
 
-LOG_LINE = re.compile(r"^\[[\d :,-]+\]\[([\w.]+)\]\[(\w+)\] - (.*)$")
 CONFIG_LINE = re.compile(r"^  \w+( \(\w+\))? +\S")  # the start's summary of the config, under its first log line
 PRINTED = re.compile(r"^(train with: \S*python -m |([\w.]+=\S+ )+\(plot: )")  # lit_cifar.tune's result, on stdout
 TABLE_LINE = re.compile(r"^[┏┃┡│└]")  # the model summary and the test results (Rich's tables)
@@ -18,7 +17,7 @@ SUMMARY_TOTAL = re.compile(
     r"|Modules in train mode|Modules in eval mode): \S(.*\S)?$"
 )
 NEVER = ("LeafSpec", "litlogger", "Tip", "FLOPs", "srun", "TPU", "weights_only", ".lr_find_", "Finding best initial lr")
-TINY_SPLIT = "lit_cifar.data.base: the validation split holds fewer"  # the tiny fixture's warning
+TINY_SPLIT = "the validation split holds fewer"  # the tiny fixture's warning
 # Lightning's warnings that a user can act on, where these tests' tiny runs give them
 ACTIONABLE_WARNINGS = (
     "does not have many workers",  # data.num_workers=0
@@ -47,14 +46,12 @@ def user_warnings(monkeypatch) -> list[warnings.WarningMessage]:
 
 
 def console_lines(output: str) -> list[tuple[str, str]]:
-    """Every line printed, as (kind, text): a log line's text is its message, prefixed by its logger; any other
-    line is its own kind, `unknown`."""
+    """Every line printed, as (kind, text): a table's, the config's, a printed result's, else a log line (its
+    message alone: the console shows no time, module or level)."""
     assert "\r" not in output, "a progress bar was drawn: " + output[output.index("\r") - 200 :][:400]
     lines = []
     for line in output.splitlines():
-        if match := LOG_LINE.match(line):
-            lines.append(("log", f"{match.group(1)}: {match.group(3)}"))
-        elif CONFIG_LINE.match(line):
+        if CONFIG_LINE.match(line):
             lines.append(("config", line))
         elif PRINTED.match(line):
             lines.append(("printed", line))
@@ -63,7 +60,7 @@ def console_lines(output: str) -> list[tuple[str, str]]:
         elif SUMMARY_TOTAL.match(line):
             lines.append(("total", line))
         else:
-            lines.append(("unknown", line))
+            lines.append(("log", line))
     return lines
 
 
@@ -74,7 +71,7 @@ def assert_quiet(proc, recorded: list[warnings.WarningMessage]) -> list[str]:
     for noise in NEVER:
         assert noise not in output, noise
     lines = console_lines(output)
-    assert not [text for kind, text in lines if kind == "unknown"], output
+    assert not [text for kind, text in lines if kind == "config"], output  # the config's groups: in the log file
     logged = [text for kind, text in lines if kind == "log"]
     assert len(logged) == len(set(logged)), logged  # each once
     assert "INFO: " not in output  # the format of the console handler the `lightning` package adds of its own
@@ -95,21 +92,20 @@ def test_a_run_and_its_resume_print_each_line_once_and_no_bar_nor_noise(cifar_ro
         if not line.startswith(TINY_SPLIT)
     ]
     assert [re.sub(r"GPU available: .*", "GPU available: …", k) for k in kinds] == [
-        "__main__: seed N, run dir RUN; the whole config is in .hydra/resolved.yaml",
-        "lightning.pytorch.utilities.rank_zero: GPU available: …",
-        "lit_cifar.callbacks.epoch_log: epoch N/N  train loss N acc N  val loss N acc N (best N)  lr N  N s",
-        "lit_cifar.callbacks.epoch_log: epoch N/N  train loss N acc N  val loss N acc N (best N)  lr N  N s",
-        "lightning.pytorch.utilities.rank_zero: Restoring states from the checkpoint path at RUN/checkpoints/"
-        "epoch_N.ckpt",
-        "__main__: val/acc_best=N test/acc=N (ok, tested epoch_N.ckpt), run dir RUN",
+        "seed N, run dir RUN; the whole config is in .hydra/resolved.yaml",
+        "GPU available: …",
+        "epoch N/N  train loss N acc N  val loss N acc N (best N)  lr N  N s",
+        "epoch N/N  train loss N acc N  val loss N acc N (best N)  lr N  N s",
+        "Restoring states from the checkpoint path at RUN/checkpoints/epoch_N.ckpt",
+        "val/acc_best=N test/acc=N (ok, tested epoch_N.ckpt), run dir RUN",
     ]
-    assert [line.split(": ", 1)[1][:9] for line in logged if "epoch_log" in line] == ["epoch 1/2", "epoch 2/2"]
+    assert [line[:9] for line in logged if line.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
     assert "Week11CNN" in first.stdout and "test/acc" in first.stdout  # the two tables
 
     user_warnings.clear()
     resumed = run_cli("lit_cifar.train", *args, "trainer.max_epochs=3", "ckpt_path=last")  # into its own folder
     logged = assert_quiet(resumed, user_warnings)
-    assert [line.split(": ", 1)[1][:9] for line in logged if "epoch_log" in line] == ["epoch 3/3"]
+    assert [line[:9] for line in logged if line.startswith("epoch ")] == ["epoch 3/3"]
     assert sum("Restoring states from the checkpoint path at" in line for line in logged) == 2  # the resume, the test
 
 
@@ -120,10 +116,28 @@ def test_the_lr_finder_prints_each_line_once_and_no_bar(cifar_root, tmp_path, us
         f"hydra.run.dir={run_dir}",
     )  # fmt: skip
     logged = [line for line in assert_quiet(proc, user_warnings) if not line.startswith(TINY_SPLIT)]
-    assert [line for line in logged if "GPU available" in line and "rank_zero" in line] == logged[:1]
-    assert all(
-        line.startswith(("lightning.pytorch.utilities.rank_zero: ", "lightning.pytorch.tuner")) for line in logged
-    )
+    assert [line for line in logged if "GPU available" in line] == logged[:1]
     assert re.search(r"^optim.lr=\S+ \(plot: .*lr_find.png\)$", proc.stdout, re.M)
     assert not [line for line in logged if "stopped" in line]  # the finder's own max_steps
     assert not list(Path(run_dir).glob(".lr_find_*"))
+
+
+HYDRA_PREFIX = re.compile(r"^\[20\d\d-\d\d-\d\d [\d:,]+\]\[")
+
+
+def test_the_console_shows_messages_and_the_log_file_keeps_times_and_modules(cifar_root, tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*tiny_cifar_overrides(cifar_root), "model=week11_cnn", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}"]
+    proc = run_cli("lit_cifar.train", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    console = (proc.stdout + proc.stderr).splitlines()
+    assert not [line for line in console if HYDRA_PREFIX.match(line)], console
+    assert [line[:9] for line in console if line.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
+    assert [line for line in console if line.startswith("seed ")] == [
+        f"seed 42, run dir {run_dir}; the whole config is in .hydra/resolved.yaml"
+    ]
+    assert not [line for line in console if line.startswith(("  model (", "  optim ("))]  # the rest: in the file
+
+    logged = (run_dir / "train.log").read_text()
+    assert re.search(r"^\[20[\d :,-]+\]\[lit_cifar\.callbacks\.epoch_log\]\[INFO\] - epoch 2/2 ", logged, re.M)
+    assert "\n  model (week11_cnn)" in logged  # the whole config summary

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from lit_cifar.run.config import config_summary, resolved_config
 from lit_cifar.run.dirs import is_empty
 from lit_cifar.run.errors import RunStopped, run_app, stop_signal
-from lit_cifar.run.lifecycle import in_multirun, other_rank, rank_0_start, ranks_told, run_held
+from lit_cifar.run.lifecycle import in_multirun, other_rank, rank_0_start, ranks_told, run_held, to_log_files
 from lit_cifar.run.overrides import as_typed
 from lit_cifar.run.record import save_config, supersede, write_outcome
 from lit_cifar.run.resume import Start, check_resumable, plan_start
@@ -48,7 +48,11 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
     from lit_cifar.training.build import build
 
     share_machine(cfg)
-    log.info("%s", config_summary(resolved_config(cfg), HydraConfig.get().runtime.choices, str(run_dir)))
+    first, _, groups = config_summary(resolved_config(cfg), HydraConfig.get().runtime.choices, str(run_dir)).partition(
+        "\n"
+    )
+    log.info("%s", first)  # the seed and the run dir on the console; each group's settings in train.log
+    to_log_files(log, f"the config, by group:\n{groups}")
     built = build(cfg, extra_callbacks=trial_callbacks(cfg.optimized_metric))
     datamodule, module, trainer = built.datamodule, built.module, built.trainer
     if start.ckpt_path:

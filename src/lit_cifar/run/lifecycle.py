@@ -77,7 +77,13 @@ def failure_recorded(run_dir: Path) -> Iterator[None]:
 def _traceback_to_log_files() -> None:
     """The traceback of the exception being handled, to the log files only (those of Hydra's root handlers that
     write a file: the job's log), not to the console."""
-    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "the job failed with", (), sys.exc_info())
+    to_log_files(log, "the job failed with", logging.ERROR, sys.exc_info())
+
+
+def to_log_files(logger: logging.Logger, message: str, level: int = logging.INFO, exc_info=None) -> None:
+    """`message` from `logger` into the log files alone (the job's train.log), not onto the console: what a person
+    looks up rather than reads as it runs (the whole config, the model's layers, a traceback)."""
+    record = logger.makeRecord(logger.name, level, "", 0, message, (), exc_info)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)

@@ -23,6 +23,12 @@ def _job_name() -> str:
     return job_name(hydra_cfg, as_typed(hydra_cfg.overrides.task), hydra_cfg.job.num)
 
 
+def _console_prefix() -> str:
+    """`[optim.lr=0.002] ` before each console line of a sweep job (a logging format: `%` doubled); none for a
+    single run."""
+    return f"[{HydraConfig.get().sweep.subdir}] ".replace("%", "%%") if in_multirun() else ""
+
+
 def _run_name() -> str:
     """What loggers name a run: a sweep job's folder name; empty for a single run."""
     return str(HydraConfig.get().sweep.subdir) if in_multirun() else ""
@@ -38,4 +44,5 @@ def register() -> None:
     OmegaConf.register_new_resolver("lit_cifar.log_root", _log_root, replace=True)
     OmegaConf.register_new_resolver("lit_cifar.job_name", _job_name, replace=True)  # conf/hydra/default.yaml
     OmegaConf.register_new_resolver("lit_cifar.run_name", _run_name, replace=True)
+    OmegaConf.register_new_resolver("lit_cifar.console_prefix", _console_prefix, replace=True)
     OmegaConf.register_new_resolver("lit_cifar.evaluations_dir", evaluations_dir, replace=True)  # conf/evaluate.yaml
