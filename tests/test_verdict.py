@@ -155,6 +155,9 @@ def test_a_key_cannot_be_judged_with_too_few_runs_or_values_that_change_together
     assert [k.effect() for k in found.keys] == [
         "cannot be judged: too few runs (3) to test every key and leave an error"
     ] * 2
+    alone = key_effects([{"a": "1", "b": "2"}] * 3, [0.1, 0.2, 0.3], [None] * 3, ["a", "b"], set())
+    assert alone.model == "no model: no key took two values in the finished runs"
+    assert [k.effect() for k in alone.keys] == ["cannot be judged: one value (1)", "cannot be judged: one value (2)"]
     together = [{"a": v, "b": v} for v in "1212"]
     found = key_effects(together, [0.1, 0.2, 0.12, 0.22], [None] * 4, ["a", "b"], set())
     assert {k.effect() for k in found.keys} == {

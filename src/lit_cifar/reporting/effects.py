@@ -147,11 +147,10 @@ def key_effects(
     term_of = {key: term for key, term, _ in terms}
     found = [_effect(key, levels(key, runs, values), tested, term_of.get(key), len(runs)) for key in keys]
     named = " + ".join(words for _, _, words in terms) + (" + seed (a block)" if blocked else "")
-    if full:
-        model = f"{len(varied)}-way ANOVA, {named}"
-    else:
-        model = f"linear model, {named}" if terms else "no model: no key took two values"
-    return Effects(found, f"{model}; Type II sums of squares, an F test per key (statsmodels)", len(runs))
+    if not terms:
+        return Effects(found, "no model: no key took two values in the finished runs", len(runs))
+    model = f"{len(varied)}-way ANOVA" if full else "linear model"
+    return Effects(found, f"{model}, {named}; Type II sums of squares, an F test per key (statsmodels)", len(runs))
 
 
 def _effect(key: str, found: list[Level], tested: dict, term: str | None, runs: int) -> KeyEffect:
