@@ -15,11 +15,10 @@ class EpochLog(Callback):
     Lightning calls callbacks' `on_train_epoch_end` before the module's, where the module logs the epoch's
     training loss and accuracy, so an epoch's line is written once its hooks are all done: when the next epoch
     starts, or training ends. The lr is the one the epoch started with (a per-step schedule moves it within the
-    epoch); the seconds count the epoch's validation. A sweep's job starts its lines with its `name` (its swept
-    values), so the lines of jobs running side by side are told apart."""
+    epoch); the seconds count the epoch's validation. A sweep job's console lines are told apart by the
+    prefix its log format gives them (conf/hydra/default.yaml)."""
 
-    def __init__(self, name: str = "") -> None:
-        self.name = name
+    def __init__(self) -> None:
         self._started, self._lr, self._validated = 0.0, None, False
         self._ended: tuple[int, float, float | None, bool] | None = None  # epoch, seconds, lr, validated
 
@@ -47,7 +46,7 @@ class EpochLog(Callback):
         def pair(stage: str) -> str:
             return f"{stage} loss {float(metrics[f'{stage}/loss']):.4f} acc {float(metrics[f'{stage}/acc']):.4f}"
 
-        parts = [f"{self.name + ': ' if self.name else ''}epoch {epoch + 1}/{trainer.max_epochs}"]
+        parts = [f"epoch {epoch + 1}/{trainer.max_epochs}"]
         if "train/loss" in metrics:
             parts.append(pair("train"))
         if validated and "val/loss" in metrics:

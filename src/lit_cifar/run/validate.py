@@ -110,7 +110,6 @@ TYPES: dict[str, object] = {
     **{f"callbacks.model_checkpoint.{key}": str for key in ("dirpath", "filename")},
     **{f"callbacks.model_checkpoint.{key}": bool for key in ("save_last", "auto_insert_metric_name")},
     "callbacks.lr_monitor.logging_interval": str | None,
-    "callbacks.epoch_log.name": str,
     "callbacks.run_time.warn_above_min": float,
     "callbacks.model_summary.max_depth": int,
     **{f"callbacks.hparams.numbers.{key}": float for key in HPARAMS_NUMBERS},
