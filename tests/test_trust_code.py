@@ -197,6 +197,16 @@ RERUN_ROUTES = {  # name: (task overrides, hydra overrides, the override named) 
     ),
     "an optimizer class": (lambda d, p: ["optim.algorithm=evil.Optimizer"], [], "optim.algorithm=evil.Optimizer"),
     "the jobs' environment": (lambda d, p: [], lambda d, p: ["+hydra.job.env_set.PYTHONPATH=" + str(d)], "env_set"),
+    "a SLURM job script's last lines": (
+        lambda d, p: [],
+        lambda d, p: ["hydra/launcher=slurm", f"+hydra.launcher.teardown=[touch {d.parent / 'marker'}]"],
+        "+hydra.launcher.teardown=",
+    ),
+    "a line break in a SLURM setting": (  # the rest of an #SBATCH line runs as shell
+        lambda d, p: [],
+        lambda d, p: ["hydra/launcher=slurm", f"hydra.launcher.comment='x\ntouch {d.parent / 'marker'}'"],
+        "hydra.launcher.comment='x\\ntouch ",
+    ),
 }
 
 
@@ -221,6 +231,27 @@ def test_rerun_refuses_a_sweep_record_that_chooses_code_before_anything_runs(tmp
         "nothing a folder holds chooses code: give that override on the command line yourself if you trust it"
     )
     assert not marker.exists() and file_hashes(folder) == before and result.stdout == ""
+
+
+BROKEN_RECORDS = {
+    "an override Hydra cannot parse": "hydra:\n  overrides:\n    task: ['--config-dir=x']\n    hydra: []\n",
+    "task overrides as a string": "hydra:\n  overrides:\n    task: optim.lr=0.1\n    hydra: []\n",
+    "no overrides": "hydra: {}\n",
+    "cut short": "hydra:\n  overrides:\n    task: [optim.lr=0.1\n",
+}
+
+
+@pytest.mark.parametrize("command", ["lit_cifar.rerun", "lit_cifar.report"])
+@pytest.mark.parametrize("broken", BROKEN_RECORDS)
+def test_a_broken_sweep_record_is_one_line_naming_it(tmp_path, command, broken):
+    folder = tmp_path / "sweep"
+    (folder / "job").mkdir(parents=True)
+    (folder / "job" / "metrics.json").write_text('{"status": "ok", "metrics": {"val/acc_best": 0.5}}')
+    (folder / "multirun.yaml").write_text(BROKEN_RECORDS[broken])
+    result = run_cli(command, str(folder))
+    assert result.returncode == 2, result.stderr[-3000:]
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {folder / 'multirun.yaml'} is not a sweep record Hydra wrote ("), line
 
 
 def test_rerun_refuses_code_in_the_records_grid(tmp_path, cifar_root):

@@ -15,14 +15,14 @@ from lit_cifar.reporting.table import collect, compared_keys, optimized_metric, 
 from lit_cifar.run.overrides import as_typed, overrides_of, without_keys
 from lit_cifar.run.targets import refuse_code
 from lit_cifar.sweep.confirmation import SUBDIR
-from lit_cifar.sweep.overrides import final_overrides, run_name, sweep_overrides, swept_keys
+from lit_cifar.sweep.overrides import final_overrides, multirun_record, run_name, sweep_overrides, swept_keys
 
 
 def own_seeds(sweep_dir: Path) -> list[int]:
     """The seeds the sweep's own jobs train with: the values of a swept `seed`, or the one its config holds."""
     override = final_overrides(sweep_dir).get("seed")
     if override is None or not override.is_sweep_override():
-        return [int(OmegaConf.load(sweep_dir / "multirun.yaml").seed)]
+        return [int(multirun_record(sweep_dir).seed)]
     return [int(seed) for seed in override.sweep_iterator()]  # listed: lit_cifar.sweep.confirmation checked it
 
 

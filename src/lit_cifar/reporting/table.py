@@ -67,6 +67,7 @@ from lit_cifar.sweep.overrides import (
     confirmation_resume,
     expected_jobs,
     log_scaled_keys,
+    multirun_record,
     run_command,
     run_name,
     sweep_command,
@@ -261,7 +262,7 @@ def _code(rows: list[dict]) -> list[str]:
 
 def held_fixed(sweep_dir: Path) -> dict:
     """A sweep's config choices (model, data, …), its trainer.max_epochs and its command line's overrides."""
-    config = OmegaConf.load(sweep_dir / "multirun.yaml")
+    config = multirun_record(sweep_dir)
     choices = OmegaConf.select(config, "hydra.runtime.choices") or {}
     fixed = {group: choice for group, choice in choices.items() if choice is not None and not group.startswith("hydra")}
     if (epochs := OmegaConf.select(config, "trainer.max_epochs")) is not None:
@@ -293,7 +294,7 @@ RERUN_SEARCH = (
 def describe_sweep(sweep_dir: Path, keys: list[str], rows: list[dict]) -> tuple[str, list[str]]:
     """What a sweep compared and held fixed, the code its jobs ran, how they stand and how to re-run it."""
     fixed = held_fixed(sweep_dir)
-    search = is_search(OmegaConf.load(sweep_dir / "multirun.yaml").hydra)
+    search = is_search(multirun_record(sweep_dir).hydra)
     counts = Counter(row["status"] for row in rows)  # rows come in the table's order, and so do statuses
     return f"Sweep {sweep_dir}", [
         f"swept: {', '.join(keys) or 'nothing'}",
@@ -398,7 +399,7 @@ def optimized_metric(paths: list[Path]) -> str:
     different metrics are refused: one ranking cannot serve them."""
     metrics: dict[str, dict[str, None]] = {}
     for path in filter(is_sweep_dir, paths):
-        metric = OmegaConf.select(OmegaConf.load(path / "multirun.yaml"), "optimized_metric") or "val/acc_best"
+        metric = OmegaConf.select(multirun_record(path), "optimized_metric") or "val/acc_best"
         metrics.setdefault(metric, {})[str(path)] = None
     if len(metrics) > 1:
         raise UserError(
@@ -587,7 +588,7 @@ def report(paths: list[Path], out: Path | None) -> list[dict]:
         title = sweep_title(paths[0], keys) if one_sweep else f"{len(rows)} runs"
         from lit_cifar.reporting.plots import plot, plot_history  # matplotlib only where a figure is drawn
 
-        search = one_sweep and is_search(OmegaConf.load(paths[0] / "multirun.yaml").hydra)
+        search = one_sweep and is_search(multirun_record(paths[0]).hydra)
         figure_curves = {labels[f]: curve for f, curve in curves.items()}
         seeds = any(len(setting.runs) > 1 for setting in found)  # then the figure shows settings, not runs
         shown = (setting_rows(found, metric), [k for k in keys if k != "seed"]) if seeds else (rows, keys)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 from hydra.core.override_parser.types import Glob, Override
+from hydra.errors import OverrideParseException
 
 from lit_cifar.run.errors import CONF_DIR, UserError
 from lit_cifar.run.overrides import parse
@@ -44,12 +45,15 @@ CODE_SETTINGS = (
     "hydra.job_logging",
     "hydra.hydra_logging",
     "hydra.launcher.setup",
+    "hydra.launcher.teardown",
+    "hydra.launcher.python",
     "hydra.launcher.srun_args",
     "hydra.launcher.additional_parameters",
 )
 SWEEPER_PARAMS = "hydra.sweeper.params."  # each entry is an override line of its own
 # The resolvers that turn a string into config nodes, which may hold a `_target_`.
 NODE_RESOLVERS = re.compile(r"\$\{\s*oc\.(create|decode)\s*:")
+LINE_BREAK = re.compile(r"[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")  # what ends a line for a shell or str.splitlines
 OPTION = re.compile(r"\w[\w-]*")  # a config group's option: a file's name in the group's folder, never a path
 
 
@@ -164,17 +168,30 @@ def _code_in_value(path: str, value: object) -> str | None:
         return not_admitted(node, value)
     if key == "algorithm" and not ALGORITHM.fullmatch(str(value)):
         return f"sets {path} to {value}, which is not one of torch.optim's optimizers"
+    if isinstance(value, str) and LINE_BREAK.search(value):  # a job script (sbatch's #SBATCH lines) runs it as shell
+        return f"sets {path} to a value that holds a line break"
     if isinstance(value, str) and NODE_RESOLVERS.search(value):
         return f"sets {path} to {value}, which makes config nodes (and code) out of a string"
     return None
+
+
+def shown(line: str) -> str:
+    """`line` on one line: its line breaks written as escapes."""
+    return LINE_BREAK.sub(lambda found: repr(found.group())[1:-1], line)
 
 
 def refuse_code(lines: list[str], source: Path, trusted: list[str] = ()) -> None:
     """Refuse, in one line, the first of the override `lines` read from the file `source` that chooses code the
     project's own configs do not name, unless it is one of `trusted` (the command's own)."""
     for line in lines:
-        if line not in trusted and (problem := code_in_override(line)):
+        if line in trusted:
+            continue
+        try:
+            problem = code_in_override(line)
+        except OverrideParseException:
+            problem = "is no override Hydra can parse"
+        if problem:
             raise UserError(
-                f"{source}'s override {line} {problem}; nothing a folder holds chooses code: give that override on "
-                "the command line yourself if you trust it"
+                f"{source}'s override {shown(line)} {problem}; nothing a folder holds chooses code: give that override "
+                "on the command line yourself if you trust it"
             )

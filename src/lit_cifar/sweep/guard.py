@@ -17,7 +17,7 @@ from lit_cifar.run.validate import check_needs_validation
 from lit_cifar.sweep.confirmation import check_confirmation
 from lit_cifar.sweep.gpu_share import forget_measured
 from lit_cifar.sweep.jobs import jobs_per_gpu, refuse_several_devices
-from lit_cifar.sweep.overrides import _fixed_and_swept, grid_of, sweep_command, sweep_overrides
+from lit_cifar.sweep.overrides import _fixed_and_swept, grid_of, multirun_record, sweep_command, sweep_overrides
 from lit_cifar.sweep.search import is_search, search_space
 
 # What makes a search another one, besides its overrides: the study its trials go into, how it proposes and
@@ -89,7 +89,7 @@ def refuse_another_sweep(sweep_dir: Path, config: DictConfig) -> None:
     never share a folder."""
     if not (sweep_dir / "multirun.yaml").is_file():
         return
-    old = OmegaConf.load(sweep_dir / "multirun.yaml")
+    old = multirun_record(sweep_dir)
     if is_search(old.hydra) != is_search(config.hydra):
         raise UserError(
             f"{sweep_dir} holds {_kind(old.hydra)}; {_kind(config.hydra)} would mix with it: re-run it with its own "

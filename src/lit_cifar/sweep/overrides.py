@@ -23,12 +23,30 @@ def grid_of(hydra_cfg: DictConfig) -> list[str]:
     return [f"{key}={value}" for key, value in as_typed(params).items()] if params else []
 
 
-def final_overrides(sweep_dir: Path) -> dict:
-    """A sweep's overrides by key, the command line's over `hydra.sweeper.params`, from its `multirun.yaml`."""
+def multirun_record(sweep_dir: Path) -> DictConfig:
+    """The sweep's `multirun.yaml`, refused in one line unless it holds what Hydra writes there: override lines
+    (lists of strings) that parse, under `hydra.overrides`."""
     path = sweep_dir / "multirun.yaml"
     if not path.is_file():
         raise UserError(f"{sweep_dir} is not a sweep dir (no multirun.yaml); pass a multirun/DATE/TIME folder")
-    hydra_cfg = OmegaConf.load(path).hydra
+    try:
+        record = OmegaConf.load(path)
+        lines = [OmegaConf.to_container(record.hydra.overrides[part]) for part in ("task", "hydra")]
+        if not all(isinstance(found, list) and all(isinstance(line, str) for line in found) for found in lines):
+            raise ValueError("its hydra.overrides are not lists of override lines")
+        parse([*lines[0], *lines[1], *grid_of(record.hydra)])
+    except Exception as err:  # cut short by a kill, edited by hand, or not Hydra's
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"{path} is not a sweep record Hydra wrote ({reason}); restore it from the sweep's own copy, or start "
+            "the sweep again in a new hydra.sweep.dir"
+        ) from None
+    return record
+
+
+def final_overrides(sweep_dir: Path) -> dict:
+    """A sweep's overrides by key, the command line's over `hydra.sweeper.params`, from its `multirun.yaml`."""
+    hydra_cfg = multirun_record(sweep_dir).hydra
     return last_of_each(grid_of(hydra_cfg) + as_typed(hydra_cfg.overrides.task))  # the command line's come last
 
 
@@ -57,7 +75,7 @@ def run_name(keys: list[str], overrides: dict[str, str], job: str) -> str:
 def sweep_overrides(sweep_dir: Path) -> tuple[list[str], list[str], list[str]]:
     """From the `multirun.yaml` of the sweep in `sweep_dir`: its command line's task overrides, its Hydra
     overrides (launcher, …) and its grid (`hydra.sweeper.params`, where a named `sweep=` config sets one)."""
-    hydra_cfg = OmegaConf.load(sweep_dir / "multirun.yaml").hydra
+    hydra_cfg = multirun_record(sweep_dir).hydra
     task = as_typed(hydra_cfg.overrides.task)
     # the re-run command sets its sweep dir; -m sets the mode; a confirmation is asked for each time
     hydra_only = without_keys(as_typed(hydra_cfg.overrides.hydra), {"hydra.sweep.dir", "hydra.mode", *CONFIRM_KEYS})
