@@ -23,6 +23,12 @@ def grid_of(hydra_cfg: DictConfig) -> list[str]:
     return [f"{key}={value}" for key, value in as_typed(params).items()] if params else []
 
 
+def hydra_overrides(hydra_cfg: DictConfig) -> list[str]:
+    """The Hydra overrides a sweep's command line gave (launcher, sweep dir, …); none where a record has no list."""
+    found = hydra_cfg.overrides.get("hydra")
+    return [] if found is None else as_typed(found)
+
+
 def multirun_record(sweep_dir: Path) -> DictConfig:
     """The sweep's `multirun.yaml`, refused in one line unless it holds what Hydra writes there: override lines
     (lists of strings) that parse, under `hydra.overrides`."""
@@ -31,7 +37,7 @@ def multirun_record(sweep_dir: Path) -> DictConfig:
         raise UserError(f"{sweep_dir} is not a sweep dir (no multirun.yaml); pass a multirun/DATE/TIME folder")
     try:
         record = OmegaConf.load(path)
-        lines = [OmegaConf.to_container(record.hydra.overrides[part]) for part in ("task", "hydra")]
+        lines = [as_typed(record.hydra.overrides.task), hydra_overrides(record.hydra)]
         if not all(isinstance(found, list) and all(isinstance(line, str) for line in found) for found in lines):
             raise ValueError("its hydra.overrides are not lists of override lines")
         parse([*lines[0], *lines[1], *grid_of(record.hydra)])
@@ -78,7 +84,7 @@ def sweep_overrides(sweep_dir: Path) -> tuple[list[str], list[str], list[str]]:
     hydra_cfg = multirun_record(sweep_dir).hydra
     task = as_typed(hydra_cfg.overrides.task)
     # the re-run command sets its sweep dir; -m sets the mode; a confirmation is asked for each time
-    hydra_only = without_keys(as_typed(hydra_cfg.overrides.hydra), {"hydra.sweep.dir", "hydra.mode", *CONFIRM_KEYS})
+    hydra_only = without_keys(hydra_overrides(hydra_cfg), {"hydra.sweep.dir", "hydra.mode", *CONFIRM_KEYS})
     return task, hydra_only, grid_of(hydra_cfg)
 
 
