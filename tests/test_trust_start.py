@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import file_hashes, run_cli, run_process, tiny_cifar_overrides
+from omegaconf import OmegaConf
 
 from lit_cifar.run.commands import python
 
@@ -235,3 +236,27 @@ def test_a_failed_jobs_console_gets_its_one_line_and_only_a_bugs_log_its_traceba
     assert console.count("job failed: ") == 1 and "a bug, not a bad value" in console
     log = (bug_dir / "0" / "train.log").read_text()
     assert "Traceback" in log and "RuntimeError: a bug, not a bad value" in log
+
+
+def as_recorded_before_debug_presets(config: dict) -> dict:
+    """A run's config as lit_cifar recorded it before `debug` existed and while EpochLog took a name."""
+    config.pop("debug", None)
+    config["callbacks"]["epoch_log"]["name"] = ""
+    return config
+
+
+def test_a_run_recorded_by_the_previous_version_extends(cifar_root, tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*tiny_cifar_overrides(cifar_root), f"hydra.run.dir={run_dir}"]
+    assert run_cli("lit_cifar.train", *args, "trainer.max_epochs=1").returncode == 0
+    resolved = run_dir / ".hydra" / "resolved.yaml"
+    OmegaConf.save(as_recorded_before_debug_presets(OmegaConf.to_container(OmegaConf.load(resolved))), resolved)
+    for path in (run_dir / "checkpoints").glob("*.ckpt"):
+        ckpt = torch.load(path, weights_only=True)
+        as_recorded_before_debug_presets(ckpt["run_config"])
+        torch.save(ckpt, path)
+
+    result = run_cli("lit_cifar.train", *args, "trainer.max_epochs=2", "ckpt_path=last")
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["start"] == "extended"

@@ -22,6 +22,7 @@ FREE_TO_CHANGE = (
     "trainer.enable_model_summary",
     "trainer.log_every_n_steps",
     "callbacks.progress_bar",
+    "callbacks.epoch_log",  # console lines only (runs before 2026-12-07 recorded a name for them)
     "callbacks.model_summary",
     "callbacks.lr_monitor",
     "logger",
@@ -39,9 +40,6 @@ def resolved_config(cfg: DictConfig, max_epochs: int | None = None) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True)
     config["data"]["root"] = str(Path(cfg.data.root).resolve())
     return config
-
-
-_UNSET = object()
 
 
 def flattened(config: dict, prefix: str = "") -> dict[str, object]:
@@ -69,12 +67,13 @@ def _derived(cfg: DictConfig, key: str) -> bool:
 
 def config_changes(old: dict, new: dict, cfg: DictConfig) -> list[str]:
     """`key: old -> new` for each setting of `cfg` (resolved: `new`) that differs from `old` and changes
-    what a run computes; keys that only follow another key are named when nothing else explains a change."""
+    what a run computes; keys that only follow another key are named when nothing else explains a change. A key
+    one side lacks and the other sets to null is the same setting: a key added since, with null for its default."""
     before, after = flattened(old), flattened(new)
     changed = [
         key
         for key in sorted(before.keys() | after.keys())
-        if not key.startswith(FREE_TO_CHANGE) and before.get(key, _UNSET) != after.get(key, _UNSET)
+        if not key.startswith(FREE_TO_CHANGE) and before.get(key) != after.get(key)
     ]
     changed = [key for key in changed if not _derived(cfg, key)] or changed
     return [f"{key}: {before.get(key, '(unset)')} -> {after.get(key, '(unset)')}" for key in changed]
