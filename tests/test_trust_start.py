@@ -260,3 +260,28 @@ def test_a_run_recorded_by_the_previous_version_extends(cifar_root, tmp_path):
 
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((run_dir / "metrics.json").read_text())["start"] == "extended"
+
+
+def test_a_checkpoints_state_never_picks_another_runs_weights_to_test(cifar_root, tmp_path):
+    """A checkpoint whose ModelCheckpoint state names another run's best file: a start from it with nothing
+    left to train tests its own weights, never that file's."""
+    runs = {name: tmp_path / name for name in ("other", "source", "new")}
+    common = [*tiny_cifar_overrides(cifar_root), "trainer.max_epochs=1"]
+    for name, seed in (("other", 1), ("source", 2)):
+        assert run_cli("lit_cifar.train", *common, f"seed={seed}", f"hydra.run.dir={runs[name]}").returncode == 0
+    other = json.loads((runs["other"] / "metrics.json").read_text())
+    source = json.loads((runs["source"] / "metrics.json").read_text())
+    assert other["metrics"]["test/acc"] != source["metrics"]["test/acc"]
+    crafted = tmp_path / "crafted.ckpt"
+    ckpt = torch.load(runs["source"] / "checkpoints" / "last.ckpt", weights_only=True)
+    (state,) = (value for key, value in ckpt["callbacks"].items() if key.startswith("ResumableCheckpoint"))
+    state["best_model_path"] = other["tested_checkpoint"]
+    state["best_k_models"] = {other["tested_checkpoint"]: torch.tensor(1.0)}
+    torch.save(ckpt, crafted)
+
+    result = run_cli("lit_cifar.train", *common, "seed=2", f"ckpt_path={crafted}", f"hydra.run.dir={runs['new']}")
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((runs["new"] / "metrics.json").read_text())
+    assert record["tested_checkpoint"] != other["tested_checkpoint"]
+    assert record["metrics"]["test/acc"] == source["metrics"]["test/acc"]

@@ -57,8 +57,23 @@ class ResumableCheckpoint(ModelCheckpoint):
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
+        self._only_own_files()
         if "rng_states" in state_dict:
             set_rng_states(state_dict["rng_states"])
+
+    def _only_own_files(self) -> None:
+        """The checkpoints a restored state names, each as the file of that name in this run's own folder, or
+        forgotten: a checkpoint's state (a moved run's, or one crafted to name another run's file) never picks
+        the weights this run tests."""
+        own = Path(self.dirpath).resolve() if self.dirpath else None
+
+        def here(path: str) -> str:
+            found = own / Path(path).name if own and path else None
+            return str(found) if found and found.is_file() else ""
+
+        self.best_model_path, self.last_model_path = here(self.best_model_path), here(self.last_model_path)
+        self.kth_best_model_path = here(self.kth_best_model_path)
+        self.best_k_models = {here(path): score for path, score in self.best_k_models.items() if here(path)}
 
 
 # Lightning has private helpers for these, but they keep numpy's state as an ndarray, which a
