@@ -210,6 +210,20 @@ def test_a_metric_that_is_no_finite_number_fails_its_run_and_is_never_best(tmp_p
     assert "\nbest: optim.lr=4, val/acc_best=0.5000 [0.4553, 0.5447] (exact binomial, 500 images)" in out
 
 
+def test_an_accuracy_outside_zero_to_one_fails_its_run_and_is_never_best(tmp_path):
+    sweep = make_sweep(tmp_path / "S", "optim.lr=1,2,3")
+    for lr, value in (("1", 1.7), ("2", -0.1), ("3", 0.5)):
+        make_run(sweep / f"optim.lr={lr}", [f"optim.lr={lr}"], result(value))
+    code, out, _ = report(sweep)
+    assert code == 0
+    rows = [cells(line) for line in runs_table(out)]
+    assert [(row[0], row[-2], row[-1]) for row in rows] == [
+        ("optim.lr=3", "ok", ""),
+        ("optim.lr=1", "failed", "val/acc_best is 1.7, which no accuracy can be"),
+        ("optim.lr=2", "failed", "val/acc_best is -0.1, which no accuracy can be"),
+    ]
+
+
 def test_a_run_without_the_ranked_metric_fails_and_does_not_switch_the_table_to_test_accuracy(tmp_path):
     sweep = make_sweep(tmp_path / "S", "optim.lr=1,2")
     make_run(sweep / "optim.lr=1", ["optim.lr=1"], result(None, test=0.9))

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from lit_cifar.run.metrics import METRICS, is_accuracy
+
 RESOLVED = Path(".hydra") / "resolved.yaml"
 RUN_ID = Path(".hydra") / "run_id"
 OUTCOME = "metrics.json"
@@ -89,6 +91,8 @@ def _problem(record: dict) -> str | None:
     for name, value in metrics.items():
         if value is not None and not _finite(value):
             return f"{name} is {json.dumps(value)}, not a finite number"
+        if value is not None and name in METRICS and not (0 <= value <= 1 if is_accuracy(name) else value >= 0):
+            return f"{name} is {value}, which no {'accuracy' if is_accuracy(name) else 'loss'} can be"
     for split, count in images.items():
         if not _count(count):
             return f"images.{split} is {json.dumps(count)}, not a number of images"
