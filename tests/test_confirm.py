@@ -127,7 +127,10 @@ def test_a_grid_with_seeds_then_rerun_top_seeds_ranks_settings_by_their_confirme
 
     again = run_cli("lit_cifar.rerun", str(sweep_dir), "--top", "1", "--seeds", "2", trusted)  # nothing left to train
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("ok already, left as it is") >= 6 and len(rows(sweep_dir)) == 6
+    # no job's process starts: the grid's 4, then the confirmation's 2, are left as they are by the sweeper
+    assert "4 of 4 jobs finished already: left as they are, not started" in again.stdout
+    assert "2 of 2 jobs finished already: left as they are, not started" in again.stdout
+    assert "ok already" not in again.stderr and len(rows(sweep_dir)) == 6
     command = (sweep_dir / "results.md").read_text().split("- command: ")[1].splitlines()[0]
     assert "confirm" not in command  # the sweep's own command does not confirm again
     plain = run_cli("lit_cifar.rerun", str(sweep_dir), "seed=0,1,2", trusted)  # a wider seed grid: only its new jobs

@@ -5,7 +5,7 @@ overrides name its folder, where the sweep's jobs get theirs from their swept va
 from omegaconf import DictConfig
 
 from lit_cifar.run.errors import UserError
-from lit_cifar.run.overrides import overrides_of, parse
+from lit_cifar.run.overrides import parse
 
 SUBDIR = "hydra.sweep.subdir"
 # Given for one run of the sweep's command (by `rerun --top/--seeds`), never replayed by its re-run command.
@@ -13,8 +13,10 @@ KEYS = ("hydra.sweeper.confirm.top", "hydra.sweeper.confirm.seeds")
 
 
 def confirmation_name(overrides: list[str]) -> str | None:
-    """The folder a confirmation job's overrides name for it; None for the sweep's own jobs."""
-    return overrides_of([line for line in overrides if line.startswith(f"{SUBDIR}=")]).get(SUBDIR)
+    """The folder a confirmation job's overrides name for it (unquoted, as Hydra reads it); None for the sweep's own
+    jobs."""
+    named = [o.value() for o in parse([line for line in overrides if line.startswith(f"{SUBDIR}=")])]
+    return named[-1] if named else None
 
 
 def check_confirmation(sweeper: DictConfig, task: list[str]) -> None:
