@@ -86,6 +86,16 @@ def test_a_copied_run_folder_and_a_link_to_one_are_the_same_run(tmp_path):
     assert out.startswith("# 2 runs from 2 folders\n")
 
 
+def test_a_copy_that_trained_on_is_a_run_of_its_own(tmp_path):
+    outputs = tmp_path / "outputs"
+    started(make_run(outputs / "a", ["optim.lr=1e-3", "seed=0"], result(0.6)))
+    shutil.copytree(outputs / "a", outputs / "b")
+    (outputs / "b" / "metrics.json").write_text(json.dumps(result(0.7)))  # trained on since it was copied
+    code, out, _ = report(outputs / "a", outputs / "b")
+    assert code == 0 and not [line for line in notes(out) if line.startswith("counted once")]
+    assert sorted(cells(line)[0] for line in runs_table(out)) == [str(outputs / "a"), str(outputs / "b")]
+
+
 def test_two_runs_of_one_setting_with_the_same_seed_are_one_observation(tmp_path):
     outputs = tmp_path / "outputs"
     started(make_run(outputs / "a", ["optim.lr=1e-3", "seed=0"], result(0.60, test=0.50)))

@@ -437,8 +437,11 @@ def refuse_mixed_data(rows: list[dict]) -> None:
 
 
 def identity(row: dict) -> tuple:
-    """What makes two rows one run: the id it was given when it started, or for a run without one, its folder."""
-    return ("run", row["run_id"]) if row.get("run_id") else ("folder", str(Path(row["dir"]).resolve()))
+    """What makes two rows one run: the id it was given when it started (or for a run without one, its folder) and
+    where it got to: a copy that trained on since is a run of its own."""
+    outcome = (row["status"], *(row.get(name) for name in METRICS))
+    where = ("run", row["run_id"]) if row.get("run_id") else ("folder", str(Path(row["dir"]).resolve()))
+    return (*where, *outcome)
 
 
 def _same_run(again: dict, first: dict) -> str:
