@@ -46,7 +46,7 @@ def cells(line: str) -> list[str]:
 
 
 def by_setting(out: str) -> list[str]:
-    return out.split("## By setting\n\n")[1].split("## Runs")[0].strip().splitlines()[4:]
+    return out.split("## By setting\n\n")[1].split("\n## ")[0].strip().splitlines()[4:]
 
 
 def notes(out: str) -> list[str]:
@@ -278,12 +278,12 @@ def test_a_single_run_at_accuracy_one_gets_an_exact_binomial_interval_and_ties_w
         make_run(sweep / f"optim.lr={lr}", [f"optim.lr={lr}"], result(acc))
     code, out, _ = report(sweep)
     assert code == 0 and "± 0.0000" not in out
-    # Clopper-Pearson on 500 images: 500 right [0.9926, 1]; 497 [0.9826, 0.9988] reaches it; 485 [0.9510, 0.9831]
-    # does not.
+    # Clopper-Pearson on 500 images: 500 right [0.9926, 1]; 497 [0.9826, 0.9988]; 485 [0.9510, 0.9831]. The
+    # two-proportion z-test against 500 of 500: 497, p 0.083; 485, p 0.0001, twice that after Holm's correction.
     assert [cells(line)[4:6] for line in runs_table(out)] == [
         ["[0.9926, 1.0000]", "best"],
-        ["[0.9826, 0.9988]", "tied"],
-        ["[0.9510, 0.9831]", ""],
+        ["[0.9826, 0.9988]", "tied (p 0.083)"],
+        ["[0.9510, 0.9831]", "worse (p < 0.001)"],
     ]
     assert "\nbest: optim.lr=1, val/acc_best=1.0000 [0.9926, 1.0000] (exact binomial, 500 images)" in out
     assert (
