@@ -98,13 +98,40 @@ def test_a_checkpoints_config_never_chooses_the_code_it_is_built_with(trained_ru
     assert not marker.exists() and not (tmp_path / "evaluation").exists()
 
 
+def with_data(**settings):
+    return lambda ckpt: ckpt["run_config"]["data"].update(settings)
+
+
+def with_state(**state):
+    return lambda ckpt: ckpt["CIFAR10DataModule"].update(state)
+
+
+STORED_VALUES = {  # name: (how the checkpoint is edited; what the one line says)
+    "a batch size of 0": (with_data(batch_size=0), "run_config sets data.batch_size=0 must be"),
+    "a batch size that is a word": (with_data(batch_size="x"), "data.batch_size"),
+    "a dropout of 5": (with_model(dropout=5.0), "run_config sets model.dropout=5.0 must be"),
+    "a mean that is a word": (with_state(mean="x"), "holds a mean of 'x', not 3 finite numbers"),
+    "a std of 0": (with_state(std=[0.0, 0.0, 0.0]), "holds a std of [0.0, 0.0, 0.0], not 3 finite numbers above 0"),
+}
+
+
+@pytest.mark.parametrize("value", STORED_VALUES)
+def test_a_checkpoints_stored_values_out_of_range_are_one_line(trained_run, tmp_path, value):
+    edit, said = STORED_VALUES[value]
+    path = crafted(trained_run, tmp_path / "odd.ckpt", edit)
+    result = run_cli("lit_cifar.evaluate", f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {path}") and said in line, line
+
+
 def test_a_checkpoints_config_is_read_as_values_not_resolved(trained_run, tmp_path):
     """An interpolation is a string like any other: `${oc.env:…}` reads nothing, `${oc.decode:…}` builds nothing."""
     decoded = "${oc.decode:'{_target_: os.system, command: touch " + str(tmp_path / "marker") + "}'}"
     ckpt = crafted(trained_run, tmp_path / "crafted.ckpt", with_model(dropout=decoded))
     result = run_cli("lit_cifar.evaluate", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'evaluation'}")
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr[-3000:]
-    assert f"error: {ckpt}'s run_config cannot build its model Week11CNN (" in result.stderr
+    assert f"error: {ckpt}'s run_config sets model.dropout={decoded} must be a probability" in result.stderr
     assert not (tmp_path / "marker").exists()
 
 

@@ -7,6 +7,7 @@ nothing in the file is instantiated as Hydra would (no `_target_` of its own, no
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from lit_cifar.run.checkpoints import check_fits, checkpoint_file, read_checkpoint
 from lit_cifar.run.errors import UserError
 from lit_cifar.run.targets import code_in_stored
+from lit_cifar.run.validate import check_values
 
 if TYPE_CHECKING:
     import torch
@@ -58,15 +60,30 @@ def stored(ckpt: dict, path: str | Path, group: str) -> tuple[type, dict]:
     if problem := code_in_stored(config, group):
         raise UserError(f"{path}'s run_config {problem}; use a checkpoint that lit_cifar.train wrote")
     from hydra.utils import get_class
+    from omegaconf import OmegaConf
 
-    return get_class(config["_target_"]), {key: value for key, value in config.items() if key != "_target_"}
+    settings = {key: value for key, value in config.items() if key != "_target_"}
+    try:
+        check_values(OmegaConf.create({group: _unresolvable(settings)}))  # the ranges and types a start checks
+    except UserError as err:
+        raise UserError(f"{path}'s run_config sets {err}; use a checkpoint that lit_cifar.train wrote") from None
+    return get_class(config["_target_"]), settings
+
+
+def _unresolvable(value: object) -> object:
+    """`value` with each `${` escaped: OmegaConf reads the stored strings as they are, resolving nothing."""
+    if isinstance(value, dict):
+        return {key: _unresolvable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unresolvable(item) for item in value]
+    return value.replace("${", "\\${") if isinstance(value, str) else value
 
 
 def built(cls: type, settings: dict, path: str | Path, group: str) -> object:
     """`cls(**settings)`, the stored settings of the checkpoint at `path`'s `group`."""
     try:
         return cls(**settings)
-    except TypeError as err:  # a setting the class does not take, or of another type
+    except (TypeError, ValueError) as err:  # a setting the class does not take, or of another type
         raise UserError(
             f"{path}'s run_config cannot build its {group} {cls.__name__} ({err}); use a checkpoint that "
             "lit_cifar.train wrote"
@@ -104,7 +121,19 @@ def load_datamodule(ckpt: dict, path: str | Path, **overrides) -> ImageDataModul
     state = state if isinstance(state, dict) else {}
     datamodule.class_names = list(state.get("class_names", []))
     datamodule.mean, datamodule.std = state.get("mean", datamodule.mean), state.get("std", datamodule.std)
+    for name, values in (("mean", datamodule.mean), ("std", datamodule.std)):
+        if not _channel_values(values, datamodule.in_channels, positive=name == "std"):
+            raise UserError(
+                f"{path} holds a {name} of {values!r}, not {datamodule.in_channels} finite numbers"
+                f"{' above 0' if name == 'std' else ''}, one a channel; use a checkpoint that lit_cifar.train wrote"
+            )
     return datamodule
+
+
+def _channel_values(values: object, channels: int, positive: bool) -> bool:
+    numbers = list(values) if isinstance(values, list | tuple) else []
+    finite = all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in numbers)
+    return len(numbers) == channels and finite and (not positive or all(v > 0 for v in numbers))
 
 
 def check_data_found(datamodule: ImageDataModule, path: str | Path, use: str) -> None:
