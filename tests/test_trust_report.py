@@ -316,3 +316,13 @@ def test_a_ddp_run_records_the_images_every_rank_measured_and_keeps_its_id_when_
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["start"] == "extended" and record["images"] == measured
     assert (run_dir / ".hydra" / "run_id").read_text() == started_as  # the same run, gone on
+
+
+def test_a_report_into_a_folder_that_cannot_be_made_is_one_line(tmp_path):
+    run = make_run(tmp_path / "outputs" / "a", ["optim.lr=1e-3"], result(0.6))
+    (tmp_path / "file").write_text("not a folder")
+    for out in ("/proc/lit_cifar_report", str(tmp_path / "file" / "report")):
+        code, _, err = report(run, "--out", out)
+        (line,) = err.splitlines()
+        assert code == 2 and line.startswith(f"error: cannot make the folder {out} for the report (")
+        assert line.endswith("); pass another --out"), line

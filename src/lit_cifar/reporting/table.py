@@ -583,7 +583,11 @@ def report(paths: list[Path], out: Path | None) -> list[dict]:
     text = render(found_runs.blocks, keys, rows, columns, found, metric, found_runs.same_runs, effects, trial_values)
     print(text, end="")
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a folder under one that cannot hold it (/proc, a file): the table is printed above
+            why = f"cannot make the folder {out} for the report ({err.strerror})"
+            raise UserError(f"{why}; pass another --out") from None
         (out / "results.md").write_text(text)
         with (out / "results.csv").open("w", newline="") as f:
             csv.writer(f).writerows([columns, *([row_value(row, c) for c in columns] for row in rows)])
