@@ -285,3 +285,12 @@ def test_a_checkpoints_state_never_picks_another_runs_weights_to_test(cifar_root
     record = json.loads((runs["new"] / "metrics.json").read_text())
     assert record["tested_checkpoint"] != other["tested_checkpoint"]
     assert record["metrics"]["test/acc"] == source["metrics"]["test/acc"]
+
+
+def test_a_slurm_sweep_where_slurm_is_not_installed_is_one_line(cifar_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "no-slurm-here"))  # the command itself is started by its full path
+    args = ["-m", "hydra/launcher=slurm", *tiny_cifar_overrides(cifar_root), f"hydra.sweep.dir={tmp_path / 's'}"]
+    result = run_process("lit_cifar.train", *args, "seed=1,2")
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: hydra/launcher=slurm needs SLURM's sbatch on this machine's PATH"), line

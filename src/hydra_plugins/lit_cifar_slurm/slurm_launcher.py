@@ -10,6 +10,7 @@ GPUs than a node of the partition has) ends in one `error:` line instead of subm
 import contextlib
 import io
 import logging
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +31,12 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         from lit_cifar.run.errors import UserError, exit_on_user_error
         from lit_cifar.sweep.jobs import record_lost_job
 
+        if shutil.which("sbatch") is None:  # submitit's own words for it are a traceback
+            with exit_on_user_error():
+                raise UserError(
+                    "hydra/launcher=slurm needs SLURM's sbatch on this machine's PATH; run the sweep on the cluster's "
+                    "login node, or leave hydra/launcher=slurm out to run it here"
+                )
         params = dict(self.params)
         executor = submitit.AutoExecutor(
             folder=params.pop("submitit_folder"), cluster="slurm", slurm_max_num_timeout=params.pop("max_num_timeout")
