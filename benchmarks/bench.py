@@ -248,7 +248,7 @@ def framework_overhead(args: argparse.Namespace, model_overrides: str) -> dict:
     # HParams, progress, summary, images: these also read a datamodule, which this loader has not).
     run_callbacks = config(
         args, "callbacks.model_checkpoint=null", "callbacks.hparams=null", "callbacks.progress_bar=null",
-        "callbacks.model_summary=null", "callbacks.images=null", "callbacks.epoch_log.name=bench",
+        "callbacks.model_summary=null", "callbacks.images=null",
     ).callbacks  # fmt: skip
 
     def fit(module: pl.LightningModule, callbacks: list[pl.Callback], logger) -> float:
@@ -402,7 +402,9 @@ def input_checks(args: argparse.Namespace) -> dict:
     from lit_cifar.run.validate import check_start
     from lit_cifar.training.build import check_input_size
 
-    cfg = config(args, "trainer.max_epochs=1")
+    # the folders and names a run's resolvers give it, which need a Hydra run: the types check reads them
+    here = [f"callbacks.model_checkpoint.dirpath={args.tmp}/checkpoints", f"logger.tensorboard.save_dir={args.tmp}"]
+    cfg = config(args, "trainer.max_epochs=1", *here, "logger.tensorboard.version=bench")
     net = instantiate(cfg.module).net
     checks = []
     for _ in range(20):
