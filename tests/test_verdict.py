@@ -438,3 +438,31 @@ def test_a_report_across_folders_shows_the_value_each_run_used_never_a_blank_or_
         ("0.002", "week11_cnn"),
     ]
     assert "(default)" not in markdown
+
+
+def test_a_setting_that_failed_on_some_seeds_is_never_declared_best(tmp_path):
+    """lr 0.002 diverged on seeds 1 and 2; its one finished seed is the highest value in the sweep. A setting that
+    fails is no winner: lr 0.001, which finished every seed, is best, and 0.002 says how often it failed."""
+    runs = {f"optim.lr=0.001,seed={s}": (["optim.lr=0.001", f"seed={s}"], result({"val/acc_best": v}))
+            for s, v in enumerate((0.50, 0.52, 0.49))}  # fmt: skip
+    runs["optim.lr=0.002,seed=0"] = (["optim.lr=0.002", "seed=0"], result({"val/acc_best": 0.60}))
+    for seed in (1, 2):
+        failed = {"status": "failed", "reason": "NaN loss", "metrics": {}}
+        runs[f"optim.lr=0.002,seed={seed}"] = (["optim.lr=0.002", f"seed={seed}"], failed)
+    markdown = report_of(a_sweep(tmp_path / "s", runs, "optim.lr=1e-3,2e-3", "seed=0,1,2"))
+    by_setting = table_rows(section(markdown, "By setting"))
+    assert [(row["optim.lr"], row["vs best"]) for row in by_setting] == [
+        ("0.001", "best"),
+        ("0.002", "failed on 2 of 3 seeds"),
+    ]
+    assert "best: optim.lr=0.001," in markdown
+    unranked = next(line for line in markdown.splitlines() if line.startswith("  not ranked"))
+    assert unranked.startswith("  not ranked (a setting that failed on a seed): optim.lr=0.002 0.6000 [")
+    assert unranked.endswith("] (failed on 2 of 3 seeds)")
+    # When every setting failed somewhere, the one that failed least is ranked; ties in failures by the metric.
+    runs["optim.lr=0.001,seed=2"] = (["optim.lr=0.001", "seed=2"], {"status": "failed", "reason": "x", "metrics": {}})
+    markdown = report_of(a_sweep(tmp_path / "t", runs, "optim.lr=1e-3,2e-3", "seed=0,1,2"))
+    assert [(row["optim.lr"], row["vs best"]) for row in table_rows(section(markdown, "By setting"))] == [
+        ("0.001", "best"),
+        ("0.002", "failed on 2 of 3 seeds"),
+    ]

@@ -51,8 +51,7 @@ def seed_groups(ok: list[dict]) -> list[list[dict]]:
     observation; a run whose seed is unknown is one of its own."""
     groups: dict[tuple, list[dict]] = {}
     for run in ok:
-        seed = run.get("seed")
-        groups.setdefault(("dir", run["dir"]) if seed is None else ("seed", str(seed)), []).append(run)
+        groups.setdefault(_seed_key(run), []).append(run)
     return list(groups.values())
 
 
@@ -80,6 +79,16 @@ class Setting:
     ok: list[dict] = field(default_factory=list)
     seeds: list[list[dict]] = field(default_factory=list)  # the ok runs by seed: one observation each
     comparison: Verdict | None = None  # against the best, with its test
+    failed_seeds: int = 0  # seeds on which every run of the setting failed
+    tried_seeds: int = 0  # seeds on which a run finished or failed
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed_seeds / self.tried_seeds if self.tried_seeds else 0.0
+
+    @property
+    def failures(self) -> str:
+        return f"failed on {self.failed_seeds} of {self.tried_seeds} seeds"
 
 
 def _label(runs: list[dict], keys: list[str]) -> str:
@@ -114,7 +123,8 @@ def _estimate(seeds: list[list[dict]], metric: str) -> Estimate | None:
 def settings(rows: list[dict], keys: list[str], metric: str) -> list[Setting]:
     """The settings of `rows` (in the table's order), best first by the mean of `metric` over their seeds,
     those without a value last; the best one's verdict is `best`, every other one's `tied` or `worse` by its test
-    against the best (`untested` where none applies)."""
+    against the best (`untested` where none applies). The best is one of the settings that failed on the fewest of
+    their seeds; one that failed on more and ranks above it says so (`failed on 2 of 3 seeds`) instead of a test."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault(setting_id(row, by_code=CODE in keys), []).append(row)
@@ -123,14 +133,32 @@ def settings(rows: list[dict], keys: list[str], metric: str) -> list[Setting]:
         ok = [run for run in runs if run["status"] == "ok"]
         seeds = seed_groups(ok)
         value, test = _estimate(seeds, metric), _estimate(seeds, "test/acc")
-        found.append(Setting(runs, _label(runs, keys), value, test, ok=ok, seeds=seeds))
+        setting = Setting(runs, _label(runs, keys), value, test, ok=ok, seeds=seeds)
+        finished = {_seed_key(run) for run in ok}
+        failed = {_seed_key(run) for run in runs if run["status"] == "failed"} - finished
+        setting.failed_seeds, setting.tried_seeds = len(failed), len(finished | failed)
+        found.append(setting)
+    # A setting that failed on a seed is no winner: the best is one of those that failed least; the rest by value.
     sign = -1 if higher_is_better(metric) else 1
     found.sort(key=lambda s: (s.value is None, 0.0 if s.value is None else sign * s.value.mean))
     valued = [setting for setting in found if setting.value is not None]
-    tested = verdicts([_runs(setting, metric) for setting in valued], is_accuracy(metric))
-    for setting, verdict in zip(valued, tested, strict=True):
+    least = min((setting.failure_rate for setting in valued), default=0.0)
+    best = next((setting for setting in valued if setting.failure_rate == least), None)
+    found.sort(key=lambda s: s is not best)
+    # One that failed more is tested against the best where it ranks below it; above it, no test says `better`.
+    below = [s for s in valued if s is not best and best and sign * s.value.mean >= sign * best.value.mean]
+    tested = [best, *below] if best else []
+    for setting, verdict in zip(tested, verdicts([_runs(s, metric) for s in tested], is_accuracy(metric)), strict=True):
         setting.verdict, setting.comparison = str(verdict), verdict
+    for setting in valued:
+        if setting.comparison is None:  # ranks above the best, but failed on more of its seeds
+            setting.verdict = setting.failures
     return found
+
+
+def _seed_key(run: dict) -> tuple:
+    """The seed a run counts as (its folder where it recorded none), as seed_groups counts them."""
+    return ("dir", run["dir"]) if run.get("seed") is None else ("seed", str(run["seed"]))
 
 
 def _runs(setting: Setting, metric: str) -> Runs:
@@ -193,6 +221,10 @@ def best_lines(found: list[Setting], metric: str) -> list[str]:
     if untested:
         named = ", ".join(f"{s.label} {s.value}" for s in untested)
         lines.append(f"  untested against it (one run each has no test): {named}; run more seeds")
+    unranked = [s for s in found if s.value is not None and s.comparison is None]  # failed more, valued more
+    if unranked:
+        named = ", ".join(f"{s.label} {s.value} ({s.failures})" for s in unranked)
+        lines.append(f"  not ranked (a setting that failed on a seed): {named}")
     if others and not ties and not untested:
         lines.append("  every other setting is worse at 5% (Holm-adjusted)")
     lines += ["  train it again with:", f"    {train_command(Path(best.ok[0]['dir']))}"]
