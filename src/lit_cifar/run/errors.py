@@ -30,11 +30,96 @@ class RunRefused(UserError):
     """A start refused because its run dir holds a run it would change; the folder is left as it was."""
 
 
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir()) if CONF_DIR.is_dir() else []
+
+
 def group_hint(key: str, value: str) -> str | None:
     """For a top-level key close to a config group's name (`modle`): the override meant, else None."""
-    groups = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir()) if CONF_DIR.is_dir() else []
-    close = difflib.get_close_matches(key, groups, n=1)
+    close = difflib.get_close_matches(key, GROUPS, n=1)
     return f"did you mean {close[0]}={value}? (a config group is chosen without +)" if close else None
+
+
+def close_group(key: str, value: str) -> str | None:
+    """A config group close to `key` (`modle`) that has an option named `value` (`week11_cnn`), else None."""
+    offering = [
+        group for group in GROUPS if re.fullmatch(r"\w+", value) and (CONF_DIR / group / f"{value}.yaml").is_file()
+    ]
+    return next(iter(difflib.get_close_matches(key, offering, n=1)), None)
+
+
+def initials(name: str) -> str:
+    """`lr` for `learning_rate`: how a config shortens a name spelled out."""
+    words = name.split("_")
+    return "".join(word[:1] for word in words) if len(words) > 1 else ""
+
+
+def close_name(name: str, names: list[str]) -> str | None:
+    """The name among `names` that is `name`, or that it abbreviates or spells out (`lr`, `learning_rate`), or else the
+    closest in spelling; None if none is close."""
+    shortened = [other for other in names if name == initials(other) or initials(name) == other]
+    close = [name] if name in names else shortened or difflib.get_close_matches(name, names, n=1)
+    return next(iter(close), None)
+
+
+def nearest_key(key: str, known: list[str]) -> str | None:
+    """The known dotted key that `key` most likely meant: a close name beside it (`optim.learning_rate`: `optim.lr`),
+    else the same or a close name elsewhere, the shallowest (`lr`, `data.max_epochs`: `optim.lr`,
+    `trainer.max_epochs`); None if no name is close."""
+    parent, _, name = key.rpartition(".")
+    siblings = {other.rpartition(".")[2]: other for other in known if other.rpartition(".")[0] == parent}
+    if match := close_name(name, list(siblings)):
+        return siblings[match]
+    anywhere: dict[str, str] = {}
+    for other in sorted(known, key=lambda other: other.count(".")):
+        anywhere.setdefault(other.rpartition(".")[2], other)
+    match = close_name(name, list(anywhere))
+    return anywhere[match] if match else None
+
+
+def dotted_keys(node: object, prefix: str = "") -> list[str]:
+    """Every key of a config and of the configs it holds, dotted (`optim.lr`); values are not resolved."""
+    from omegaconf import DictConfig
+
+    if not isinstance(node, DictConfig) or node._is_none() or node._is_interpolation():
+        return []
+    keys = []
+    for name in node:
+        keys += [f"{prefix}{name}", *dotted_keys(node._get_node(name), f"{prefix}{name}.")]
+    return keys
+
+
+def unknown_key_message(key: str, value: str, config: object) -> str:
+    """An override of a key that no config holds: the key, and the nearest known key, or else the keys beside it."""
+    unknown = f"no key {key} in the config"
+    if group := close_group(key, value):
+        return f"{unknown}; did you mean {group}={value}? (a config group is chosen without +)"
+    known = [  # Hydra's keys only for a key of Hydra's; never `_target_` and the like
+        k
+        for k in dotted_keys(config)
+        if (k.split(".")[0] == "hydra") == key.startswith("hydra.") and not re.search(r"(^|\.)_", k)
+    ]
+    if meant := nearest_key(key, known):
+        return f"{unknown}; did you mean {meant}? (--cfg job shows every key)"
+    if "." not in key and (hint := group_hint(key, value)):
+        return f"{unknown}; {hint}"
+    parent = key.rpartition(".")[0]
+    while parent and parent not in known:
+        parent = parent.rpartition(".")[0]
+    beside = [k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == parent]
+    return f"{unknown}; {f'the keys of {parent}' if parent else 'its top-level keys'}: {', '.join(beside)}"
+
+
+def unknown_key(err: Exception) -> str | None:
+    """The message for Hydra's refusal to set a key that no config holds (`optim.learning_rate=1e-3`), else None."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    overridden = re.match(r"Could not override '([^']+)'", str(err))
+    config = getattr(err.__cause__, "parent_node", None)
+    if not overridden or not isinstance(err.__cause__, ConfigKeyError | ConfigAttributeError) or config is None:
+        return None
+    key = overridden.group(1)
+    value = next((o.split("=", 1)[1] for o in sys.argv[1:] if o.startswith(f"{key}=")), "…")
+    return unknown_key_message(key, value, config._get_root())
 
 
 def _written_to() -> str:
@@ -283,11 +368,9 @@ def run_app(main: Callable[[], object]) -> None:
     except (ConfigCompositionException, OverrideParseException) as err:
         cause = f" ({str(err.__cause__).splitlines()[0]})" if err.__cause__ else ""
         text = str(err).split("Config search path")[0]  # Hydra's own search path: noise for a user
-        if mistyped := re.search(r"Could not override '(\w+)'", text):  # a group mistyped: `+modle=` is no fix
-            key = mistyped.group(1)
-            value = next((o.split("=", 1)[1] for o in sys.argv[1:] if o.startswith(f"{key}=")), "…")
-            if hint := group_hint(key, value):
-                text = re.sub(r"To append to your config use \S+", hint, text)
+        if (unknown := unknown_key(err)) is not None:
+            print(f"error: {unknown}", file=sys.stderr)
+            raise SystemExit(2) from None
         if isinstance(err, OverrideParseException):
             text = f"cannot parse the override '{err.override}': {text}"
             if err.override.count("=") > 1 or "," in err.override:  # e.g. a path into a sweep job's folder
