@@ -26,6 +26,7 @@ from lit_cifar.reporting.compare import WORSE
 from lit_cifar.reporting.settings import Setting, setting_id, settings
 from lit_cifar.reporting.table import collect, compared_keys, ranked_by
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
+from lit_cifar.run.folders import SweepRecord
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace, module: str, *overrides: str, multirun: bool =
 
 def outcome(name: str, sweep_dir: Path, wall: float) -> dict:
     """The best finished job of a sweep dir, and what all its jobs cost."""
-    _, rows, curves = collect(sweep_dir)
+    _, rows, curves = collect(SweepRecord.load(sweep_dir))
     best = next(row for row in rows if row["status"] == "ok")  # the table's order: best val/acc_best first
     return {
         "method": name,
@@ -80,7 +81,7 @@ def outcome(name: str, sweep_dir: Path, wall: float) -> dict:
 
 def ranked_settings(sweep_dir: Path) -> list[Setting]:
     """The settings of a sweep dir as its table ranks them, best first (by their mean when they have several seeds)."""
-    keys, rows, _ = collect(sweep_dir)
+    keys, rows, _ = collect(SweepRecord.load(sweep_dir))
     return settings(rows, compared_keys(keys, rows), ranked_by(rows))
 
 

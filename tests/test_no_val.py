@@ -19,6 +19,7 @@ from lit_cifar.data.make_chars import generate
 from lit_cifar.reporting import table as report
 from lit_cifar.reporting.settings import settings
 from lit_cifar.run.errors import UserError
+from lit_cifar.run.folders import SweepRecord
 from lit_cifar.run.validate import check_needs_validation, check_values
 
 NO_VAL = ["data.val_size=0", "model=week11_cnn", "trainer.max_epochs=2"]
@@ -158,7 +159,7 @@ def test_a_grid_without_validation_ranks_by_test_accuracy_and_says_so(cifar_root
     assert result.returncode == 0, result.stderr[-3000:]
     table = (sweep_dir / "results.md").read_text()
     assert "ranked by test/acc" in table and "selects on the test set" in table
-    rows = report.collect(sweep_dir)[1]
+    rows = report.collect(SweepRecord.load(sweep_dir))[1]
     assert [row["status"] for row in rows] == ["ok", "ok"]
     assert rows[0]["test/acc"] >= rows[1]["test/acc"]
 

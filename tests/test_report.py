@@ -16,7 +16,7 @@ from lit_cifar.reporting import table as report_table
 from lit_cifar.reporting.settings import mark_runs, settings
 from lit_cifar.run.commands import python
 from lit_cifar.run.dirs import held
-from lit_cifar.sweep.overrides import log_scaled_keys
+from lit_cifar.run.folders import SweepRecord
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -172,9 +172,8 @@ def test_results_md_starts_with_what_the_sweep_held_fixed_and_how_to_rerun_it(sw
 def test_a_job_folder_passed_by_itself_says_to_rerun_its_sweep(sweep, capsys):
     (row,) = report_table.report([sweep / "optim.lr=5"], out=None)
     assert row["status"] == "interrupted" and row["best_epoch"] == 2  # its curve, from the sweep's tensorboard/
-    assert row["reason"] == (
-        "stopped after 2 of 3 epochs; re-run its sweep's command to resume it: " + report_table.sweep_command(sweep)
-    )
+    again = report_table.sweep_command(SweepRecord.load(sweep))
+    assert row["reason"] == "stopped after 2 of 3 epochs; re-run its sweep's command to resume it: " + again
 
 
 def test_seeds_of_a_setting_are_grouped_with_mean_std_and_n(tmp_path, capsys):
@@ -368,4 +367,4 @@ def test_the_keys_a_search_draws_on_a_log_scale_are_read_from_its_multirun_yaml(
         "overrides": {"task": ["data.batch_size=tag(log, int(interval(32, 512)))", "trainer.max_epochs=3"]},
     }
     OmegaConf.save({"hydra": hydra}, tmp_path / "multirun.yaml")
-    assert log_scaled_keys(tmp_path) == {"optim.lr", "data.batch_size"}
+    assert SweepRecord.load(tmp_path).log_scaled_keys == {"optim.lr", "data.batch_size"}

@@ -15,9 +15,10 @@ from lit_cifar.reporting import table
 from lit_cifar.run.commands import python
 from lit_cifar.run.dirs import held
 from lit_cifar.run.errors import UserError
+from lit_cifar.run.folders import SweepRecord
 from lit_cifar.run.overrides import overrides_of
 from lit_cifar.sweep.jobs import parallel_share
-from lit_cifar.sweep.overrides import run_name, swept_keys
+from lit_cifar.sweep.overrides import run_name
 
 QUICK = ["model=week11_cnn", "trainer.max_epochs=2", "trainer.limit_train_batches=3"]
 
@@ -76,9 +77,9 @@ def test_swept_keys_come_from_sweep_syntax_and_sweeper_params(tmp_path):
         },
         tmp_path / "multirun.yaml",
     )
-    assert swept_keys(tmp_path) == ["model.dropout", "optim.lr", "seed"]
+    assert SweepRecord.load(tmp_path).swept_keys == ["model.dropout", "optim.lr", "seed"]
     with pytest.raises(UserError, match="not a sweep dir"):
-        swept_keys(tmp_path / "nothing")
+        SweepRecord.load(tmp_path / "nothing")
 
 
 def test_report_of_a_folder_without_jobs_is_a_one_line_error(tmp_path, capsys):
@@ -168,7 +169,7 @@ def test_a_failing_job_is_recorded_the_others_finish_and_the_sweep_exits_1(tmp_p
         "reason": "optim.lr=-1 must be a positive number, e.g. optim.lr=1e-3",
     }
     assert [metrics(sweep_dir / f"optim.lr={lr}")["status"] for lr in ("0.001", "0.002")] == ["ok", "ok"]
-    keys, rows, _ = table.collect(sweep_dir)
+    keys, rows, _ = table.collect(SweepRecord.load(sweep_dir))
     assert keys == ["optim.lr"]
     assert [r["status"] for r in rows] == ["ok", "ok", "failed"] and rows[-1]["job"] == "optim.lr=-1"
 
@@ -219,7 +220,7 @@ def test_a_killed_sweep_re_run_skips_finished_jobs_resumes_the_killed_one_then_e
     kill = killed_at(4, signal.SIGKILL, once=tmp_path / "killed-once", job=2)
     killed, sweep_dir = sweep(tmp_path, cifar_root, *grid, *kill, "optim.lr=1e-3,2e-3")
     assert killed.returncode == -signal.SIGKILL
-    _, rows, _ = table.collect(sweep_dir)
+    _, rows, _ = table.collect(SweepRecord.load(sweep_dir))
     assert {r["job"]: r["status"] for r in rows} == {
         "data.batch_size=8,optim.lr=0.001": "ok",
         "data.batch_size=8,optim.lr=0.002": "ok",

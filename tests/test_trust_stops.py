@@ -162,7 +162,7 @@ def test_a_stopped_rerun_ends_in_one_line(tmp_path, stop_at, signum):
     sweep_dir = tmp_path / "sweep"
     sweep_dir.mkdir()
     (sweep_dir / "multirun.yaml").write_text("{}\n")
-    stop_at("lit_cifar.sweep.overrides:sweep_overrides", signum)  # reading the sweep's record
+    stop_at("lit_cifar.run.folders:SweepRecord.load", signum)  # reading the sweep's record
     assert_stopped(run_process("lit_cifar.rerun", str(sweep_dir)), signum)
 
 

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from lit_cifar.run.errors import UserError, exit_on_user_error
+from lit_cifar.run.folders import SweepRecord
 from lit_cifar.sweep.overrides import refuse_replayed_code, sweep_arguments, train_command
 
 
@@ -48,14 +49,13 @@ def main(argv: list[str] | None = None) -> None:
     with exit_on_user_error():
         if args.sweep_dir is None:
             raise UserError("pass the sweep dir to re-run: python -m lit_cifar.rerun multirun/DATE/TIME [override ...]")
-        if not (args.sweep_dir / "multirun.yaml").is_file():
-            raise UserError(f"{args.sweep_dir} is not a sweep dir (no multirun.yaml); pass a multirun/DATE/TIME folder")
+        sweep = SweepRecord.load(args.sweep_dir)
         if args.seeds is not None and args.top is None:
             raise UserError("--seeds needs --top K: how many of the best settings to confirm, e.g. --top 2 --seeds 2")
         confirm = [f"hydra.sweeper.confirm.top={args.top}"] if args.top is not None else []
         confirm += [f"hydra.sweeper.confirm.seeds={args.seeds}"] if args.seeds is not None else []
-        refuse_replayed_code(args.sweep_dir, args.overrides)
-        arguments = sweep_arguments(args.sweep_dir, [*args.overrides, *confirm])
+        refuse_replayed_code(sweep, args.overrides)
+        arguments = sweep_arguments(sweep, [*args.overrides, *confirm])
     print(train_command(arguments), flush=True)  # what runs, before it runs
     os.execv(sys.executable, [sys.executable, "-m", "lit_cifar.train", *arguments])
 

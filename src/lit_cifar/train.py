@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from lit_cifar.run.config import config_summary, resolved_config
 from lit_cifar.run.dirs import is_empty
 from lit_cifar.run.errors import RunStopped, run_app, stop_signal
+from lit_cifar.run.folders import SweepRecord
 from lit_cifar.run.lifecycle import in_multirun, other_rank, rank_0_start, ranks_told, run_held, to_log_files
 from lit_cifar.run.overrides import as_typed
 from lit_cifar.run.record import save_config, supersede, write_outcome
@@ -38,9 +39,12 @@ def save_run_config(run_dir: Path, cfg: DictConfig) -> None:
 def resume_command(run_dir: Path) -> str:
     """The command that goes on with this run (the whole sweep for a sweep job, its confirmation for one of those)."""
     hydra_cfg = HydraConfig.get()
+    hydra_lines, task = as_typed(hydra_cfg.overrides.hydra), as_typed(hydra_cfg.overrides.task)
     if in_multirun():
-        return confirmation_command(Path(hydra_cfg.sweep.dir), hydra_cfg) or sweep_command(Path(hydra_cfg.sweep.dir))
-    return run_command([*as_typed(hydra_cfg.overrides.hydra), *as_typed(hydra_cfg.overrides.task)], run_dir)
+        sweep_dir = Path(hydra_cfg.sweep.dir)
+        confirming = confirmation_command(sweep_dir, hydra_lines, task, hydra_cfg.sweeper.get("confirm"))
+        return confirming or sweep_command(SweepRecord.load(sweep_dir))
+    return run_command([*hydra_lines, *task], run_dir)
 
 
 def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, float]:

@@ -48,6 +48,7 @@ class OptunaSweeper(Sweeper):
         from hydra.utils import instantiate
         from optuna.trial import TrialState
 
+        from lit_cifar.run.folders import save_sweep_config
         from lit_cifar.run.metrics import direction
         from lit_cifar.sweep.jobs import job_gpus, jobs_per_gpu, parallel_jobs
         from lit_cifar.sweep.search import (
@@ -66,7 +67,7 @@ class OptunaSweeper(Sweeper):
             combinations = grid_points(space)  # so a grid is enqueued instead: in order, each combination once
             n_trials = min(n_trials, len(combinations))
         check_fits_study(sweep_dir, self.study_name, space, fixed)  # all checked: from here on, files change
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        save_sweep_config(sweep_dir, self.config)
         study = open_study(sweep_dir, self.study_name, self.direction, instantiate(self.pruner))
         # Seeded by the run's seed and the trials done: a re-run proposes new trials, not the first ones again.
         seed = self.sampler.get("seed")

@@ -8,39 +8,39 @@ again, a finished one is left as it is, and a later re-run that widens `seed` fi
 
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from lit_cifar.reporting.settings import settings
 from lit_cifar.reporting.table import collect, compared_keys, optimized_metric, ranked_by
-from lit_cifar.run.overrides import as_typed, overrides_of, without_keys
+from lit_cifar.run.folders import SweepRecord
+from lit_cifar.run.overrides import overrides_of, without_keys
 from lit_cifar.run.targets import refuse_code
 from lit_cifar.sweep.confirmation import SUBDIR
-from lit_cifar.sweep.overrides import final_overrides, multirun_record, run_name, sweep_overrides, swept_keys
+from lit_cifar.sweep.overrides import run_name
 
 
-def own_seeds(sweep_dir: Path) -> list[int]:
+def own_seeds(sweep: SweepRecord) -> list[int]:
     """The seeds the sweep's own jobs train with: the values of a swept `seed`, or the one its config holds."""
-    override = final_overrides(sweep_dir).get("seed")
+    override = sweep.final.get("seed")
     if override is None or not override.is_sweep_override():
-        return [int(multirun_record(sweep_dir).seed)]
+        return [int(sweep.config.get("seed"))]
     return [int(seed) for seed in override.sweep_iterator()]  # listed: lit_cifar.sweep.confirmation checked it
 
 
 def confirmation_jobs(sweep_dir: Path, top: int, seeds: int) -> list[list[str]]:
     """The jobs of the confirmation stage: for each of the `top` best settings of the sweep's table (by their
     mean, its confirmation runs counted), its best run's overrides with each of `seeds` new seeds."""
-    keys, rows, _ = collect(sweep_dir)
-    metric = ranked_by(rows, optimized_metric([sweep_dir]))
+    sweep = SweepRecord.load(sweep_dir)
+    keys, rows, _ = collect(sweep)
+    metric = ranked_by(rows, optimized_metric([sweep]))
     ranked = [setting for setting in settings(rows, compared_keys(keys, rows), metric) if setting.value is not None]
     if not ranked:
         return []
-    first = max(own_seeds(sweep_dir)) + 1
-    named = sorted({*swept_keys(sweep_dir), "seed"})
+    first = max(own_seeds(sweep)) + 1
+    named = sorted({*sweep.swept_keys, "seed"})
     jobs = []
     for setting in ranked[:top]:
-        recorded = Path(setting.ok[0]["dir"]) / ".hydra" / "overrides.yaml"
-        lines = without_keys(as_typed(OmegaConf.load(recorded)), {"seed"})
-        refuse_code(lines, recorded, trusted=sweep_overrides(sweep_dir)[0])  # the sweep's command names its own code
+        best = setting.ok[0]["record"]
+        lines = without_keys(best.overrides, {"seed"})
+        refuse_code(lines, best.overrides_path, trusted=sweep.task)  # the sweep's command names its own code
         for seed in range(first, first + seeds):
             job = [*lines, f"seed={seed}"]
             name = run_name(named, overrides_of(job, as_written=True), "").replace("\\", "\\\\").replace("'", "\\'")

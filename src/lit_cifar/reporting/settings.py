@@ -8,14 +8,13 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from lit_cifar.reporting.compare import TIED, UNTESTED, Runs, Verdict, header, p_text, verdicts
 from lit_cifar.reporting.stats import Estimate, estimate
 from lit_cifar.run.commands import command
 from lit_cifar.run.config import FREE_TO_CHANGE
+from lit_cifar.run.folders import RunRecord
 from lit_cifar.run.metrics import higher_is_better, is_accuracy
-from lit_cifar.run.overrides import as_typed, without_keys
+from lit_cifar.run.overrides import without_keys
 from lit_cifar.sweep.search import trial_number
 
 INTERVAL = "95% interval"  # a run's own interval (exact binomial), [low, high] beside its value in the runs table
@@ -201,8 +200,7 @@ def uncertainty_note(found: list[Setting], metric: str) -> str:
 
 def train_command(run_dir: Path) -> str:
     """The command that trains a run's setting again as a single run: its overrides, less the sweep's own."""
-    lines = as_typed(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
-    kept = without_keys(lines, {"sweep", "ckpt_path", "rerun_failed"})
+    kept = without_keys(RunRecord.load(run_dir).overrides or [], {"sweep", "ckpt_path", "rerun_failed"})
     return command("train", *kept)
 
 

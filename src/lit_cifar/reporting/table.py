@@ -41,8 +41,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from lit_cifar.reporting.effects import Effects, effects_note, effects_table, more_trials_note, of_settings
 from lit_cifar.reporting.rows import Curve, row_value
 from lit_cifar.reporting.settings import (
@@ -60,21 +58,18 @@ from lit_cifar.reporting.settings import (
 )
 from lit_cifar.run.dirs import in_use
 from lit_cifar.run.errors import UserError
+from lit_cifar.run.folders import RunRecord, Stored, SweepRecord, is_sweep_dir, load_folder
 from lit_cifar.run.metrics import METRICS, higher_is_better
-from lit_cifar.run.overrides import as_typed, overrides_of
-from lit_cifar.run.record import RANKED, read_outcome, run_id
+from lit_cifar.run.overrides import overrides_of
+from lit_cifar.run.record import RANKED
 from lit_cifar.sweep.overrides import (
     confirmation_resume,
     expected_jobs,
-    log_scaled_keys,
-    multirun_record,
     run_command,
     run_name,
+    searches,
     sweep_command,
-    sweep_overrides,
-    swept_keys,
 )
-from lit_cifar.sweep.search import is_search
 
 STATUSES = (
     "ok",
@@ -111,72 +106,55 @@ def val_curve(log_dir: Path) -> Curve:
     return [(e.step, e.value) for e in events.Scalars("val/acc")]  # written against the epoch, 1 the first
 
 
-def _overrides(folder: Path) -> dict[str, str] | None:
-    """The overrides a run recorded in its `.hydra/`; None when it recorded none."""
-    path = folder / ".hydra" / "overrides.yaml"
+def _overrides(run: RunRecord) -> dict[str, str] | None:
+    """The overrides a run recorded; None when it recorded none."""
     try:
-        return overrides_of(as_typed(OmegaConf.load(path))) if path.is_file() else None
-    except Exception:  # edited by hand or cut short: the row shows what else the folder says
+        return overrides_of(run.overrides) if run.overrides is not None else None
+    except Exception:  # edited by hand: the row shows what else the folder says
         return None
 
 
-def _resolved(folder: Path) -> dict:
-    """The run's resolved config (`.hydra/resolved.yaml`); {} when it has none or it cannot be read."""
-    path = folder / ".hydra" / "resolved.yaml"
-    try:
-        config = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
-    except Exception:  # edited by hand or cut short: the row shows what else the folder says
-        return {}
-    return config if isinstance(config, dict) else {}
-
-
-def _select(config: dict, key: str) -> object:
-    """`config`'s value of a dotted `key`; None when it has none."""
-    for part in key.split("."):
-        config = config.get(part) if isinstance(config, dict) else None
-    return config
-
-
-def _epochs_done(folder: Path, curve: Curve) -> str:
+def _epochs_done(run: RunRecord, curve: Curve) -> str:
     """`3 of 10 epochs`: how far a run without a result got, by its validation curve."""
-    total = _select(_resolved(folder), "trainer.max_epochs")
+    total = run.resolved.get("trainer.max_epochs")
     done = max(epoch for epoch, _ in curve) if curve else 0
     return f"{done}{f' of {total}' if total else ''} epochs"
 
 
-def measured_on(resolved: dict, images: dict) -> dict:
+def measured_on(resolved: Stored, images: dict) -> dict:
     """What a run's accuracies were measured on: its dataset, validation split and image counts (what it did not
     record left out)."""
-    target = _select(resolved, "data._target_")
+    target = resolved.get("data._target_")
     found = {
         "data": target.rsplit(".", 1)[-1] if isinstance(target, str) else None,
-        "data.val_size": _select(resolved, "data.val_size"),
-        "data.split_seed": _select(resolved, "data.split_seed"),
+        "data.val_size": resolved.get("data.val_size"),
+        "data.split_seed": resolved.get("data.split_seed"),
         **{f"{split} images": count for split, count in images.items()},
     }
     return {key: value for key, value in found.items() if value is not None}
 
 
-def job_row(folder: Path, overrides: dict[str, str] | None, curve: Curve, resume: str) -> dict:
+def job_row(run: RunRecord, overrides: dict[str, str] | None, curve: Curve, resume: str) -> dict:
     """A run's row: its result from `metrics.json`, or what became of it when it has none. `resume` says
     how to go on with it when it was interrupted."""
+    folder = run.dir
     if not folder.is_dir():
         record = {"status": "pending", "reason": "never started; re-running its sweep's command runs it"}
-    elif record := read_outcome(folder):
+    elif record := run.outcome:
         pass
     elif in_use(folder):
-        record = {"status": "running", "reason": f"{_epochs_done(folder, curve)} done"}
+        record = {"status": "running", "reason": f"{_epochs_done(run, curve)} done"}
     else:
-        stopped = f"after {_epochs_done(folder, curve)}" if curve else "before its first epoch ended"
+        stopped = f"after {_epochs_done(run, curve)}" if curve else "before its first epoch ended"
         record = {"status": "interrupted", "reason": f"stopped {stopped}; {resume}"}
     metrics = record.get("metrics") or {}
     commit = record.get("git_commit")
-    resolved = _resolved(folder)
-    val_size = _select(resolved, "data.val_size")
+    val_size = run.resolved.get("data.val_size")
     return {
         "job": folder.name,
         "dir": str(folder),
-        "run_id": run_id(folder),
+        "run_id": run.run_id,
+        "record": run,  # what else its folder says (fill_unset)
         "overrides": overrides,
         "seed": (overrides or {}).get("seed", record.get("seed")),  # the config's own when no override set one
         "best_epoch": max(curve, key=lambda point: point[1])[0] if curve else None,
@@ -187,7 +165,7 @@ def job_row(folder: Path, overrides: dict[str, str] | None, curve: Curve, resume
         "reason": record.get("reason", ""),
         "code": f"{commit}{' (dirty)' if record.get('git_dirty') else ''}" if commit else None,
         "validation": None if val_size is None else val_size != 0,  # whether it had a validation split
-        "measured_on": measured_on(resolved, record.get("images") or {}),
+        "measured_on": measured_on(run.resolved, record.get("images") or {}),
     }
 
 
@@ -219,40 +197,38 @@ def ranked(rows: list[dict], metric: str) -> list[dict]:
     return sorted(rows, key=rank)
 
 
-def collect(sweep_dir: Path) -> tuple[list[str], list[dict], dict[str, Curve]]:
+def collect(sweep: SweepRecord) -> tuple[list[str], list[dict], dict[str, Curve]]:
     """The swept keys; one row per job of the grid and per job folder outside it, in the table's order;
     each job's validation curve by its folder. A job's folder is named by its swept values (`run_name`)."""
-    keys = swept_keys(sweep_dir)
-    found = {p.parents[1].name for p in sweep_dir.glob("*/.hydra/overrides.yaml")}
-    found |= {p.parent.name for p in sweep_dir.glob("*/metrics.json")}  # also jobs that failed at the start
-    if not found:
-        raise UserError(f"{sweep_dir} holds no jobs (no */.hydra/overrides.yaml); did the sweep start?")
-    grid = {run_name(keys, overrides_of(job), str(n)): job for n, job in enumerate(expected_jobs(sweep_dir))}
+    keys, found = sweep.swept_keys, sweep.job_names()
+    grid = {run_name(keys, overrides_of(job), str(n)): job for n, job in enumerate(expected_jobs(sweep))}
     rows, curves = [], {}
-    for name in [*grid, *sorted(found - grid.keys())]:
-        folder = sweep_dir / name
-        overrides = _overrides(folder)
+    for name in [*grid, *sorted(set(found) - grid.keys())]:
+        run = RunRecord.load(sweep.dir / name)
+        overrides = _overrides(run)
         if overrides is None and name in grid:
             overrides = overrides_of(grid[name])
-        curves[str(folder)] = curve = val_curve(sweep_dir / "tensorboard" / name)
-        confirming = confirmation_resume(folder)
+        curves[str(run.dir)] = curve = val_curve(sweep.dir / "tensorboard" / name)
+        confirming = confirmation_resume(run)
         resume = f"{RESUME_CONFIRMATION}: {confirming}" if confirming else RESUME_JOB
-        rows.append(job_row(folder, overrides, curve, resume))
+        rows.append(job_row(run, overrides, curve, resume))
     return keys, ranked(rows, ranked_by(rows)), curves
 
 
-def collect_run(run_dir: Path) -> tuple[dict, Curve]:
+def collect_run(run: RunRecord) -> tuple[dict, Curve]:
     """The row and validation curve of a run dir, or of one job folder of a sweep passed by itself."""
-    lines = as_typed(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
-    sweep_dir = run_dir.parent
-    if (sweep_dir / "multirun.yaml").is_file():
-        confirming = confirmation_resume(run_dir)
-        resume = f"{RESUME_CONFIRMATION}: {confirming}" if confirming else f"{RESUME_JOB}: {sweep_command(sweep_dir)}"
-        log_dir = sweep_dir / "tensorboard" / run_dir.name
+    lines = run.overrides
+    sweep_dir = run.dir.parent
+    if is_sweep_dir(sweep_dir):
+        if confirming := confirmation_resume(run):
+            resume = f"{RESUME_CONFIRMATION}: {confirming}"
+        else:
+            resume = f"{RESUME_JOB}: {sweep_command(SweepRecord.load(sweep_dir))}"
+        log_dir = sweep_dir / "tensorboard" / run.dir.name
     else:
-        log_dir, resume = run_dir / "tensorboard", f"resume it with: {run_command(lines, run_dir)}"
+        log_dir, resume = run.dir / "tensorboard", f"resume it with: {run_command(lines, run.dir)}"
     curve = val_curve(log_dir)
-    return job_row(run_dir, overrides_of(lines), curve, resume), curve
+    return job_row(run, overrides_of(lines), curve, resume), curve
 
 
 def _code(rows: list[dict]) -> list[str]:
@@ -260,26 +236,24 @@ def _code(rows: list[dict]) -> list[str]:
     return [f"code: git commit {', '.join(commits)}"] if commits else []
 
 
-def held_fixed(sweep_dir: Path) -> dict:
+def held_fixed(sweep: SweepRecord) -> dict:
     """A sweep's config choices (model, data, …), its trainer.max_epochs and its command line's overrides."""
-    config = multirun_record(sweep_dir)
-    choices = OmegaConf.select(config, "hydra.runtime.choices") or {}
-    fixed = {group: choice for group, choice in choices.items() if choice is not None and not group.startswith("hydra")}
-    if (epochs := OmegaConf.select(config, "trainer.max_epochs")) is not None:
+    fixed = sweep.choices
+    if (epochs := sweep.config.get("trainer.max_epochs")) is not None:
         fixed["trainer.max_epochs"] = epochs
-    fixed.update(overrides_of(sweep_overrides(sweep_dir)[0]))
+    fixed.update(overrides_of(sweep.task))
     return fixed
 
 
-def sweep_title(sweep_dir: Path, keys: list[str]) -> str:
+def sweep_title(sweep: SweepRecord, keys: list[str]) -> str:
     """`week11_cnn on cifar10, 6 epochs (multirun/…)`, with `several` for what the sweep varies."""
-    fixed = held_fixed(sweep_dir)
+    fixed = held_fixed(sweep)
 
     def what(key: str) -> str:
         return "several" if key in keys else str(fixed.get(key, "?"))
 
     epochs = what("trainer.max_epochs")
-    return f"{what('model')} on {what('data')}, {epochs} epochs ({sweep_dir})"
+    return f"{what('model')} on {what('data')}, {epochs} epochs ({sweep.dir})"
 
 
 RERUN_GRID = (
@@ -291,17 +265,16 @@ RERUN_SEARCH = (
 )
 
 
-def describe_sweep(sweep_dir: Path, keys: list[str], rows: list[dict]) -> tuple[str, list[str]]:
+def describe_sweep(sweep: SweepRecord, keys: list[str], rows: list[dict]) -> tuple[str, list[str]]:
     """What a sweep compared and held fixed, the code its jobs ran, how they stand and how to re-run it."""
-    fixed = held_fixed(sweep_dir)
-    search = is_search(multirun_record(sweep_dir).hydra)
+    fixed = held_fixed(sweep)
     counts = Counter(row["status"] for row in rows)  # rows come in the table's order, and so do statuses
-    return f"Sweep {sweep_dir}", [
+    return f"Sweep {sweep.dir}", [
         f"swept: {', '.join(keys) or 'nothing'}",
         f"fixed: {', '.join(f'{key}={value}' for key, value in fixed.items() if key not in keys)}",
         *_code(rows),
         f"jobs: {len(rows)} ({', '.join(f'{n} {status}' for status, n in counts.items())})",
-        f"command: `{sweep_command(sweep_dir)}`; re-running it {RERUN_SEARCH if search else RERUN_GRID}",
+        f"command: `{sweep_command(sweep)}`; re-running it {RERUN_SEARCH if searches(sweep) else RERUN_GRID}",
     ]
 
 
@@ -315,23 +288,9 @@ def fill_unset(rows: list[dict], keys: list[str]) -> None:
     group's choice from its Hydra record), so that every row shows it and runs of the same values are one setting."""
     for row in rows:
         unset = [key for key in keys if row["overrides"] is not None and key not in row["overrides"]]
-        if unset:
-            folder = Path(row["dir"])
-            resolved, choices = _resolved(folder), _choices(folder)
-            for key in unset:
-                value = _select(resolved, key)
-                value = value if isinstance(value, str | int | float | bool) else choices.get(key)
-                if value is not None:
-                    row["overrides"][key] = str(value)
-
-
-def _choices(folder: Path) -> dict:
-    """A run's config group choices (`model: week11_cnn`), from its `.hydra/hydra.yaml`; {} without one."""
-    path = folder / ".hydra" / "hydra.yaml"
-    try:
-        return dict(OmegaConf.load(path).hydra.runtime.choices) if path.is_file() else {}
-    except Exception:  # edited by hand or cut short: the row shows what else the folder says
-        return {}
+        for key in unset:
+            if (value := row["record"].setting(key)) is not None:
+                row["overrides"][key] = str(value)
 
 
 def compared_keys(swept: list[str], rows: list[dict]) -> list[str]:
@@ -389,18 +348,14 @@ def markdown(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def is_sweep_dir(path: Path) -> bool:
-    return (path / "multirun.yaml").is_file()
-
-
-def optimized_metric(paths: list[Path]) -> str:
-    """The metric the sweeps among `paths` optimized (`optimized_metric`, val/acc_best unless set): a search may
+def optimized_metric(folders: list[SweepRecord | RunRecord]) -> str:
+    """The metric the sweeps among `folders` optimized (`optimized_metric`, val/acc_best unless set): a search may
     minimize a loss. Run dirs follow the sweeps, and alone are ranked by val/acc_best. Sweeps that optimized
     different metrics are refused: one ranking cannot serve them."""
     metrics: dict[str, dict[str, None]] = {}
-    for path in filter(is_sweep_dir, paths):
-        metric = OmegaConf.select(multirun_record(path), "optimized_metric") or "val/acc_best"
-        metrics.setdefault(metric, {})[str(path)] = None
+    for sweep in folders:
+        if isinstance(sweep, SweepRecord):
+            metrics.setdefault(sweep.optimized_metric, {})[str(sweep.dir)] = None
     if len(metrics) > 1:
         raise UserError(
             f"these sweeps optimized different metrics, which one ranking cannot serve: {_where(metrics)}; "
@@ -469,7 +424,7 @@ def counted_once(rows: list[dict]) -> tuple[list[dict], list[str]]:
 class Gathered:
     """Every run of the folders a table was asked for, each counted once."""
 
-    paths: list[Path]  # the folders that hold a run counted
+    folders: list[SweepRecord | RunRecord]  # the folders that hold a run counted
     swept: list[str]
     rows: list[dict]  # one per run, in the table's order
     curves: dict[str, Curve]  # the validation curves by folder
@@ -481,23 +436,18 @@ class Gathered:
 def gather(paths: list[Path]) -> Gathered:
     """Every run in `paths` (sweep dirs and run dirs), each once; refused when the sweeps optimized different
     metrics or the runs were measured on different data."""
-    for path in paths:
-        if not is_sweep_dir(path) and not (path / ".hydra" / "overrides.yaml").is_file():
-            raise UserError(
-                f"{path} is neither a sweep dir (no multirun.yaml) nor a run dir (no .hydra/overrides.yaml); "
-                "pass multirun/DATE/TIME or outputs/DATE/TIME folders, or a glob of them"
-            )
-    optimized = optimized_metric(paths)
+    folders = [load_folder(path) for path in paths]
+    optimized = optimized_metric(folders)
     collected, curves = [], {}
-    for path in paths:
-        if is_sweep_dir(path):
-            keys, path_rows, path_curves = collect(path)
+    for folder in folders:
+        if isinstance(folder, SweepRecord):
+            keys, path_rows, path_curves = collect(folder)
         else:
-            row, curve = collect_run(path)
-            keys, path_rows, path_curves = [], [row], {str(path): curve}
+            row, curve = collect_run(folder)
+            keys, path_rows, path_curves = [], [row], {str(folder.dir): curve}
         for row in path_rows:
-            row["source"] = str(path)
-        collected.append((path, keys, path_rows))
+            row["source"] = str(folder.dir)
+        collected.append((folder, keys, path_rows))
         curves |= path_curves
     everything = [row for _, _, path_rows in collected for row in path_rows]
     rows, same_runs = counted_once(everything)
@@ -506,9 +456,9 @@ def gather(paths: list[Path]) -> Gathered:
     fail_without(everything, metric)
     counted = {id(row) for row in rows}
     kept = [(path, keys, path_rows) for path, keys, path_rows in collected if any(id(r) in counted for r in path_rows)]
-    blocks = [describe_sweep(*found) if is_sweep_dir(found[0]) else describe_run(found[2][0]) for found in kept]
+    blocks = [describe_sweep(*got) if isinstance(got[0], SweepRecord) else describe_run(got[2][0]) for got in kept]
     return Gathered(
-        paths=[path for path, _, _ in kept],
+        folders=[folder for folder, _, _ in kept],
         swept=list(dict.fromkeys(key for _, keys, _ in kept for key in keys)),
         rows=ranked(rows, metric),
         curves={folder: curve for folder, curve in curves.items() if folder in {row["dir"] for row in rows}},
@@ -569,13 +519,14 @@ def report(paths: list[Path], out: Path | None) -> list[dict]:
     """One table of every run in `paths`: printed, and written into `out` as results.md, results.csv and
     results.png when `out` is given. Returns the rows, one per run, in the table's order."""
     found_runs = gather(paths)
-    paths, rows, curves, metric = found_runs.paths, found_runs.rows, found_runs.curves, found_runs.metric
-    one_sweep = len(paths) == 1 and is_sweep_dir(paths[0])
+    folders, rows, curves, metric = found_runs.folders, found_runs.rows, found_runs.curves, found_runs.metric
+    sweep = folders[0] if len(folders) == 1 and isinstance(folders[0], SweepRecord) else None
+    one_sweep = sweep is not None
     keys = compared_keys(found_runs.swept, rows)
     fill_unset(rows, keys)
     found = settings(rows, keys, metric)
     mark_runs(found, metric)
-    log_keys = log_scaled_keys(paths[0]) if one_sweep else set()
+    log_keys = sweep.log_scaled_keys if one_sweep else set()
     effects, trial_values = of_settings(found, keys, metric, log_keys)
     results = [*RESULTS[:1], *([] if metric in RESULTS else [metric]), *RESULTS[1:]]
     at = results.index(metric) + 1
@@ -592,10 +543,10 @@ def report(paths: list[Path], out: Path | None) -> list[dict]:
         with (out / "results.csv").open("w", newline="") as f:
             csv.writer(f).writerows([columns, *([row_value(row, c) for c in columns] for row in rows)])
         labels = {folder: Path(folder).name if one_sweep else folder for folder in curves}
-        title = sweep_title(paths[0], keys) if one_sweep else f"{len(rows)} runs"
+        title = sweep_title(sweep, keys) if one_sweep else f"{len(rows)} runs"
         from lit_cifar.reporting.plots import plot, plot_history  # matplotlib only where a figure is drawn
 
-        search = one_sweep and is_search(multirun_record(paths[0]).hydra)
+        search = one_sweep and searches(sweep)
         figure_curves = {labels[f]: curve for f, curve in curves.items()}
         seeds = any(len(setting.runs) > 1 for setting in found)  # then the figure shows settings, not runs
         shown = (setting_rows(found, metric), [k for k in keys if k != "seed"]) if seeds else (rows, keys)

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lit_cifar.run.checkpoints import _name, check_fits, newest_checkpoint, read_checkpoint, trained_with
 from lit_cifar.run.commands import command
 from lit_cifar.run.config import config_changes, resolved_config
 from lit_cifar.run.errors import RunRefused, UserError
+from lit_cifar.run.folders import is_sweep_dir, read_stored
 from lit_cifar.run.record import FINAL, RESOLVED, read_outcome
 
 if TYPE_CHECKING:
@@ -38,14 +39,14 @@ class Start:
 def _previous_config(run_dir: Path) -> dict:
     """The resolved config a run in `run_dir` was started with: its record, or without one its newest checkpoint's;
     a folder that holds neither, a sweep's or one of other files, is refused as holding no run to go on with."""
-    if (run_dir / "multirun.yaml").is_file():
+    if is_sweep_dir(run_dir):
         raise RunRefused(
             f"{run_dir} is a sweep dir; pass one of its job folders as hydra.run.dir, or re-run the sweep with "
             f"{command('rerun', str(run_dir))}"
         )
     if (run_dir / RESOLVED).is_file():
         try:
-            config = OmegaConf.to_container(OmegaConf.load(run_dir / RESOLVED))
+            config = read_stored(run_dir / RESOLVED)
         except Exception:  # cut short by a kill while it was written, or edited
             config = None
         return _recorded(config, f"{run_dir / RESOLVED} is not a readable run record; restore it, or start a new run")

@@ -11,13 +11,13 @@ from lit_cifar.run.commands import command
 from lit_cifar.run.config import flattened
 from lit_cifar.run.dirs import lock, release
 from lit_cifar.run.errors import UserError
+from lit_cifar.run.folders import SweepRecord, is_sweep_dir, run_left_in
 from lit_cifar.run.overrides import as_typed, overrides_of
-from lit_cifar.run.record import OUTCOME
 from lit_cifar.run.validate import check_needs_validation
 from lit_cifar.sweep.confirmation import check_confirmation
 from lit_cifar.sweep.gpu_share import forget_measured
 from lit_cifar.sweep.jobs import jobs_per_gpu, refuse_several_devices
-from lit_cifar.sweep.overrides import _fixed_and_swept, grid_of, multirun_record, sweep_command, sweep_overrides
+from lit_cifar.sweep.overrides import _fixed_and_swept, grid_of, searches, sweep_command
 from lit_cifar.sweep.search import is_search, search_space
 
 # What makes a search another one, besides its overrides: the study its trials go into, how it proposes and
@@ -32,8 +32,8 @@ SEARCH_SETTINGS = (
 )
 
 
-def _kind(hydra_cfg: DictConfig) -> str:
-    return "an Optuna search (hydra/sweeper=optuna)" if is_search(hydra_cfg) else "a grid sweep (hydra/sweeper=grid)"
+def _kind(search: bool) -> str:
+    return "an Optuna search (hydra/sweeper=optuna)" if search else "a grid sweep (hydra/sweeper=grid)"
 
 
 def _changed(before: dict, after: dict) -> list[str]:
@@ -44,26 +44,33 @@ def _changed(before: dict, after: dict) -> list[str]:
     ]
 
 
-def _search_settings(config: DictConfig) -> dict[str, object]:
+def _selected(config: DictConfig, key: str) -> object:
+    """`config`'s value of the dotted `key`, a part of it as typed (its interpolations unresolved, as a record's)."""
+    value = OmegaConf.select(config, key, default=None, throw_on_missing=False)
+    return as_typed(value) if isinstance(value, DictConfig) else value
+
+
+def _search_settings(value_of) -> dict[str, object]:
+    """The `SEARCH_SETTINGS`, each read by `value_of(key)`, their parts flattened."""
     found = {}
     for key in SEARCH_SETTINGS:
-        value = OmegaConf.select(config, key, default=None, throw_on_missing=False)
-        found.update(flattened({key: as_typed(value)}) if isinstance(value, DictConfig) else {key: value})
+        value = value_of(key)
+        found.update(flattened({key: value}) if isinstance(value, dict) else {key: value})
     return found
 
 
-def _space(config: DictConfig) -> tuple[dict, dict[str, str]]:
-    """A search's space ({key: distribution}) and each of its dimensions as written."""
-    lines = grid_of(config.hydra) + as_typed(config.hydra.overrides.task)
+def _space(lines: list[str]) -> tuple[dict, dict[str, str]]:
+    """A search's space ({key: distribution}) from its grid and task overrides, and each dimension as written."""
     space, _ = search_space({}, lines)
     written = overrides_of(lines, as_written=True)
     return space, {key: written[key] for key in space}
 
 
-def _search_changes(old: DictConfig, config: DictConfig) -> list[str]:
+def _search_changes(old: SweepRecord, config: DictConfig) -> list[str]:
     """What differs between the search recorded in `old` and the one `config` starts, besides their overrides."""
-    changes = _changed(_search_settings(old), _search_settings(config))
-    (before, before_written), (after, after_written) = _space(old), _space(config)
+    changes = _changed(_search_settings(old.config.get), _search_settings(lambda key: _selected(config, key)))
+    (before, before_written) = _space(old.grid + old.task)
+    (after, after_written) = _space(grid_of(config.hydra) + as_typed(config.hydra.overrides.task))
     return changes + [
         f"{key}: {before_written[key]} -> {after_written[key]}"
         for key in sorted(before.keys() & after.keys())
@@ -71,9 +78,9 @@ def _search_changes(old: DictConfig, config: DictConfig) -> list[str]:
     ]
 
 
-def _epochs_change(old: DictConfig, config: DictConfig) -> list[str]:
+def _epochs_change(old: SweepRecord, config: DictConfig) -> list[str]:
     """trainer.max_epochs may only be raised, and in a search not changed: a study compares trials at equal epochs."""
-    old_epochs = OmegaConf.select(old, "trainer.max_epochs")
+    old_epochs = old.config.get("trainer.max_epochs")
     new_epochs = OmegaConf.select(config, "trainer.max_epochs")
     if isinstance(old_epochs, int) and isinstance(new_epochs, int) and new_epochs < old_epochs:
         return [f"trainer.max_epochs: {old_epochs} -> {new_epochs} (it may only be raised)"]
@@ -87,16 +94,15 @@ def refuse_another_sweep(sweep_dir: Path, config: DictConfig) -> None:
     trainer.max_epochs), a search's may ask for more trials; neither may hold other settings fixed or vary other
     keys, a search not change its study, its sampler, its pruner, its metrics or its space, and a grid and a search
     never share a folder."""
-    if not (sweep_dir / "multirun.yaml").is_file():
+    if not is_sweep_dir(sweep_dir):
         return
-    old = multirun_record(sweep_dir)
-    if is_search(old.hydra) != is_search(config.hydra):
+    old = SweepRecord.load(sweep_dir)
+    if searches(old) != is_search(config.hydra):
         raise UserError(
-            f"{sweep_dir} holds {_kind(old.hydra)}; {_kind(config.hydra)} would mix with it: re-run it with its own "
-            f"command ({sweep_command(sweep_dir)}), or pick a new hydra.sweep.dir"
+            f"{sweep_dir} holds {_kind(searches(old))}; {_kind(is_search(config.hydra))} would mix with it: re-run it "
+            f"with its own command ({sweep_command(old)}), or pick a new hydra.sweep.dir"
         )
-    task, _, grid = sweep_overrides(sweep_dir)
-    before = _fixed_and_swept(task, grid)
+    before = _fixed_and_swept(old.task, old.grid)
     after = _fixed_and_swept(as_typed(config.hydra.overrides.task), grid_of(config.hydra))
     changes = _changed(before[0], after[0])
     if before[1] != after[1]:
@@ -107,20 +113,17 @@ def refuse_another_sweep(sweep_dir: Path, config: DictConfig) -> None:
     if changes:
         seeds = after[1] - before[1] == {"seed"}  # more seeds for a sweep that held its seed fixed
         hint = f"; to give its settings more seeds: {command('rerun', str(sweep_dir))} --top K --seeds N" * seeds
-        what = "search" if is_search(old.hydra) else "sweep"
+        what = "search" if searches(old) else "sweep"
         raise UserError(
             f"{sweep_dir} holds a {what} of other settings: {'; '.join(changes)}; re-run it with its own "
-            f"settings ({sweep_command(sweep_dir)}), or pick a new hydra.sweep.dir{hint}"
+            f"settings ({sweep_command(old)}), or pick a new hydra.sweep.dir{hint}"
         )
-
-
-RUN_FILES = (".hydra", OUTCOME, "checkpoints")  # what a single run leaves in its folder
 
 
 def refuse_a_run_dir(sweep_dir: Path) -> None:
     """A sweep writes into a new folder or into its own sweep dir again, never into a single run's folder: that
     run's result would vanish from the sweep's table, and the sweep's files would mix into the run."""
-    if not (sweep_dir / "multirun.yaml").is_file() and any((sweep_dir / name).exists() for name in RUN_FILES):
+    if not is_sweep_dir(sweep_dir) and run_left_in(sweep_dir):
         raise UserError(f"{sweep_dir} holds a single run, not a sweep; pick a new hydra.sweep.dir for the sweep")
 
 
