@@ -69,7 +69,6 @@ def test_alternating_flips_leave_no_random_flip_to_the_step(cifar_root):
         ({"pipeline": "loader", "alternate_flips": True}, "data.pipeline=batched"),
         ({"pipeline": "loader", "shift_padding": "reflect"}, "data.pipeline=batched"),
         ({"pipeline": "batched", "alternate_flips": True, "hflip": False}, "data.alternate_flips=true"),
-        ({"pipeline": "batched", "shift_padding": "mirror"}, "data.shift_padding='mirror'"),
     ],
 )
 def test_options_the_pipeline_cannot_honour_are_refused_in_one_line(options, message):

@@ -24,7 +24,7 @@ from lit_cifar.callbacks.finite_loss import FiniteLossCheck, NonFiniteLossError
 from lit_cifar.data.make_chars import generate
 from lit_cifar.run.checkpoints import check_fits
 from lit_cifar.run.errors import UserError, user_message
-from lit_cifar.run.validate import RULES, warn_idle_settings
+from lit_cifar.run.validate import warn_idle_settings
 
 
 def snapshot(*folders: Path, outside: Path | None = None) -> dict[Path, tuple[int, str]]:
@@ -402,27 +402,6 @@ def readme_table_inputs() -> list[str]:
 
 def test_the_readme_table_lists_exactly_these_cases():
     assert readme_table_inputs() == [case.input for case in CASES]
-
-
-def config_keys() -> set[str]:
-    """Every `group.key` (and top-level key, and nested `group.key.key`) that some config file under conf/ sets."""
-
-    def dotted(prefix: str, value: object) -> set[str]:
-        inner = value.items() if isinstance(value, dict) else ()
-        return {prefix}.union(*(dotted(f"{prefix}.{key}", item) for key, item in inner))
-
-    keys = set()
-    for path in (REPO / "conf").rglob("*.yaml"):
-        config = OmegaConf.to_container(OmegaConf.load(path))
-        group = path.parent.relative_to(REPO / "conf").as_posix()
-        is_global = "@package _global_" in path.read_text() or group == "."
-        for top, value in config.items():
-            keys |= dotted(top if is_global else f"{group}.{top}", value)
-    return keys
-
-
-def test_every_rule_checks_a_key_that_a_config_sets():
-    assert set(RULES) <= config_keys()
 
 
 @pytest.mark.parametrize(("step_size", "warned"), [(10, True), (20, True), (5, False)])

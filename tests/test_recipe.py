@@ -101,7 +101,6 @@ def test_one_group_of_trainable_parameters_without_a_norm_lr_scale():
     [
         ({"algorithm": "torch.optim.Nope"}, "optim.algorithm=torch.optim.Nope is not a torch optimizer class"),
         ({"algorithm": "torch.nn.Linear"}, "optim.algorithm=torch.nn.Linear is not a torch optimizer class"),
-        ({"units": "per_example"}, "optim.units=per_example must be one of torch, per_1024"),
         ({"algorithm": "torch.optim.Adam", "units": "per_1024"}, "optim.units=per_1024 is defined for SGD"),
         ({"units": "per_1024", "momentum": 0.9}, "optim.units=per_1024 needs the batch size"),
     ],

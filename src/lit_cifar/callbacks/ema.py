@@ -1,11 +1,15 @@
 """An exponential moving average of the weights, validated, checkpointed and tested in their place."""
 
+from typing import Annotated
+
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
+
+from lit_cifar.run.declared import Range
 
 
 class ExponentialAverage(AveragedModel):
@@ -44,7 +48,15 @@ class EMA(EMAWeightAveraging):
     still holding the average from `fit`, would load the raw training weights there
     (`trainer.test(ckpt_path=best)` after fitting)."""
 
-    def __init__(self, decay: float = 0.999, update_every_n_steps: int = 1, **kwargs) -> None:
+    def __init__(
+        self,
+        decay: Annotated[
+            float,
+            Range(0, 1, high_open=True, words="a number in [0, 1) (at 1 the average never moves)", example="0.999"),
+        ] = 0.999,
+        update_every_n_steps: Annotated[int, Range(1, ints=True, words="a positive integer", example="1")] = 1,
+        **kwargs,
+    ) -> None:
         super().__init__(decay=decay, update_every_n_steps=update_every_n_steps, **kwargs)
         self.decay = decay
 

@@ -1,9 +1,11 @@
 """Lookahead as airbench94 does it: a slow copy of the net that the weights are pulled back to every few steps."""
 
-from typing import Any
+from typing import Annotated, Any
 
 import lightning.pytorch as pl
 import torch
+
+from lit_cifar.run.declared import Range
 
 
 class Lookahead(pl.Callback):
@@ -15,8 +17,12 @@ class Lookahead(pl.Callback):
 
     The update reads nothing on the host (decay comes from Python ints) and runs as two foreach kernels."""
 
-    def __init__(self, every_n_steps: int = 5, base: float = 0.95, power: float = 3.0) -> None:
-        # the ranges of these values: lit_cifar.run.validate.RULES, checked at the start before torch loads
+    def __init__(
+        self,
+        every_n_steps: Annotated[int, Range(1, ints=True, words="a positive integer", example="5")] = 5,
+        base: Annotated[float, Range(0, 1, words="a number in [0, 1]", example="0.95")] = 0.95,
+        power: Annotated[float, Range(0, words="a number ≥ 0", example="3")] = 3.0,
+    ) -> None:  # the values are checked at the start, before torch loads (lit_cifar.run.validate)
         self.every_n_steps, self.base, self.power = every_n_steps, base, power
         self.slow: dict[str, torch.Tensor] = {}
         self._live: dict[str, torch.Tensor] = {}

@@ -2,10 +2,13 @@
 
 import logging
 import time
+from typing import Annotated
 
 import lightning.pytorch as pl
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback
+
+from lit_cifar.run.declared import Range
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +19,12 @@ class RunTimeWarning(Callback):
     the default 20 epochs of resnet_lite take minutes on a GPU and hours on a laptop, where nothing else would
     tell a student before the hours have passed."""
 
-    def __init__(self, warn_above_min: float = 10.0, warmup: int = 3, batches: int = 10) -> None:
+    def __init__(
+        self,
+        warn_above_min: Annotated[float, Range(0, words="a number of minutes ≥ 0", example="10")] = 10.0,
+        warmup: int = 3,
+        batches: int = 10,
+    ) -> None:
         self.warn_above_min, self.warmup, self.batches = warn_above_min, warmup, batches
         self._seen, self._started, self._done = 0, 0.0, False
 

@@ -1,9 +1,12 @@
 """Initialise a net's data-dependent first layer from the training images before training starts, and freeze
 that layer's bias after its first epochs."""
 
+from typing import Annotated
+
 import lightning.pytorch as pl
 import torch
 
+from lit_cifar.run.declared import Range
 from lit_cifar.run.errors import UserError
 
 
@@ -17,8 +20,14 @@ class PatchWhitening(pl.Callback):
     (on a 2-core CPU, fast94's time against airbench94's went from 1.15× to 0.98× with it). A compiled net compiles
     once more for it, at that epoch."""
 
-    def __init__(self, num_images: int = 5000, bias_epochs: int | None = None) -> None:
-        # the ranges of these values: lit_cifar.run.validate.RULES, checked at the start before torch loads
+    def __init__(
+        self,
+        num_images: Annotated[int, Range(1, ints=True, words="a positive number of images", example="5000")] = 5000,
+        bias_epochs: Annotated[
+            int | None,
+            Range(0, ints=True, words="a number of epochs ≥ 0, or null: it trains in every epoch", example="3"),
+        ] = None,
+    ) -> None:  # the values are checked at the start, before torch loads (lit_cifar.run.validate)
         self.num_images, self.bias_epochs = num_images, bias_epochs
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

@@ -4,6 +4,7 @@ transferred."""
 
 import logging
 from collections.abc import Sequence
+from typing import Annotated
 
 import lightning.pytorch as pl
 import torch
@@ -11,7 +12,8 @@ import torchvision.transforms.v2 as T
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from lit_cifar.data.batched import PADDINGS, OrderedBatches, ShuffledBatches, augment_batch
+from lit_cifar.data.batched import OrderedBatches, ShuffledBatches, augment_batch
+from lit_cifar.run.declared import SEED_MAX, OneOf, Range
 from lit_cifar.run.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -125,35 +127,50 @@ class ImageDataModule(pl.LightningDataModule):
     def __init__(
         self,
         *,
-        num_classes: int | None,
-        in_channels: int,
-        image_size: int,
+        num_classes: Annotated[
+            int | None,
+            Range(2, ints=True, words="an integer ≥ 2, or null to count the classes in the data", example="null"),
+        ],
+        in_channels: Annotated[int, OneOf(1, 3, words="1 (grayscale) or 3 (RGB)", example="3")],
+        image_size: Annotated[int, Range(1, ints=True, words="a positive number of pixels", example="32")],
         mean: Sequence[float],
         std: Sequence[float],
-        batch_size: int = 128,
-        val_size: int | float = 5000,
-        split_seed: int = 0,
-        num_workers: int = 2,
+        batch_size: Annotated[int, Range(1, ints=True, words="a positive integer", example="128")] = 128,
+        val_size: Annotated[
+            int | float,
+            Range(
+                0,
+                ints=True,
+                or_fraction=True,
+                words="a number of images (e.g. 5000) or a fraction of them (e.g. 0.1), or 0: no validation split",
+                example="0.1",
+            ),
+        ] = 5000,
+        split_seed: Annotated[
+            int, Range(0, SEED_MAX, ints=True, words="an integer in [0, 4294967295]", example="0")
+        ] = 0,
+        num_workers: Annotated[int, Range(0, ints=True, words="an integer ≥ 0", example="2")] = 2,
         pin_memory: bool = True,
         persistent_workers: bool = False,
-        rotation: float = 10.0,
-        translate: int = 4,
+        rotation: Annotated[float, Range(0, 180, words="degrees in [0, 180]", example="10")] = 10.0,
+        translate: Annotated[int, Range(0, ints=True, words="a number of pixels ≥ 0", example="4")] = 4,
         hflip: bool = True,
         alternate_flips: bool = False,
-        shift_padding: str = "zeros",
-        pipeline: str = "loader",
+        shift_padding: Annotated[
+            str, OneOf("zeros", "reflect", words="one of zeros, reflect", example="zeros")
+        ] = "zeros",
+        pipeline: Annotated[
+            str,
+            OneOf(
+                "loader",
+                "batched",
+                words="'loader' (per-image augmentation in DataLoader workers) or 'batched' (whole batches augmented "
+                "on the device)",
+                example="loader",
+            ),
+        ] = "loader",
     ) -> None:
-        super().__init__()
-        if pipeline not in ("loader", "batched"):
-            raise UserError(
-                f"data.pipeline={pipeline!r} must be 'loader' (per-image augmentation in DataLoader "
-                "workers) or 'batched' (whole batches augmented on the device)"
-            )
-        if shift_padding not in PADDINGS:
-            raise UserError(
-                f"data.shift_padding={shift_padding!r} must be one of {', '.join(PADDINGS)}, "
-                "e.g. data.shift_padding=zeros"
-            )
+        super().__init__()  # the values are checked at the start, before torch loads (lit_cifar.run.validate)
         if translate >= image_size:
             raise UserError(
                 f"data.translate={translate} shifts images by as much as their whole size (data.image_size="

@@ -11,8 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-PADDINGS = ("zeros", "reflect")  # what a shifted image shows where it moved away from its border
-
 
 def random_crops(images: Tensor, translate: int, padding: str, generator: torch.Generator | None) -> Tensor:
     """Each float image shifted by a whole number of pixels in [-translate, translate] per axis: a crop of the

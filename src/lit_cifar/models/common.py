@@ -1,7 +1,13 @@
+from typing import Annotated
+
 import torch
 from torch import nn
 
+from lit_cifar.run.declared import Range
 from lit_cifar.run.errors import UserError
+
+# A dropout probability, the type of every model's `dropout` (checked at the start: lit_cifar.run.validate).
+DropoutRate = Annotated[float, Range(0, 1, high_open=True, words="a probability in [0, 1)", example="0.2")]
 
 
 @torch.no_grad()

@@ -5,6 +5,8 @@ groups with BatchNorm and a global max. The whitening weights come from training
 import torch
 from torch import Tensor, nn
 
+from lit_cifar.models.common import DropoutRate
+
 
 def identity_conv(in_channels: int, out_channels: int, kernel_size: int, padding: int, bias: bool) -> nn.Conv2d:
     """A conv whose first `in_channels` filters pass their input channel through (Dirac init), the others
@@ -50,7 +52,7 @@ class FastCNN(nn.Module):
         num_classes: int,
         image_size: int,
         widths: tuple[int, int, int] = (64, 256, 256),
-        dropout: float = 0.0,
+        dropout: DropoutRate = 0.0,
         logit_scale: float | None = 1 / 9,
         head_std: float | None = None,
         norm_eps: float = 1e-12,

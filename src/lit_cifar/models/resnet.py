@@ -3,7 +3,7 @@
 import torchvision
 from torch import Tensor, nn
 
-from lit_cifar.models.common import GlobalAvgPool, flat_size
+from lit_cifar.models.common import DropoutRate, GlobalAvgPool, flat_size
 
 
 def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int) -> nn.Sequential:
@@ -38,7 +38,7 @@ class ResNetLite(nn.Module):
         num_classes: int,
         image_size: int,
         width: int = 32,
-        dropout: float = 0.4,
+        dropout: DropoutRate = 0.4,
         downsample_stem: bool | None = None,
     ) -> None:
         super().__init__()
@@ -66,7 +66,12 @@ class ResNet18(nn.Module):
     average pool is a plain mean (GlobalAvgPool), so it trains with `trainer.deterministic=true` on a GPU."""
 
     def __init__(
-        self, in_channels: int, num_classes: int, image_size: int = 32, dropout: float = 0.0, pretrained: bool = False
+        self,
+        in_channels: int,
+        num_classes: int,
+        image_size: int = 32,
+        dropout: DropoutRate = 0.0,
+        pretrained: bool = False,
     ) -> None:
         super().__init__()
         weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1 if pretrained else None

@@ -3,7 +3,7 @@ Each takes in_channels, num_classes, image_size and dropout (before the classifi
 
 from torch import Tensor, nn
 
-from lit_cifar.models.common import flat_size
+from lit_cifar.models.common import DropoutRate, flat_size
 
 
 class _FeaturesThenHead(nn.Module):
@@ -19,7 +19,7 @@ class TwoLayerFC(_FeaturesThenHead):
     """Report 000 part II: flatten → fc(hidden) → ReLU → fc(classes)."""
 
     def __init__(
-        self, in_channels: int, num_classes: int, image_size: int, hidden: int = 4000, dropout: float = 0.0
+        self, in_channels: int, num_classes: int, image_size: int, hidden: int = 4000, dropout: DropoutRate = 0.0
     ) -> None:
         head = nn.Sequential(
             nn.Linear(in_channels * image_size**2, hidden),
@@ -39,7 +39,7 @@ class ThreeLayerConvNet(_FeaturesThenHead):
         num_classes: int,
         image_size: int,
         channels: tuple[int, int] = (32, 16),
-        dropout: float = 0.0,
+        dropout: DropoutRate = 0.0,
     ) -> None:
         c1, c2 = channels
         features = nn.Sequential(
@@ -59,7 +59,7 @@ class HWChallengeCNN(_FeaturesThenHead):
         image_size: int,
         channels: tuple[int, int] = (32, 64),
         hidden: int = 128,
-        dropout: float = 0.0,
+        dropout: DropoutRate = 0.0,
     ) -> None:
         c1, c2 = channels
         features = nn.Sequential(
@@ -88,7 +88,7 @@ class Week11CNN(_FeaturesThenHead):
         num_classes: int,
         image_size: int,
         channels: tuple[int, int] = (16, 32),
-        dropout: float = 0.0,
+        dropout: DropoutRate = 0.0,
     ) -> None:
         c1, c2 = channels
         features = nn.Sequential(
@@ -124,7 +124,7 @@ class ChallengeCNNBN(_FeaturesThenHead):
         image_size: int,
         channels: tuple[int, int, int] = (16, 32, 64),
         hidden: int = 100,
-        dropout: float = 0.2,
+        dropout: DropoutRate = 0.2,
     ) -> None:
         c1, c2, c3 = channels
         features = nn.Sequential(

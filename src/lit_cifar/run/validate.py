@@ -5,135 +5,108 @@ Only omegaconf is imported here, so a refused start answers in the time it takes
 What only the data can tell (its classes, files, pixels, labels) is checked by the datamodule as it loads."""
 
 import logging
-import math
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Annotated
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from lit_cifar.run.declared import SEED_MAX, Key, OneOf, Range, declared_keys, integer
 from lit_cifar.run.errors import UserError, group_hint
 from lit_cifar.run.metrics import METRICS, check_metric, higher_is_better
 from lit_cifar.run.overrides import parse
 
 log = logging.getLogger(__name__)
 
-SEED_MAX = 2**32 - 1  # what seed_everything (numpy's global RNG) accepts
-HPARAMS_NUMBERS = ("lr", "batch_size", "weight_decay", "label_smoothing", "max_epochs", "seed")  # callbacks.hparams
-BEST_KEEPERS = ("model_checkpoint", "early_stopping")  # the callbacks that follow a metric (`monitor`, `mode`)
-ABSENT = object()
+TARGET = "_target_"
 
 
-def number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+@dataclass
+class Tune:
+    """conf/tune.yaml's `tune` keys: Lightning's lr finder's settings (lit_cifar.tune)."""
+
+    min_lr: Annotated[float, Range(0, low_open=True, words="a positive, finite number", example="tune.min_lr=1e-6")]
+    max_lr: Annotated[float, Range(0, low_open=True, words="a positive, finite number", example="tune.max_lr=1")]
+    steps: Annotated[
+        int, Range(20, ints=True, words="a whole number of at least 20 (the finder skips its first 10)", example="100")
+    ]
+    batch_size: bool
+    max_batch_doublings: Annotated[int, Range(1, 25, ints=True, words="a whole number from 1 to 25", example="6")]
 
 
-def integer(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+@dataclass
+class Run:
+    """The top-level keys that no class takes (conf/train.yaml's and the commands' own); each other top-level key
+    is a node whose `_target_` names the class that types its keys. A new top-level key is one line here."""
+
+    seed: Annotated[int, Range(0, SEED_MAX, ints=True, words="an integer in [0, 4294967295]", example="seed=42")]
+    ckpt_path: str | None
+    rerun_failed: bool
+    optimized_metric: str
+    debug: str | None  # conf/debug/: the preset's name
+    tune: Tune
+    runs_dir: str  # conf/tune.yaml: where each tuning claims its folder
 
 
-@dataclass(frozen=True)
-class Rule:
-    check: Callable[[object], bool]
-    allowed: str  # the range in words, as the error states it
-    example: str
-    nullable: bool = False
+RUN = f"{__name__}.Run"
+# A data node without a `_target_` (the `data.…` that evaluate and predict put in place of a checkpoint's): the keys
+# every dataset takes.
+UNTARGETED = {"data": "lit_cifar.data.base.ImageDataModule"}
 
-
-def in_range(low: float, high: float, *, low_open: bool = False, high_open: bool = False, ints: bool = False):
-    def check(value: object) -> bool:
-        if not (integer(value) if ints else number(value)):
-            return False
-        above = value > low if low_open else value >= low
-        below = value < high if high_open else value <= high
-        return above and below
-
-    return check
-
-
-def val_size(value: object) -> bool:
-    """0 (no validation split), a count of images (1, 2, …) or a fraction of the training images (0 < f < 1)."""
-    return (integer(value) and value >= 0) or (isinstance(value, float) and 0 < value < 1)
-
-
-# Each config key's type, declared here once (tests/test_validate.py holds every key of conf/ and its default to
-# it): a start refuses a value of another type in one line, so `data.hflip=no` (a string) never reads as true.
-# A float key takes an integer too; `| None`: null is allowed; `object`: anything Lightning itself takes.
-TYPES: dict[str, object] = {
-    "seed": int,
-    "ckpt_path": str | None,
-    "rerun_failed": bool,
-    "optimized_metric": str,
-    **{f"tune.{key}": float for key in ("min_lr", "max_lr")},  # conf/tune.yaml
-    **{f"tune.{key}": int for key in ("steps", "max_batch_doublings")},
-    "tune.batch_size": bool,
-    **{f"data.{key}": int for key in ("batch_size", "image_size", "in_channels", "num_workers", "split_seed")},
-    **{f"data.{key}": int for key in ("rotation", "translate")},
-    **{f"data.{key}": bool for key in ("alternate_flips", "download", "hflip", "persistent_workers", "pin_memory")},
-    "data.verify_checksums": bool,
-    **{f"data.{key}": str for key in ("pipeline", "root", "shift_padding", "split")},
-    "data.num_classes": int | None,
-    "data.val_size": float,
-    "model.downsample_stem": bool | None,
-    "model.dropout": float,
-    **{f"model.{key}": int for key in ("hidden", "width")},
-    **{f"model.{key}": float for key in ("norm_eps", "norm_momentum")},
-    **{f"model.{key}": float | None for key in ("head_std", "logit_scale")},
-    **{f"model.{key}": bool for key in ("norm_train_scale", "pretrained")},
-    **{f"module.{key}": bool for key in ("compile", "tta", "tta_flip")},
-    "module.label_smoothing": float,
-    "module.scheduler_interval": str,
-    **{f"optim.{key}": float for key in ("lr", "momentum", "norm_lr_scale", "weight_decay")},
-    "optim.nesterov": bool,
-    **{f"optim.{key}": str for key in ("algorithm", "norm_group", "units")},
-    **{f"optim.muon.{key}": float for key in ("lr", "momentum")},
-    **{f"optim.muon.{key}": bool for key in ("nesterov", "normalize_weights")},
-    "optim.muon.ns_steps": int,
-    **{f"scheduler.{key}": float for key in ("eta_min", "gamma", "final_factor", "initial_factor")},
-    **{f"scheduler.{key}": float for key in ("pct_start", "warmup_fraction")},
-    **{f"scheduler.{key}": int for key in ("step_size", "T_max")},
-    **{f"trainer.{key}": bool for key in ("benchmark", "deterministic", "enable_model_summary", "fast_dev_run")},
-    **{f"trainer.{key}": int for key in ("log_every_n_steps", "max_epochs")},
-    "trainer.accelerator": str,
-    "trainer.default_root_dir": str,
-    "trainer.devices": object,  # 1, [0], "auto"
-    "trainer.precision": str | int,
-    "trainer.gradient_clip_val": float | None,
-    **{f"trainer.{key}": float | None for key in ("limit_train_batches", "limit_val_batches")},
-    "debug": str | None,  # conf/debug/: the preset's name, and the trainer keys its presets set
-    "trainer.limit_test_batches": float | None,
-    "trainer.overfit_batches": float,
-    "trainer.profiler": object,
-    **{f"trainer.profiler.{key}": str for key in ("dirpath", "filename")},
-    # callbacks (conf/callbacks/, and those an experiment adds) and loggers: their classes import torch, so their
-    # keys' types and ranges are said here, where a start checks them before torch loads
-    **{f"callbacks.{name}.{key}": str for name in BEST_KEEPERS for key in ("monitor", "mode")},
-    **{f"callbacks.model_checkpoint.{key}": str for key in ("dirpath", "filename")},
-    **{f"callbacks.model_checkpoint.{key}": bool for key in ("save_last", "auto_insert_metric_name")},
-    "callbacks.lr_monitor.logging_interval": str | None,
-    "callbacks.run_time.warn_above_min": float,
-    "callbacks.model_summary.max_depth": int,
-    **{f"callbacks.hparams.numbers.{key}": float for key in HPARAMS_NUMBERS},
-    "callbacks.early_stopping.patience": int,
-    "callbacks.weight_averaging.decay": float,
-    "callbacks.weight_averaging.update_every_n_steps": int,
-    "callbacks.lookahead.every_n_steps": int,
-    **{f"callbacks.lookahead.{key}": float for key in ("base", "power")},
-    "callbacks.patch_whitening.num_images": int,
-    "callbacks.patch_whitening.bias_epochs": int | None,
-    **{f"logger.{name}.{key}": str for name in ("csv", "tensorboard", "wandb") for key in ("save_dir", "name")},
-    **{f"logger.{name}.version": str | int for name in ("csv", "tensorboard")},
-    "logger.tensorboard.default_hp_metric": bool,
-    **{f"logger.wandb.{key}": str for key in ("project", "group", "mode")},
-    **{f"logger.mlflow.{key}": str for key in ("tracking_uri", "experiment_name", "run_name")},
+BEST_KEEPER_RANGES = {
+    "monitor": OneOf(*METRICS, words=f"a metric a run reports ({', '.join(METRICS)})", example="val/acc"),
+    "mode": OneOf("max", "min", words="'max' or 'min'", example="max"),
 }
-TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+# The ranges of keys that torch's and Lightning's classes take ({class: {key: range}}, the class where its __init__
+# is defined): their types come from those classes' own annotations, but their sources are not ours to annotate.
+RANGES_OF_OTHERS: dict[str, dict[str, Range | OneOf]] = {
+    "torch.optim.sgd.SGD": {
+        "momentum": Range(0, 1, high_open=True, words="a number in [0, 1)", example="optim.momentum=0.9")
+    },
+    "torch.optim._muon.Muon": {
+        "lr": Range(0, low_open=True, words="a positive number", example="optim.muon.lr=0.02"),
+        "momentum": Range(0, 1, high_open=True, words="a number in [0, 1)", example="optim.muon.momentum=0.95"),
+        "ns_steps": Range(1, 99, ints=True, words="a whole number from 1 to 99", example="optim.muon.ns_steps=5"),
+    },
+    "torch.optim.lr_scheduler.StepLR": {
+        "gamma": Range(
+            0, 1, low_open=True, words="a factor in (0, 1]: the lr is multiplied by it", example="scheduler.gamma=0.5"
+        ),
+        "step_size": Range(1, ints=True, words="a positive number of epochs", example="scheduler.step_size=10"),
+    },
+    "torch.optim.lr_scheduler.CosineAnnealingLR": {
+        "T_max": Range(1, ints=True, words="a positive number of epochs", example="scheduler.T_max=20"),
+        "eta_min": Range(0, words="a learning rate ≥ 0", example="scheduler.eta_min=0"),
+    },
+    "lightning.pytorch.trainer.trainer.Trainer": {
+        "max_epochs": Range(
+            1, ints=True, words="a positive integer (-1, no end, is not offered)", example="trainer.max_epochs=20"
+        ),
+        "gradient_clip_val": Range(
+            0, words="a gradient norm ≥ 0 (0 or null: no clipping)", example="trainer.gradient_clip_val=1.0"
+        ),
+    },
+    "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint": BEST_KEEPER_RANGES,
+    "lightning.pytorch.callbacks.early_stopping.EarlyStopping": {
+        **BEST_KEEPER_RANGES,
+        "patience": Range(0, ints=True, words="a number of validations ≥ 0", example="3"),
+    },
+    "lightning.pytorch.callbacks.lr_monitor.LearningRateMonitor": {
+        "logging_interval": OneOf("step", "epoch", words="'step', 'epoch' or null (as the scheduler steps)")
+    },
+    "lightning.pytorch.callbacks.rich_model_summary.RichModelSummary": {
+        "max_depth": Range(-1, ints=True, words="an integer ≥ -1 (-1: every layer)", example="2")
+    },
+}
+TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", list: "a list"}
+TYPE_WORDS |= {dict: "a mapping"}
+TYPE_EXAMPLES = {bool: "true", int: "1", float: "0.5", str: "…"}
 
 
-def conforms(value: object, declared: object) -> bool:
-    """Whether `value` is of the `declared` type: a bool is no number, and an int is a float too."""
-    kinds = getattr(declared, "__args__", (declared,))
-    if object in kinds or (value is None and type(None) in kinds):
-        return True
+def conforms(value: object, kinds: tuple[type, ...]) -> bool:
+    """Whether `value` is of one of the types `kinds`: a bool is no number, and an int is a float too."""
+    if value is None:
+        return type(None) in kinds
     if isinstance(value, bool):
         return bool in kinds
     if isinstance(value, int) and float in kinds:
@@ -141,121 +114,72 @@ def conforms(value: object, declared: object) -> bool:
     return any(kind is not type(None) and isinstance(value, kind) for kind in kinds)
 
 
-def type_words(declared: object) -> str:
-    kinds = getattr(declared, "__args__", (declared,))
+def type_words(kinds: tuple[type, ...]) -> str:
     words = [TYPE_WORDS[kind] for kind in kinds if kind in TYPE_WORDS]
     return " or ".join(words) + (" or null" if type(None) in kinds else "")
 
 
-def check_types(cfg: DictConfig) -> None:
-    for key, declared in TYPES.items():
-        value = OmegaConf.select(cfg, key, default=ABSENT, throw_on_missing=False)
-        if value is not ABSENT and not conforms(value, declared):
-            shown = f"'{value}' (a string)" if isinstance(value, str) else value
-            raise UserError(f"{key}={shown} must be {type_words(declared)}; set it as such, e.g. {key}={_example(key)}")
+def _range(key: str, declared: Key) -> Range | OneOf | None:
+    return declared.check or RANGES_OF_OTHERS.get(declared.owner, {}).get(key)
 
 
-INF = math.inf
-# key → rule; a key missing from the composed config (a scheduler without `gamma`) is not checked.
-RULES: dict[str, Rule] = {
-    "seed": Rule(in_range(0, SEED_MAX, ints=True), f"an integer in [0, {SEED_MAX}]", "seed=42"),
-    "trainer.max_epochs": Rule(
-        in_range(1, INF, ints=True),
-        "a positive integer (-1, no end, is not offered)",
-        "trainer.max_epochs=20",
-    ),
-    "optim.lr": Rule(in_range(0, INF, low_open=True), "a positive number", "optim.lr=1e-3"),
-    "tune.min_lr": Rule(in_range(0, INF, low_open=True), "a positive, finite number", "tune.min_lr=1e-6"),
-    "tune.max_lr": Rule(in_range(0, INF, low_open=True), "a positive, finite number", "tune.max_lr=1"),
-    "tune.steps": Rule(
-        in_range(20, INF, ints=True), "a whole number of at least 20 (the finder skips its first 10)", "tune.steps=100"
-    ),
-    "tune.max_batch_doublings": Rule(in_range(1, 25, ints=True), "a whole number from 1 to 25", "6"),
-    "optim.weight_decay": Rule(in_range(0, INF), "a number ≥ 0", "optim.weight_decay=5e-4"),
-    "optim.momentum": Rule(in_range(0, 1, high_open=True), "a number in [0, 1)", "optim.momentum=0.9"),
-    "optim.norm_lr_scale": Rule(in_range(0, INF, low_open=True), "a positive factor", "optim.norm_lr_scale=64"),
-    "optim.units": Rule(lambda v: v in ("torch", "per_1024"), "'torch' or 'per_1024'", "optim.units=torch"),
-    "optim.muon.lr": Rule(in_range(0, INF, low_open=True), "a positive number", "optim.muon.lr=0.02"),
-    "optim.muon.momentum": Rule(in_range(0, 1, high_open=True), "a number in [0, 1)", "optim.muon.momentum=0.95"),
-    "optim.muon.ns_steps": Rule(in_range(1, 99, ints=True), "a whole number from 1 to 99", "optim.muon.ns_steps=5"),
-    "scheduler.gamma": Rule(
-        in_range(0, 1, low_open=True), "a factor in (0, 1]: the lr is multiplied by it", "scheduler.gamma=0.5"
-    ),
-    "scheduler.step_size": Rule(in_range(1, INF, ints=True), "a positive number of epochs", "scheduler.step_size=10"),
-    "scheduler.T_max": Rule(in_range(1, INF, ints=True), "a positive number of epochs", "scheduler.T_max=20"),
-    "scheduler.eta_min": Rule(in_range(0, INF), "a learning rate ≥ 0", "scheduler.eta_min=0"),
-    "scheduler.pct_start": Rule(in_range(0, 1, low_open=True, high_open=True), "a fraction in (0, 1)", "0.25"),
-    "scheduler.warmup_fraction": Rule(in_range(0, 1, high_open=True), "a fraction in [0, 1)", "0.2"),
-    "scheduler.final_factor": Rule(in_range(0, 1), "a factor in [0, 1]", "scheduler.final_factor=0.05"),
-    "scheduler.initial_factor": Rule(in_range(0, 1), "a factor in [0, 1]", "scheduler.initial_factor=0.2"),
-    "module.label_smoothing": Rule(in_range(0, 1, high_open=True), "a number in [0, 1)", "module.label_smoothing=0.1"),
-    "module.scheduler_interval": Rule(lambda v: v in ("epoch", "step"), "'epoch' or 'step'", "scheduler=onecycle"),
-    "model.dropout": Rule(in_range(0, 1, high_open=True), "a probability in [0, 1)", "model.dropout=0.2"),
-    "data.num_classes": Rule(
-        in_range(2, INF, ints=True), "an integer ≥ 2, or null to count the classes in the data", "null", nullable=True
-    ),
-    "data.batch_size": Rule(in_range(1, INF, ints=True), "a positive integer", "data.batch_size=128"),
-    "data.split_seed": Rule(in_range(0, SEED_MAX, ints=True), f"an integer in [0, {SEED_MAX}]", "data.split_seed=0"),
-    "trainer.gradient_clip_val": Rule(
-        in_range(0, INF), "a gradient norm ≥ 0 (0 or null: no clipping)", "trainer.gradient_clip_val=1.0", nullable=True
-    ),
-    "data.num_workers": Rule(in_range(0, INF, ints=True), "an integer ≥ 0", "data.num_workers=2"),
-    "data.image_size": Rule(in_range(1, INF, ints=True), "a positive number of pixels", "data.image_size=32"),
-    "data.in_channels": Rule(lambda v: v in (1, 3), "1 (grayscale) or 3 (RGB)", "data.in_channels=3"),
-    "data.val_size": Rule(
-        val_size, "a number of images (e.g. 5000) or a fraction of them (e.g. 0.1), or 0: no validation split", "0.1"
-    ),
-    "data.rotation": Rule(in_range(0, 180), "degrees in [0, 180]", "data.rotation=10"),
-    "data.translate": Rule(in_range(0, INF, ints=True), "a number of pixels ≥ 0", "data.translate=4"),
-    **{
-        f"callbacks.{name}.monitor": Rule(
-            lambda v: v in METRICS, f"a metric a run reports ({', '.join(METRICS)})", "val/acc"
-        )
-        for name in BEST_KEEPERS
-    },
-    **{f"callbacks.{name}.mode": Rule(lambda v: v in ("max", "min"), "'max' or 'min'", "max") for name in BEST_KEEPERS},
-    "callbacks.lr_monitor.logging_interval": Rule(
-        lambda v: v in ("step", "epoch"), "'step', 'epoch' or null (as the scheduler steps)", "step", nullable=True
-    ),
-    "callbacks.run_time.warn_above_min": Rule(in_range(0, INF), "a number of minutes ≥ 0", "10"),
-    "callbacks.model_summary.max_depth": Rule(in_range(-1, INF, ints=True), "an integer ≥ -1 (-1: every layer)", "2"),
-    "callbacks.early_stopping.patience": Rule(in_range(0, INF, ints=True), "a number of validations ≥ 0", "3"),
-    "callbacks.weight_averaging.decay": Rule(
-        in_range(0, 1, high_open=True), "a number in [0, 1) (at 1 the average never moves)", "0.999"
-    ),
-    "callbacks.weight_averaging.update_every_n_steps": Rule(in_range(1, INF, ints=True), "a positive integer", "1"),
-    "callbacks.lookahead.every_n_steps": Rule(in_range(1, INF, ints=True), "a positive integer", "5"),
-    "callbacks.lookahead.base": Rule(in_range(0, 1), "a number in [0, 1]", "0.95"),
-    "callbacks.lookahead.power": Rule(in_range(0, INF), "a number ≥ 0", "3"),
-    "callbacks.patch_whitening.num_images": Rule(in_range(1, INF, ints=True), "a positive number of images", "5000"),
-    "callbacks.patch_whitening.bias_epochs": Rule(
-        in_range(0, INF, ints=True), "a number of epochs ≥ 0, or null: it trains in every epoch", "3", nullable=True
-    ),
-}
+def _example(path: str, declared: Key, check: Range | OneOf | None) -> str:
+    if check is not None and check.example:
+        return check.example if "=" in check.example else f"{path}={check.example}"
+    if declared.default is not None and not isinstance(declared.default, tuple):
+        return f"{path}={str(declared.default).lower() if isinstance(declared.default, bool) else declared.default}"
+    return f"{path}={next((TYPE_EXAMPLES[kind] for kind in declared.kinds if kind in TYPE_EXAMPLES), '…')}"
 
 
-def _example(key: str) -> str:
-    rule = RULES.get(key)
-    declared = getattr(TYPES[key], "__args__", (TYPES[key],))
-    if rule is not None and "=" in rule.example:
-        return rule.example.split("=", 1)[1]
-    if rule is not None:
-        return rule.example
-    return {bool: "true", int: "1", float: "0.5", str: "…"}.get(declared[0], "…")
+def check_value(path: str, value: object, declared: Key) -> None:
+    """Refuse `value` of the key at `path` in one line if it is outside the key's range or not of its type."""
+    if value is None and declared.kinds is not None and type(None) in declared.kinds:
+        return
+    check = _range(path.rsplit(".", 1)[-1], declared)
+    if check is not None and not check.accepts(value):
+        shown = "null" if value is None else value
+        raise UserError(f"{path}={shown} must be {check.allowed()}, e.g. {_example(path, declared, check)}")
+    if declared.kinds is not None and not conforms(value, declared.kinds):
+        shown = f"'{value}' (a string)" if isinstance(value, str) else value
+        example = _example(path, declared, check)
+        raise UserError(f"{path}={shown} must be {type_words(declared.kinds)}; set it as such, e.g. {example}")
+
+
+def _declared(node: DictConfig, path: str, given: str | None) -> dict[str, Key]:
+    """The keys of the config `node` at `path`: those of the class its `_target_` names (and, for the optimizer,
+    those of the `algorithm` it hands the other keys to), else those of `given` (a dataclass a parent names)."""
+    target = node.get(TARGET) if TARGET in node and not OmegaConf.is_interpolation(node, TARGET) else None
+    if isinstance(target, str):
+        algorithm = node.get("algorithm") if "algorithm" in node else None
+        extra = declared_keys(algorithm) if isinstance(algorithm, str) else {}
+        return {**extra, **declared_keys(target)}
+    given = given or UNTARGETED.get(path)
+    return declared_keys(given) if given else {}
+
+
+def declared_leaves(node: DictConfig, path: str = "", given: str | None = RUN) -> Iterator[tuple[str, object, Key]]:
+    """(dotted key, value, its declaration or None) of every value `node` sets, except Hydra's own keys, values
+    that follow another key (checked there) and the entries of a mapping its class takes whole (`hparams.numbers`)."""
+    keys = _declared(node, path, given)
+    for key in node:
+        if str(key).startswith("_") or OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
+            continue
+        at = f"{path}.{key}" if path else str(key)
+        value, declared = node[key], keys.get(str(key))
+        if isinstance(value, DictConfig):
+            if declared is None or declared.nested is not None or TARGET in value:
+                yield from declared_leaves(value, at, declared.nested if declared else None)
+        elif not isinstance(value, ListConfig):
+            yield at, value, declared
 
 
 def check_values(cfg: DictConfig) -> None:
-    """Refuse the first value outside its rule's range (a number's rule says which kind of number), then the first
-    value of another type than its key's (`TYPES`), naming the key, the value, what it must be and an example."""
-    for key, rule in RULES.items():
-        value = OmegaConf.select(cfg, key, default=ABSENT, throw_on_missing=False)
-        if value is ABSENT or (value is None and rule.nullable):
-            continue
-        if not rule.check(value):
-            example = rule.example if "=" in rule.example else f"{key}={rule.example}"
-            shown = "null" if value is None else value
-            raise UserError(f"{key}={shown} must be {rule.allowed}, e.g. {example}")
-    check_types(cfg)
+    """Refuse the first value outside its key's range or of another type than its key's, naming the key, the value,
+    what it must be and an example. A key's type is its class's annotation: the class its node's `_target_` names
+    (lit_cifar.run.declared reads it from the source, importing nothing), or `Run` for the top level."""
+    for path, value, declared in declared_leaves(cfg):
+        if declared is not None:
+            check_value(path, value, declared)
 
 
 def check_monitor_modes(cfg: DictConfig) -> None:

@@ -2,6 +2,7 @@
 
 import warnings
 from collections.abc import Callable
+from typing import Annotated
 
 import lightning.pytorch as pl
 import torch
@@ -9,6 +10,7 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from lit_cifar.run.declared import OneOf, Range
 from lit_cifar.training.tta import tta_logits
 
 
@@ -21,9 +23,11 @@ class LitClassifier(pl.LightningModule):
         net: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
-        scheduler_interval: str = "epoch",
+        scheduler_interval: Annotated[
+            str, OneOf("epoch", "step", words="'epoch' or 'step'", example="scheduler=onecycle")
+        ] = "epoch",
         num_classes: int = 10,
-        label_smoothing: float = 0.0,
+        label_smoothing: Annotated[float, Range(0, 1, high_open=True, words="a number in [0, 1)", example="0.1")] = 0.0,
         compile: bool = False,
         tta: bool = False,
         tta_flip: bool = True,

@@ -2,10 +2,12 @@
 their own group (`norm_lr_scale`), and the lr and weight decay in torch's units or in airbench's decoupled ones."""
 
 from pydoc import locate
+from typing import Annotated
 
 from torch import nn
 from torch.optim import SGD, Optimizer
 
+from lit_cifar.run.declared import KeysOf, OneOf, Range
 from lit_cifar.run.errors import UserError
 from lit_cifar.training.muon import FilterMuon, OptimizerChain
 
@@ -17,8 +19,6 @@ NORM_LAYERS = (
     nn.LayerNorm,
     nn.RMSNorm,
 )
-UNITS = ("torch", "per_1024")
-NORM_GROUPS = ("layers", "vectors")
 
 
 def examples_per_kilostep(momentum: float) -> float:
@@ -31,13 +31,13 @@ def build_optimizer(
     net: nn.Module,
     *,
     algorithm: str,
-    lr: float,
-    weight_decay: float = 0.0,
-    norm_lr_scale: float = 1.0,
-    units: str = "torch",
+    lr: Annotated[float, Range(0, low_open=True, words="a positive number", example="optim.lr=1e-3")],
+    weight_decay: Annotated[float, Range(0, words="a number ≥ 0", example="optim.weight_decay=5e-4")] = 0.0,
+    norm_lr_scale: Annotated[float, Range(0, low_open=True, words="a positive factor", example="64")] = 1.0,
+    units: Annotated[str, OneOf("torch", "per_1024", words="one of torch, per_1024", example="torch")] = "torch",
     batch_size: int | None = None,
-    norm_group: str = "layers",
-    muon: dict | None = None,
+    norm_group: Annotated[str, OneOf("layers", "vectors", words="one of layers, vectors", example="layers")] = "layers",
+    muon: Annotated[dict | None, KeysOf("lit_cifar.training.muon.FilterMuon")] = None,
     **options,
 ) -> Optimizer:
     """`algorithm` (a dotted class path such as torch.optim.SGD) over the trainable parameters of `net`; with `muon`
@@ -55,8 +55,6 @@ def build_optimizer(
     optimizer_class = locate(algorithm)
     if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, Optimizer)):
         raise UserError(f"optim.algorithm={algorithm} is not a torch optimizer class, e.g. torch.optim.SGD")
-    if units not in UNITS:
-        raise UserError(f"optim.units={units} must be one of {', '.join(UNITS)}; e.g. optim.units=torch")
     if units == "per_1024":
         if not issubclass(optimizer_class, SGD):
             raise UserError(
@@ -71,10 +69,6 @@ def build_optimizer(
         lr_1024, wd_1024 = lr, weight_decay
         lr = lr_1024 / examples_per_kilostep(options.get("momentum", 0.0)) * batch_size
         weight_decay = wd_1024 / lr_1024
-    if norm_group not in NORM_GROUPS:
-        raise UserError(
-            f"optim.norm_group={norm_group} must be one of {', '.join(NORM_GROUPS)}; e.g. optim.norm_group=layers"
-        )
     if norm_group == "layers":
         norm_params = {id(p) for layer in net.modules() if isinstance(layer, NORM_LAYERS) for p in layer.parameters()}
     else:

@@ -64,7 +64,7 @@ def stored(ckpt: dict, path: str | Path, group: str) -> tuple[type, dict]:
 
     settings = {key: value for key, value in config.items() if key != "_target_"}
     try:
-        check_values(OmegaConf.create({group: _unresolvable(settings)}))  # the ranges and types a start checks
+        check_values(OmegaConf.create({group: _unresolvable(config)}))  # the ranges and types a start checks
     except UserError as err:
         raise UserError(f"{path}'s run_config sets {err}; use a checkpoint that lit_cifar.train wrote") from None
     return get_class(config["_target_"]), settings
