@@ -359,3 +359,42 @@ def test_rerun_of_a_search_refuses_a_trial_left_running_whose_values_choose_code
         "torch.load, which is not one of lit_cifar's callbacks"
     )
     assert file_hashes(folder) == before
+
+
+@pytest.mark.slow
+def test_rerun_of_a_search_refuses_a_queued_or_running_trial_outside_the_space(tmp_path, cifar_root):
+    """Optuna runs a queued trial with the values its file holds, even outside the space (it only warns): a search
+    that goes on refuses such a trial, queued or left running, naming the file; no trial runs."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from lit_cifar.sweep.search import STUDY_FILE, journal
+
+    folder = tmp_path / "search"
+    search = ["hydra/sweeper=optuna", "hydra/sweeper/pruner=none", "hydra.sweeper.n_trials=1"]
+    args = [*tiny_cifar_overrides(cifar_root), "model=week11_cnn", "trainer.max_epochs=1"]
+    space = "optim.lr=interval(1e-4,1e-2)"
+    first = run_cli("lit_cifar.train", "-m", *search, *args, space, f"hydra.sweep.dir={folder}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    study = optuna.load_study(storage=journal(folder), study_name="search")
+    study.enqueue_trial({"optim.lr": 0.05})
+    before = file_hashes(folder)
+
+    queued = run_cli("lit_cifar.rerun", str(folder), "hydra.sweeper.n_trials=2")
+
+    assert queued.returncode == 2, queued.stderr[-3000:]
+    assert queued.stderr.splitlines()[-1] == (
+        f"error: {folder / STUDY_FILE} holds trial 1, queued, with optim.lr=0.05, outside this search's space "
+        "(optim.lr from 0.0001 to 0.01); that file is data: search again in a new hydra.sweep.dir"
+    )
+    assert file_hashes(folder) == before and not (folder / "trial-001").exists()
+
+    (folder / STUDY_FILE).unlink()  # a fresh study whose trial was left running with a value outside the space
+    fresh = optuna.create_study(storage=journal(folder), study_name="search", direction="maximize")
+    fresh.ask({"optim.lr": FloatDistribution(0.5, 0.5)})
+    running = run_cli("lit_cifar.rerun", str(folder), "hydra.sweeper.n_trials=2")
+    assert running.returncode == 2, running.stderr[-3000:]
+    assert running.stderr.splitlines()[-1] == (
+        f"error: {folder / STUDY_FILE} holds trial 0, left running, with optim.lr=0.5, outside this search's space "
+        "(optim.lr from 0.0001 to 0.01); that file is data: search again in a new hydra.sweep.dir"
+    )

@@ -142,9 +142,11 @@ def check_fits_study(sweep_dir: Path, name: str, space: dict, fixed: list[str]) 
     except KeyError:  # no such study yet
         return
     for trial in study.get_trials(deepcopy=False):
-        if trial.state == TrialState.RUNNING:
-            outside = [as_override(key, value) for key, value in trial.params.items() if key not in space]
+        if trial.state in (TrialState.RUNNING, TrialState.WAITING):  # what runs next, with the values the file holds
+            values = trial.params if trial.state == TrialState.RUNNING else trial.system_attrs.get("fixed_params", {})
+            outside = [as_override(key, value) for key, value in values.items() if key not in space]
             refuse_code(outside, sweep_dir / STUDY_FILE, trusted=fixed)
+            _refuse_outside_space(sweep_dir / STUDY_FILE, trial, values, space)
         for key, before in trial.distributions.items():
             now = space.get(key)
             if isinstance(before, CategoricalDistribution) and now is not None and now != before:
@@ -153,6 +155,29 @@ def check_fits_study(sweep_dir: Path, name: str, space: dict, fixed: list[str]) 
                     f"{key} drew from choice({choices}) in this search; a list of choices cannot change within "
                     "one study: search with it again, or pick a new hydra.sweep.dir"
                 )
+
+
+def _refuse_outside_space(study_file: Path, trial, values: dict, space: dict) -> None:
+    """A trial about to run again (queued, or left running) whose value of a searched key lies outside the space:
+    Optuna would run it anyway, with a warning only."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState
+
+    for key, value in values.items():
+        dimension = space.get(key)
+        if dimension is None:
+            continue
+        if isinstance(dimension, CategoricalDistribution):
+            inside, allowed = value in dimension.choices, f"choice({','.join(map(str, dimension.choices))})"
+        else:
+            inside = isinstance(value, int | float) and dimension.low <= value <= dimension.high
+            allowed = f"from {dimension.low:g} to {dimension.high:g}"
+        if not inside:
+            state = "queued" if trial.state == TrialState.WAITING else "left running"
+            raise UserError(
+                f"{study_file} holds trial {trial.number}, {state}, with {as_override(key, value)}, outside this "
+                f"search's space ({key} {allowed}); that file is data: search again in a new hydra.sweep.dir"
+            )
 
 
 def trial_of(sweeper: DictConfig, sweep_dir: Path, number: int):
