@@ -46,6 +46,7 @@ class Stored:
 
     path: Path
     tree: object
+    prefix: str = ""  # where `tree` lies in the file (`hydra.`), to name a key as the file has it
 
     def get(self, key: str, default: object = None) -> object:
         node = self.tree
@@ -57,15 +58,15 @@ class Stored:
         """`value`, read at `key`; refused when it is an interpolation."""
         if _is_interpolation(value):
             raise UserError(
-                f"{self.path}: {key} is {value}, an interpolation where a value was written; a stored record is data, "
-                "never resolved: restore the file Hydra wrote, or write the value itself"
+                f"{self.path}: {self.prefix}{key} is {value}, an interpolation where a value was written; a stored "
+                "record is data, never resolved: restore the file Hydra wrote, or write the value itself"
             )
         return value
 
     def section(self, key: str) -> "Stored":
         """The part under the dotted `key` (an empty one when it has none)."""
         found = self.get(key)
-        return Stored(self.path, found if isinstance(found, dict) else {})
+        return Stored(self.path, found if isinstance(found, dict) else {}, f"{self.prefix}{key}.")
 
 
 def grid_lines(params: dict) -> list[str]:
@@ -100,7 +101,7 @@ class RunRecord:
             dir=run_dir,
             overrides=overrides if isinstance(overrides, list) and all(isinstance(o, str) for o in overrides) else None,
             resolved=Stored(run_dir / RESOLVED, _read_or(run_dir / RESOLVED, {})),
-            hydra=Stored(run_dir / HYDRA, hydra.get("hydra", {}) if isinstance(hydra, dict) else {}),
+            hydra=Stored(run_dir / HYDRA, hydra.get("hydra", {}) if isinstance(hydra, dict) else {}, "hydra."),
             run_id=run_id(run_dir),
             outcome=read_outcome(run_dir) if run_dir.is_dir() else {},
         )
