@@ -1,8 +1,9 @@
-"""The code a config may name: the `_target_`s that the project's own config files (conf/) set, each admitted only at
-the place where conf/ sets it (a model's at `model`, a callback's under `callbacks`), and optimizer classes of
-torch.optim. A checkpoint's stored config and a sweep folder's record are data from a file, which may come from
-anyone: `evaluate`, `predict` and `rerun` build nothing that they name outside this list (docs/errors.md, "security
-promise"). What a user types on a command line is theirs, and is not checked here."""
+"""The code a config may name: the `_target_`s that the config files set (conf/, and those the command's own line puts
+on Hydra's search path), each admitted only at the place where they set it (a model's at `model`, a callback's under
+`callbacks`), and optimizer classes of torch.optim. A checkpoint's stored config and a sweep folder's record are
+data from a file, which may come from anyone: `evaluate`, `predict` and `rerun` build nothing that they name outside
+this list (docs/errors.md, "security promise"). What a user types on a command line is theirs, and is not checked
+here."""
 
 import re
 from collections.abc import Iterator
@@ -81,13 +82,31 @@ def _targets_in(node: object, path: str) -> Iterator[tuple[str, str]]:
             yield from _targets_in(value, f"{path}.{index}")
 
 
-@cache
+def config_dirs() -> tuple[Path, ...]:
+    """conf/ and the folders that this command's own line put on Hydra's search path (`hydra.searchpath=[file://…]`):
+    the user's configs (their own model, say), chosen by them. A run's or a sweep's record never adds one: its
+    `hydra.searchpath` is refused (`CODE_SETTINGS`), and a checkpoint's config holds no Hydra settings."""
+    from hydra.core.hydra_config import HydraConfig
+
+    dirs = [CONF_DIR]
+    if HydraConfig.initialized():
+        sources = HydraConfig.get().runtime.config_sources
+        dirs += [Path(source.path).resolve() for source in sources if source.schema == "file"]
+    return tuple(dict.fromkeys(dirs))
+
+
 def allowed_targets() -> dict[str, frozenset[str]]:
-    """{place: the `_target_`s conf/ sets there}: a file of group `a/b` lands at `a.b` unless it is `_global_`."""
+    """{place: the `_target_`s the config files set there}: a file of group `a/b` lands at `a.b` unless it is
+    `_global_`."""
+    return _targets_of(config_dirs())
+
+
+@cache
+def _targets_of(dirs: tuple[Path, ...]) -> dict[str, frozenset[str]]:
     found: dict[str, set[str]] = {}
-    for path in sorted(CONF_DIR.rglob("*.yaml")):
+    for folder, path in sorted((conf, path) for conf in dirs for path in conf.rglob("*.yaml")):
         text = path.read_text()
-        group = path.parent.relative_to(CONF_DIR).as_posix()
+        group = path.parent.relative_to(folder).as_posix()
         package = "" if "@package _global_" in text.split("\n", 1)[0] or group == "." else group.replace("/", ".")
         for at, target in _targets_in(yaml.safe_load(text) or {}, package):
             found.setdefault(at, set()).add(target)
