@@ -5,6 +5,7 @@ Only omegaconf is imported here, so a refused start answers in the time it takes
 What only the data can tell (its classes, files, pixels, labels) is checked by the datamodule as it loads."""
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -19,6 +20,7 @@ from lit_cifar.run.overrides import parse
 log = logging.getLogger(__name__)
 
 TARGET = "_target_"
+UNESCAPED = re.compile(r"(?<!\\)\$\{")  # an interpolation's start
 
 
 @dataclass
@@ -157,12 +159,18 @@ def _declared(node: DictConfig, path: str, given: str | None) -> dict[str, Key]:
     return declared_keys(given) if given else {}
 
 
+def _follows_another_key(node: DictConfig, key: object) -> bool:
+    """Whether `node[key]` is an interpolation (`${data.num_classes}`), not a string whose `${` is escaped (a
+    stored config's value, read as it is)."""
+    return OmegaConf.is_interpolation(node, key) and bool(UNESCAPED.search(str(node._get_node(key)._value())))
+
+
 def declared_leaves(node: DictConfig, path: str = "", given: str | None = RUN) -> Iterator[tuple[str, object, Key]]:
     """(dotted key, value, its declaration or None) of every value `node` sets, except Hydra's own keys, values
     that follow another key (checked there) and the entries of a mapping its class takes whole (`hparams.numbers`)."""
     keys = _declared(node, path, given)
     for key in node:
-        if str(key).startswith("_") or OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
+        if str(key).startswith("_") or _follows_another_key(node, key) or OmegaConf.is_missing(node, key):
             continue
         at = f"{path}.{key}" if path else str(key)
         value, declared = node[key], keys.get(str(key))
