@@ -287,3 +287,15 @@ def get(url: str, body: dict | None = None) -> dict | list:
     data = None if body is None else json.dumps(body).encode()
     request = Request(url, data=data, headers={"Content-Type": "application/json"})
     return json.loads(urlopen(request).read())
+
+
+class WritesPid(pl.Callback):
+    """Appends `job pid` to `path` when a run starts fitting: which process ran which sweep job. Tests add it as
+    `+callbacks.pid` (PYTHONPATH=tests)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_fit_start(self, trainer, *args) -> None:
+        with open(self.path, "a") as f:
+            f.write(f"{HydraConfig.get().job.num} {os.getpid()}\n")

@@ -1,14 +1,17 @@
-"""`hydra/launcher=parallel`: sweep jobs side by side on one machine, each in a worker process of its own.
+"""`hydra/launcher=parallel`: sweep jobs side by side on one machine, `n_jobs` worker processes that each run one
+job after another, so a job pays for no process start and no imports but its worker's first.
 (A Hydra launcher must live in the `hydra_plugins` namespace; Hydra imports this module at every start, so
 lit_cifar itself is imported only once jobs are launched.)
 
 Hydra's joblib launcher runs the jobs in one shared loky pool, and loky kills every worker of a pool when
 one of them dies: a job killed by hand or by the out-of-memory killer took the jobs beside it down too, and
-the sweep ended in a TerminatedWorkerError without its table. Here a job's death fails that job alone (its
-`metrics.json` says so, and `rerun_failed=true` resumes it from its last finished epoch); the others run on."""
+the sweep ended in a TerminatedWorkerError without its table. Here each worker is a pool of its own: a job's
+death fails that job alone (its `metrics.json` says so, and `rerun_failed=true` resumes it from its last finished
+epoch), a new worker takes its place, and the others run on."""
 
 import logging
 import multiprocessing
+import queue
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -57,9 +60,10 @@ class ParallelLauncher(JoblibLauncher):
         )
         log.info("Launching %d jobs, %d at a time, into %s", len(job_overrides), n_jobs, self.config.hydra.sweep.dir)
         state = Singleton.get_state()
+        workers: queue.SimpleQueue = queue.SimpleQueue()  # idle warm workers; a slot without one starts one
         with ThreadPoolExecutor(n_jobs) as threads:
             runs = [
-                threads.submit(self._run, initial_job_idx + n, list(overrides), state)
+                threads.submit(self._run, initial_job_idx + n, list(overrides), state, workers)
                 for n, overrides in enumerate(job_overrides)
             ]
             try:
@@ -67,19 +71,29 @@ class ParallelLauncher(JoblibLauncher):
             except BaseException:  # a stop (Ctrl-C, SIGTERM): no job starts after it (those running end on theirs)
                 threads.shutdown(cancel_futures=True)
                 raise
+            finally:
+                while not workers.empty():
+                    workers.get().shutdown()
 
-    def _run(self, job_num: int, overrides: list[str], state: dict) -> JobReturn:
-        with ProcessPoolExecutor(max_workers=1) as worker:
-            job = worker.submit(
-                _execute_job, job_num, overrides, self.hydra_context, self.config, self.task_function, state
-            )
-            try:
-                return job.result()
-            except TerminatedWorkerError as death:
-                self._record_death(job_num, overrides, death)
-        # Completed as far as Hydra is concerned, like a job whose failure the job itself recorded: the sweep
-        # goes on, and its table shows the failure.
-        return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=None)
+    def _run(self, job_num: int, overrides: list[str], state: dict, workers: queue.SimpleQueue) -> JobReturn:
+        try:
+            worker = workers.get_nowait()
+        except queue.Empty:  # the first job of its slot, or the one after a death
+            worker = ProcessPoolExecutor(max_workers=1)
+        args = (job_num, overrides, self.hydra_context, self.config, self.task_function, state)
+        try:
+            done = worker.submit(_execute_job, *args).result()
+        except TerminatedWorkerError as death:
+            worker.shutdown(wait=False)
+            self._record_death(job_num, overrides, death)
+            # Completed as far as Hydra is concerned, like a job whose failure the job itself recorded: the sweep
+            # goes on, and its table shows the failure.
+            return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=None)
+        except BaseException:
+            worker.shutdown(wait=False)
+            raise
+        workers.put(worker)
+        return done
 
     def _record_death(self, job_num: int, overrides: list[str], death: TerminatedWorkerError) -> None:
         from lit_cifar.sweep.jobs import record_lost_job
