@@ -2,8 +2,17 @@
 that answer before torch is imported, a console that shows one line where a table would be, and TensorBoard
 listing only runs that hold data."""
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 from conftest import run_cli
+
+from benchmarks.bench import CLI_COMMANDS
+
+COMMANDS = ("train", "evaluate", "predict", "tune", "report", "rerun")
 
 
 def error_lines(result) -> list[str]:
@@ -42,3 +51,35 @@ def test_an_unknown_key_like_no_other_names_the_keys_beside_it(tmp_path):
     line = error_lines(result)[0]
     assert "data.bogus" in line and "did you mean" not in line and "batch_size" in line, line
     assert list(tmp_path.iterdir()) == []
+
+
+# Runs each command line in turn in one fresh process, as `python -m` would, and prints after each whether torch
+# had been imported by then.
+IMPORTS_AFTER_EACH = """
+import json, runpy, sys
+for argv in json.loads(sys.argv[1]):
+    sys.argv = list(argv)
+    try:
+        runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as stop:
+        code = stop.code
+    print(json.dumps([argv, code, "torch" in sys.modules]), flush=True)
+"""
+
+
+def test_help_and_a_config_error_of_every_command_answer_before_importing_torch(tmp_path):
+    """Each command line of bench figure 4 (`--help` and a config error of every command)."""
+    answered_at_once = [command[1:] for command in CLI_COMMANDS.values() if command[0] == "-m"]
+    assert {argv[0] for argv in answered_at_once} == {f"lit_cifar.{c}" for c in COMMANDS}
+    assert all(["--help"] in [argv[1:] for argv in answered_at_once if argv[0] == f"lit_cifar.{c}"] for c in COMMANDS)
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORTS_AFTER_EACH, json.dumps(answered_at_once)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )  # fmt: skip
+
+    answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("[")]
+    assert [argv for argv, _, _ in answers] == answered_at_once, result.stderr
+    assert [(argv, code) for argv, code, _ in answers if code not in (0, 2)] == []
+    assert next((argv for argv, _, torch in answers if torch), None) is None  # the first that imported it
+    assert [path for path in tmp_path.rglob("*") if not path.is_dir()] == []

@@ -2,49 +2,61 @@
 checkpoint on the test split of the dataset it was trained on, written next to the run that made it
 (`<run dir>/evaluate/DATE_TIME/`), where TensorBoard shows it beside that run."""
 
+from __future__ import annotations
+
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.tensorboard import SummaryWriter
-from torchmetrics.classification import MulticlassConfusionMatrix
 
-from lit_cifar.callbacks.figures import confusion_figure
 from lit_cifar.run.dirs import held, is_empty, removed_on_error
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.run.validate import check_values
 from lit_cifar.sweep.resolvers import register
-from lit_cifar.training.restore import load_net, load_test_split, pick_device, run_logits, trained_checkpoint
+from lit_cifar.training.restore import trained_checkpoint
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 register()
 
 
-@torch.inference_mode()
-def confusion_matrix(
-    ckpt_path: Path, ckpt: dict, data_overrides: dict, device: torch.device
-) -> tuple[torch.Tensor, list[str]]:
+def confusion_matrix(ckpt_path: Path, ckpt: dict, data_overrides: dict, device: str) -> tuple[torch.Tensor, list[str]]:
     """Rows: true class, columns: predicted class, over the test split; and the class names."""
-    logits_of = run_logits(ckpt, load_net(ckpt, ckpt_path).to(device))
+    import torch
+    from torchmetrics.classification import MulticlassConfusionMatrix
+
+    from lit_cifar.training.restore import load_net, load_test_split, pick_device, run_logits
+
+    on = pick_device(device)
+    logits_of = run_logits(ckpt, load_net(ckpt, ckpt_path).to(on))
     datamodule = load_test_split(ckpt, ckpt_path, "evaluate", **data_overrides)
-    matrix = MulticlassConfusionMatrix(len(datamodule.class_names)).to(device)
-    for images, labels in datamodule.test_dataloader():
-        images, labels = images.to(device), labels.to(device)
-        # [: len(labels)]: the batched pipeline pads the last batch's images, not its labels
-        matrix.update(logits_of(datamodule.normalize(images))[: len(labels)], labels)
-    return matrix.compute().cpu(), datamodule.class_names
+    matrix = MulticlassConfusionMatrix(len(datamodule.class_names)).to(on)
+    with torch.inference_mode():
+        for images, labels in datamodule.test_dataloader():
+            images, labels = images.to(on), labels.to(on)
+            # [: len(labels)]: the batched pipeline pads the last batch's images, not its labels
+            matrix.update(logits_of(datamodule.normalize(images))[: len(labels)], labels)
+        return matrix.compute().cpu(), datamodule.class_names
 
 
 def evaluate(cfg: DictConfig) -> dict:
     data_overrides = {key: value for key, value in cfg.data.items() if value is not None}  # null: the checkpoint's
     check_values(OmegaConf.create({"data": data_overrides}))
     path, ckpt = trained_checkpoint(cfg.ckpt_path, "evaluate")
+    # TensorBoard and matplotlib (as torch) are imported once the input passed its checks: `--help`, a bad key or
+    # value answers in the time Hydra takes to start
+    from torch.utils.tensorboard import SummaryWriter
+
+    from lit_cifar.callbacks.figures import confusion_figure
+
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    matrix, class_names = confusion_matrix(path, ckpt, data_overrides, pick_device(cfg.device))
+    matrix, class_names = confusion_matrix(path, ckpt, data_overrides, cfg.device)
     matrix = matrix.double()  # exact ratios of the counts
     per_class = (matrix.diag() / matrix.sum(1).clamp(min=1)).tolist()
     result = {

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hydra
-import torch
-import torchvision.transforms.v2.functional as F
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from PIL import Image, UnidentifiedImageError
 
@@ -28,6 +26,8 @@ from lit_cifar.training.restore import (
 )
 
 if TYPE_CHECKING:
+    import torch
+
     from lit_cifar.data.base import ImageDataModule
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -87,6 +87,9 @@ def image_sources(images: str | list | None) -> list[Path | tuple[str, range]]:
 
 def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
     """uint8 channels×size×size, the layout the net was trained on, from the 8-bit picture the file shows."""
+    import torch
+    import torchvision.transforms.v2.functional as F
+
     try:
         with Image.open(path) as image:
             pixels = torch.from_numpy(rgb(image) if channels == 3 else grayscale(image)[..., None])
@@ -113,17 +116,26 @@ def test_images(name: str, indices: range, datamodule: ImageDataModule) -> list[
     ]
 
 
-@torch.inference_mode()
 def predict(cfg: DictConfig) -> list[tuple[str, list[tuple[str, float]]]]:
-    """Each image's name (its file, or `test:3 (true cat)`) and its top-k classes with their probabilities."""
+    """Each image's name (its file, or `test:3 (true cat)`) and its top-k classes with their probabilities; torch is
+    imported once the input passed its checks (`--help` and a bad key or value answer at once)."""
     if not integer(cfg.top_k) or cfg.top_k < 1:
         raise UserError(f"top_k={cfg.top_k} must be a whole number of classes, 1 or more, e.g. top_k=3")
     data_overrides = {key: value for key, value in cfg.data.items() if value is not None}  # null: the checkpoint's
     check_values(OmegaConf.create({"data": data_overrides}))
     sources = image_sources(OmegaConf.to_container(cfg.images) if isinstance(cfg.images, ListConfig) else cfg.images)
     path, ckpt = trained_checkpoint(cfg.ckpt_path, "predict with")
-    device = pick_device(cfg.device)
-    logits_of = run_logits(ckpt, load_net(ckpt, path).to(device))
+    return classified(sources, path, ckpt, data_overrides, cfg.device, cfg.top_k)
+
+
+def classified(
+    sources: list[Path | tuple[str, range]], path: Path, ckpt: dict, data_overrides: dict, device: str, k: int
+) -> list[tuple[str, list[tuple[str, float]]]]:
+    """Each source's images by name, with the top `k` classes that the checkpoint's net gives them."""
+    import torch
+
+    on = pick_device(device)
+    logits_of = run_logits(ckpt, load_net(ckpt, path).to(on))
     if any(isinstance(source, tuple) for source in sources):  # only test images need the data set itself
         datamodule = load_test_split(ckpt, path, "predict", **data_overrides)
     else:
@@ -134,9 +146,10 @@ def predict(cfg: DictConfig) -> list[tuple[str, list[tuple[str, float]]]]:
             named += test_images(*source, datamodule)
         else:
             named.append((str(source), read_image(source, datamodule.in_channels, datamodule.image_size)))
-    images = torch.stack([image for _, image in named])
-    probabilities = logits_of(datamodule.normalize(images.to(device))).softmax(dim=1)
-    top = probabilities.topk(min(cfg.top_k, len(datamodule.class_names)), dim=1)
+    with torch.inference_mode():
+        images = torch.stack([image for _, image in named])
+        probabilities = logits_of(datamodule.normalize(images.to(on))).softmax(dim=1)
+        top = probabilities.topk(min(k, len(datamodule.class_names)), dim=1)
     return [
         (name, [(datamodule.class_names[c], p) for c, p in zip(classes, probs, strict=True)])
         for (name, _), classes, probs in zip(named, top.indices.tolist(), top.values.tolist(), strict=True)

@@ -12,14 +12,14 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lit_cifar.run.dirs import held, is_empty, removed_on_error
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.run.lifecycle import quiet_console
 from lit_cifar.run.overrides import as_typed, key_of
 from lit_cifar.run.record import write_atomically
-from lit_cifar.run.validate import check_and_complete
+from lit_cifar.run.validate import check_and_complete, check_values
 from lit_cifar.sweep.overrides import train_command
 from lit_cifar.sweep.resolvers import register
 
@@ -103,7 +103,6 @@ def find(cfg: DictConfig, run_dir: Path) -> dict:
     quiet_console()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
-    check_optim(cfg.optim)
     module = instantiate(cfg.module)
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
@@ -168,8 +167,10 @@ def main(cfg: DictConfig) -> None:
         if (run_dir / FOUND).exists():
             raise UserError(f"{run_dir} already holds a tuning; pick a new hydra.run.dir")
         overrides = as_typed(HydraConfig.get().overrides.task)
-        check_and_complete(cfg, overrides, search=None)
+        check_values(OmegaConf.masked_copy(cfg, ["tune", "optim"]))  # before check() compares them
         check(cfg.tune)
+        check_optim(cfg.optim)
+        check_and_complete(cfg, overrides, search=None)  # the start's checks, which import the classes named
         result = find(cfg, run_dir)
         given = [o for o in overrides if not key_of(o).startswith(("tune.", *result["found"]))]
         command = train_command([*given, *(f"{k}={v}" for k, v in result["found"].items())])
