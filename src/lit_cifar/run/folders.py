@@ -7,8 +7,10 @@ an interpolation is refused in one line naming the file where it would be used a
 override lines (lit_cifar.run.overrides reads them)."""
 
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from lit_cifar.run.errors import UserError
@@ -25,9 +27,19 @@ def _is_interpolation(value: object) -> bool:
     return isinstance(value, str) and "${" in value
 
 
+@cache
+def _yaml_loader() -> type:
+    from omegaconf._utils import get_yaml_loader
+
+    return get_yaml_loader()
+
+
 def read_stored(path: Path) -> object:
-    """A stored yaml as plain data, its interpolations left as written."""
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    """A stored yaml as plain data, its interpolations left as written: parsed as `OmegaConf.load` parses it (floats
+    such as 1e-3, duplicate keys refused), without building a config of it, which a report of many jobs waits for."""
+    with path.open(encoding="utf-8") as file:
+        found = yaml.load(file, Loader=_yaml_loader())  # OmegaConf's loader is a SafeLoader
+    return {} if found is None else found
 
 
 def _read_or(path: Path, default: object) -> object:
