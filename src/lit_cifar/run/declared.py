@@ -11,7 +11,7 @@ import ast
 import importlib.util
 import math
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 SEED_MAX = 2**32 - 1  # what seed_everything (numpy's global RNG) accepts
@@ -86,17 +86,38 @@ PLAIN = {"bool": bool, "int": int, "float": float, "str": str, "None": type(None
 CONTAINERS = {"list": list, "tuple": list, "Sequence": list, "dict": dict, "Mapping": dict}
 
 
-@dataclass(frozen=True)
 class Key:
     """One key a target takes: the types its value may have (None: not checked, as for a type no config value can
-    have a name for), its range, the class whose `__init__` declares it (`owner`) and, for a dataclass-typed key,
-    that dataclass's path (its keys are checked by it)."""
+    have a name for), its range, the class whose `__init__` declares it (`owner`), its default and, for a
+    dataclass-typed key (or `KeysOf`), the path of the class that declares its keys. Its annotation is read when first
+    asked: a start reads only those of the keys its config sets."""
 
-    kinds: tuple[type, ...] | None
-    check: Range | OneOf | None = None
-    owner: str = ""
-    default: object = None
-    nested: str | None = None
+    def __init__(self, annotation: ast.AST | None, module: "_Module", owner: str, default: ast.AST | None) -> None:
+        self._annotation, self._module, self.owner, self._default_node = annotation, module, owner, default
+
+    @cached_property
+    def _read(self) -> tuple[tuple[type, ...] | None, "Range | OneOf | None", str | None]:
+        kinds, check, nested = _kinds(self._annotation, self._module)
+        return (tuple(sorted(kinds, key=lambda kind: kind.__name__)) if kinds else None), check, nested
+
+    @property
+    def kinds(self) -> tuple[type, ...] | None:
+        return self._read[0]
+
+    @property
+    def check(self) -> "Range | OneOf | None":
+        return self._read[1]
+
+    @property
+    def nested(self) -> str | None:
+        return self._read[2]
+
+    @cached_property
+    def default(self) -> object:
+        try:
+            return None if self._default_node is None else _literal(self._default_node)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
 
 
 @dataclass
@@ -268,24 +289,13 @@ def _is_dataclass(node: ast.ClassDef) -> bool:
     return any("dataclass" in ast.unparse(decorator) for decorator in node.decorator_list)
 
 
-def _default(node: ast.AST | None) -> object:
-    try:
-        return None if node is None else _literal(node)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
 def _function_keys(module: _Module, function: ast.FunctionDef, owner: str, skip_first: bool) -> tuple[dict, bool]:
     """{name: Key} of `function`'s parameters, and whether it takes **kwargs."""
     arguments = function.args
     positional = [*arguments.posonlyargs, *arguments.args][1 if skip_first else 0 :]
     defaults = [None] * (len(positional) - len(arguments.defaults)) + list(arguments.defaults)
     pairs = [*zip(positional, defaults, strict=True), *zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True)]
-    keys = {}
-    for argument, default in pairs:
-        kinds, check, nested = _kinds(argument.annotation, module)
-        frozen = None if kinds is None or not kinds else tuple(sorted(kinds, key=lambda kind: kind.__name__))
-        keys[argument.arg] = Key(frozen, check, owner, _default(default), nested)
+    keys = {argument.arg: Key(argument.annotation, module, owner, default) for argument, default in pairs}
     return keys, arguments.kwarg is not None
 
 
@@ -293,12 +303,7 @@ def _class_keys(module: _Module, node: ast.ClassDef, depth: int = 0) -> dict[str
     owner = f"{module.path}.{node.name}"
     if _is_dataclass(node):
         fields = [s for s in node.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)]
-        keys = {}
-        for statement in fields:
-            kinds, check, nested = _kinds(statement.annotation, module)
-            frozen = None if not kinds else tuple(sorted(kinds, key=lambda kind: kind.__name__))
-            keys[statement.target.id] = Key(frozen, check, owner, _default(statement.value), nested)
-        return keys
+        return {statement.target.id: Key(statement.annotation, module, owner, statement.value) for statement in fields}
     init = next((s for s in node.body if isinstance(s, ast.FunctionDef) and s.name == "__init__"), None)
     keys, open_ended = ({}, True) if init is None else _function_keys(module, init, owner, skip_first=True)
     if open_ended and depth < 8:  # **kwargs (or no __init__ of its own): the base's keys

@@ -152,9 +152,11 @@ def _declared(node: DictConfig, path: str, given: str | None) -> dict[str, Key]:
     those of the `algorithm` it hands the other keys to), else those of `given` (a dataclass a parent names)."""
     target = node.get(TARGET) if TARGET in node and not OmegaConf.is_interpolation(node, TARGET) else None
     if isinstance(target, str):
+        keys = declared_keys(target)
         algorithm = node.get("algorithm") if "algorithm" in node else None
-        extra = declared_keys(algorithm) if isinstance(algorithm, str) else {}
-        return {**extra, **declared_keys(target)}
+        if isinstance(algorithm, str) and any(key not in keys for key in node if not str(key).startswith("_")):
+            keys = {**declared_keys(algorithm), **keys}
+        return keys
     given = given or UNTARGETED.get(path)
     return declared_keys(given) if given else {}
 
