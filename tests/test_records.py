@@ -108,3 +108,22 @@ def test_only_lit_cifar_run_names_the_files_of_a_run_or_sweep_record():
         if any(name in text for name in RECORD_FILES)
     ]
     assert not found, "read these through lit_cifar.run.folders:\n" + "\n".join(found)
+
+
+def test_a_sweeps_stored_override_interpolation_is_not_replayed_by_rerun(tmp_path, cifar_root):
+    """rerun replays the overrides of the sweep's record: one that is an interpolation would be resolved by the jobs."""
+    marker = tmp_path / "claimed"
+    sweep = make_sweep(tmp_path / "s", *tiny_cifar_overrides(cifar_root), f"seed={claim(marker)}")
+    line = one_error(run_cli("lit_cifar.rerun", str(sweep)))
+    assert line.startswith(f"error: {sweep / 'multirun.yaml'}'s override seed={claim(marker)} is an interpolation")
+    assert not marker.exists()
+
+
+def test_a_jobs_stored_override_interpolation_is_not_replayed_by_its_confirmation(tmp_path):
+    sweep, marker = make_sweep(tmp_path / "s", "optim.lr=1e-3,2e-3"), tmp_path / "claimed"
+    set_in(sweep / "multirun.yaml", "seed", 0)
+    best = make_run(sweep / "optim.lr=0.001", ["optim.lr=0.001", f"data.root={claim(marker)}"], ok(0.5, 0.5))
+    expected = f"^{best / '.hydra' / 'overrides.yaml'}'s override data.root=.* is an interpolation"
+    with pytest.raises(UserError, match=expected):
+        confirmation_jobs(sweep, top=1, seeds=1)
+    assert not marker.exists()

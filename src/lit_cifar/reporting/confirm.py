@@ -14,7 +14,7 @@ from lit_cifar.run.folders import SweepRecord
 from lit_cifar.run.overrides import overrides_of, without_keys
 from lit_cifar.run.targets import refuse_code
 from lit_cifar.sweep.confirmation import SUBDIR
-from lit_cifar.sweep.overrides import run_name
+from lit_cifar.sweep.overrides import refuse_interpolations, run_name
 
 
 def own_seeds(sweep: SweepRecord) -> list[int]:
@@ -41,6 +41,7 @@ def confirmation_jobs(sweep_dir: Path, top: int, seeds: int) -> list[list[str]]:
         best = setting.ok[0]["record"]
         lines = without_keys(best.overrides, {"seed"})
         refuse_code(lines, best.overrides_path, trusted=sweep.task)  # the sweep's command names its own code
+        refuse_interpolations([line for line in lines if line not in sweep.task], best.overrides_path)
         for seed in range(first, first + seeds):
             job = [*lines, f"seed={seed}"]
             name = run_name(named, overrides_of(job, as_written=True), "").replace("\\", "\\\\").replace("'", "\\'")

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from lit_cifar.run.commands import command
 from lit_cifar.run.config import FREE_TO_CHANGE
+from lit_cifar.run.errors import UserError
 from lit_cifar.run.folders import RunRecord, SweepRecord, grid_lines
 from lit_cifar.run.overrides import as_typed, key_of, overrides_of, parse, without_keys
 from lit_cifar.run.targets import code_in_override, refuse_code
@@ -63,9 +64,21 @@ def sweep_arguments(sweep: SweepRecord, changes: list[str] = ()) -> list[str]:
 
 def refuse_replayed_code(sweep: SweepRecord, changes: list[str]) -> None:
     """What `rerun` would replay of the sweep's record (its task and Hydra overrides, its grid), less the keys that
-    `changes` (rerun's own command line) sets, must choose no code (see `refuse_code`)."""
-    replayed = replayed_hydra(sweep) + sweep.task + sweep.grid
-    refuse_code(without_keys(replayed, {key_of(line) for line in changes}), sweep.path)
+    `changes` (rerun's own command line) sets, must choose no code (see `refuse_code`) and hold no interpolation."""
+    replayed = without_keys(replayed_hydra(sweep) + sweep.task + sweep.grid, {key_of(line) for line in changes})
+    refuse_code(replayed, sweep.path)
+    refuse_interpolations(replayed, sweep.path)
+
+
+def refuse_interpolations(lines: list[str], source: Path) -> None:
+    """Override lines read from the file `source` are replayed as written, so the jobs would resolve an
+    interpolation in one (a `${lit_cifar.claim:…}` claims a folder): the first such line is refused in one line."""
+    for line in lines:
+        if "${" in line.partition("=")[2]:
+            raise UserError(
+                f"{source}'s override {line} is an interpolation, which the jobs would resolve; a stored record is "
+                f"data: give {key_of(line)} on the command line, or restore the file"
+            )
 
 
 def train_command(arguments: list[str]) -> str:
