@@ -12,7 +12,7 @@ from typing import Annotated
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lit_cifar.run.declared import SEED_MAX, Key, OneOf, Range, declared_keys, integer
+from lit_cifar.run.declared import SEED_MAX, Key, KeysOf, OneOf, Range, declared_keys, integer
 from lit_cifar.run.errors import UserError, group_hint
 from lit_cifar.run.metrics import METRICS, check_metric, higher_is_better
 from lit_cifar.run.overrides import parse
@@ -48,12 +48,11 @@ class Run:
     debug: str | None  # conf/debug/: the preset's name
     tune: Tune
     runs_dir: str  # conf/tune.yaml: where each tuning claims its folder
+    # without a `_target_` (evaluate's and predict's `data.…`, put in place of a checkpoint's): what every dataset takes
+    data: Annotated[dict, KeysOf("lit_cifar.data.base.ImageDataModule")]
 
 
 RUN = f"{__name__}.Run"
-# A data node without a `_target_` (the `data.…` that evaluate and predict put in place of a checkpoint's): the keys
-# every dataset takes.
-UNTARGETED = {"data": "lit_cifar.data.base.ImageDataModule"}
 
 BEST_KEEPER_RANGES = {
     "monitor": OneOf(*METRICS, words=f"a metric a run reports ({', '.join(METRICS)})", example="val/acc"),
@@ -157,7 +156,6 @@ def _declared(node: DictConfig, path: str, given: str | None) -> dict[str, Key]:
         if isinstance(algorithm, str) and any(key not in keys for key in node if not str(key).startswith("_")):
             keys = {**declared_keys(algorithm), **keys}
         return keys
-    given = given or UNTARGETED.get(path)
     return declared_keys(given) if given else {}
 
 
