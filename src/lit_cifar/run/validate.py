@@ -1,7 +1,10 @@
-"""The checks a start passes before anything is built or written: every value a user sets, against a
-declared range (`RULES`), plus the settings that parse but do nothing (warned, not refused).
+"""The checks a start passes before anything is built or written: every value a user sets, against its key's type
+and range, plus the settings that parse but do nothing (warned, not refused). A key's type and range are stated
+once: by the annotation of the class its config builds (lit_cifar.run.declared reads it from the source), by
+`Run` for the keys no class takes, and by `RANGES_OF_OTHERS` for the ranges of torch's and Lightning's classes.
 
-Only omegaconf is imported here, so a refused start answers in the time it takes to compose the config.
+Only omegaconf is imported here (the classes are read, never imported), so a refused start answers in the time it
+takes to compose the config.
 What only the data can tell (its classes, files, pixels, labels) is checked by the datamodule as it loads."""
 
 import logging
