@@ -132,7 +132,7 @@ def _example(path: str, declared: Key, check: Range | OneOf | None) -> str:
         return check.example if "=" in check.example else f"{path}={check.example}"
     if declared.default is not None and not isinstance(declared.default, tuple):
         return f"{path}={str(declared.default).lower() if isinstance(declared.default, bool) else declared.default}"
-    return f"{path}={next((TYPE_EXAMPLES[kind] for kind in declared.kinds if kind in TYPE_EXAMPLES), '…')}"
+    return f"{path}={next((TYPE_EXAMPLES[kind] for kind in declared.kinds or () if kind in TYPE_EXAMPLES), '…')}"
 
 
 def check_value(path: str, value: object, declared: Key) -> None:
@@ -168,7 +168,9 @@ def _follows_another_key(node: DictConfig, key: object) -> bool:
     return OmegaConf.is_interpolation(node, key) and bool(UNESCAPED.search(str(node._get_node(key)._value())))
 
 
-def declared_leaves(node: DictConfig, path: str = "", given: str | None = RUN) -> Iterator[tuple[str, object, Key]]:
+def declared_leaves(
+    node: DictConfig, path: str = "", given: str | None = RUN
+) -> Iterator[tuple[str, object, Key | None]]:
     """(dotted key, value, its declaration or None) of every value `node` sets, except Hydra's own keys, values
     that follow another key (checked there) and the entries of a mapping its class takes whole (`hparams.numbers`)."""
     keys = _declared(node, path, given)
