@@ -25,7 +25,7 @@ def grid_of(hydra_cfg: DictConfig) -> list[str]:
 
 
 def searches(sweep: SweepRecord) -> bool:
-    """Whether the sweep in `sweep` is an Optuna search (see `is_search`)."""
+    """Whether `sweep` is an Optuna search (see `is_search`)."""
     return sweep.sweeper == SWEEPER
 
 
