@@ -123,7 +123,6 @@ class Key:
 @dataclass
 class _Module:
     path: str  # dotted
-    tree: ast.Module
     package: bool
     names: dict[str, ast.AST] = field(default_factory=dict)
 
@@ -153,8 +152,11 @@ def _module(dotted: str) -> _Module | None:
     path = _source(dotted)
     if path is None:
         return None
-    tree = ast.parse(path.read_text(), str(path))
-    module = _Module(dotted, tree, path.name == "__init__.py")
+    try:
+        tree = ast.parse(path.read_text(), str(path))
+    except (SyntaxError, UnicodeDecodeError, OSError):
+        return None  # nothing checked here; building it says what is wrong
+    module = _Module(dotted, path.name == "__init__.py")
     for statement in tree.body:
         if isinstance(statement, ast.ClassDef | ast.FunctionDef):
             module.names[statement.name] = statement
