@@ -4,11 +4,14 @@ listing only runs that hold data."""
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 
 import pytest
-from conftest import run_cli
+from conftest import REPO, killed_at, run_cli, tiny_cifar_overrides
+from PIL import Image
 
 from benchmarks.bench import CLI_COMMANDS
 
@@ -83,3 +86,70 @@ def test_help_and_a_config_error_of_every_command_answer_before_importing_torch(
     assert [(argv, code) for argv, code, _ in answers if code not in (0, 2)] == []
     assert next((argv for argv, _, torch in answers if torch), None) is None  # the first that imported it
     assert [path for path in tmp_path.rglob("*") if not path.is_dir()] == []
+
+
+def test_the_console_shows_the_model_in_one_line_and_the_log_file_its_layers_and_config(cifar_root, tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*tiny_cifar_overrides(cifar_root), "model=week11_cnn", "trainer.max_epochs=1", f"hydra.run.dir={run_dir}"]
+    result = run_cli("lit_cifar.train", *args)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = (result.stdout + result.stderr).splitlines()
+    models = [line for line in console if line.startswith("model: ")]
+    assert len(models) == 1 and re.fullmatch(r"model: Week11CNN, [\d.]+ [KMB]? ?parameters, [\d.]+ [kM]B", models[0])
+    for table in ("Total params", "Trainable params", " Params ", "Non-trainable"):  # the layers' table
+        assert table not in result.stdout + result.stderr, table
+    assert not [line for line in console if line.startswith(("  model (", "  optim ("))]  # the config's groups
+    logged = (run_dir / "train.log").read_text()
+    assert "Total params" in logged and "Week11CNN" in logged and "\n  model (week11_cnn)" in logged
+
+
+def without_warnings_ignored() -> dict[str, str]:
+    """The environment of a user's shell: Python's own warning filters, not the tests' PYTHONWARNINGS=ignore."""
+    return {name: value for name, value in os.environ.items() if name != "PYTHONWARNINGS"}
+
+
+def test_predict_on_a_grayscale_image_prints_no_warning(trained_run, tmp_path):
+    Image.new("L", (20, 20), color=128).save(tmp_path / "gray.png")
+    Image.new("RGB", (40, 30), color=(10, 200, 30)).save(tmp_path / "rgb.png")
+    result = subprocess.run(
+        [sys.executable, "-m", "lit_cifar.predict", f"ckpt_path={trained_run}", f"images={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=without_warnings_ignored(),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == [
+        str(tmp_path / n) for n in ("gray.png", "rgb.png")
+    ]
+
+
+def test_a_run_stopped_by_ctrl_c_says_so_in_its_line_alone(cifar_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO / "tests"))  # for SignalAtStep
+    args = [
+        *tiny_cifar_overrides(cifar_root),
+        "model=week11_cnn",
+        "trainer.max_epochs=2",
+        f"hydra.run.dir={tmp_path}/r",
+    ]
+    result = run_cli("lit_cifar.train", *args, *killed_at(step=2, signum=signal.SIGINT))
+
+    assert result.returncode == 128 + signal.SIGINT
+    output = result.stdout + result.stderr
+    assert "stopped by SIGINT" in output and "KeyboardInterrupt" not in output, output
+
+
+HYDRA_PREFIX = re.compile(r"^\[20\d\d-\d\d-\d\d [\d:,]+\]\[")
+
+
+def test_evaluate_shows_messages_alone_and_no_warning(trained_run, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "lit_cifar.evaluate", f"ckpt_path={trained_run}", f"hydra.run.dir={tmp_path / 'ev'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=without_warnings_ignored(),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    console = (result.stdout + result.stderr).splitlines()
+    assert [line for line in console if line.startswith("accuracy ")], console
+    assert not [line for line in console if HYDRA_PREFIX.match(line) or "Warning" in line], console
+    assert HYDRA_PREFIX.match((tmp_path / "ev" / "evaluate.log").read_text())  # the file keeps times and modules

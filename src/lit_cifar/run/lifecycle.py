@@ -135,6 +135,7 @@ _LOG_LINES = {
         "Restored all states from the checkpoint at",
         "Loaded model weights from the checkpoint at",
         "`Trainer.fit` stopped: `max_",  # the last epoch's line says `epoch N/N`; the lr finder's steps are its own
+        "\nDetected KeyboardInterrupt",  # a stop's own `error:` line says what stopped it and how to go on
     ),
     # the lr finder's save of the weights it restores after its search (its path, a .lr_find_<uuid>.ckpt, is deleted)
     "lightning.pytorch.trainer.connectors.checkpoint_connector": ("`weights_only` was not set",),
