@@ -2,6 +2,7 @@
 path: they train, evaluate and predict, and a value of the wrong type for the model's new argument is one line
 before anything is built, with no other file touched (docs/development.md, "Adding a model, a dataset")."""
 
+import sys
 import textwrap
 
 import pytest
@@ -93,6 +94,8 @@ def user_package(tmp_path, monkeypatch) -> list[str]:
         (tmp_path / "conf" / group / f"tiny_{group}.yaml").write_text(text)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [name for name in sys.modules if name.split(".")[0] == "usernets"]:  # an earlier test's package
+        monkeypatch.delitem(sys.modules, name)
     return [f"hydra.searchpath=[file://{tmp_path / 'conf'}]"]
 
 

@@ -8,8 +8,10 @@ location (importlib.util.find_spec imports no package), so a start checks every 
 classes import, loads. A class that passes `**kwargs` to its base is followed to the base's `__init__`."""
 
 import ast
+import importlib.machinery
 import importlib.util
 import math
+import sys
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
@@ -130,10 +132,8 @@ class _Module:
 def _source(dotted: str) -> Path | None:
     """The file of module `dotted` (a package's __init__.py), found without importing anything."""
     top, *parts = dotted.split(".")
-    try:
-        spec = importlib.util.find_spec(top)
-    except (ImportError, ValueError):
-        return None
+    imported = sys.modules.get(top)
+    spec = getattr(imported, "__spec__", None) if imported is not None else _spec_on_path(top, tuple(sys.path))
     if spec is None:
         return None
     if not parts:
@@ -147,11 +147,26 @@ def _source(dotted: str) -> Path | None:
     return None
 
 
-@cache
 def _module(dotted: str) -> _Module | None:
     path = _source(dotted)
-    if path is None:
+    try:
+        return None if path is None else _parsed(dotted, path, path.stat().st_mtime_ns)
+    except OSError:
         return None
+
+
+@cache
+def _spec_on_path(top: str, path: tuple[str, ...]) -> importlib.machinery.ModuleSpec | None:
+    """Where the top-level package `top` is on the Python path `path`, found without importing it."""
+    try:
+        return importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+
+
+@cache
+def _parsed(dotted: str, path: Path, mtime: int) -> _Module | None:
+    """The module `dotted` read from `path` as it was at `mtime` (a file changed since is read again)."""
     try:
         tree = ast.parse(path.read_text(), str(path))
     except (SyntaxError, UnicodeDecodeError, OSError):
@@ -318,7 +333,6 @@ def _class_keys(module: _Module, node: ast.ClassDef, depth: int = 0) -> dict[str
     return keys
 
 
-@cache
 def declared_keys(target: str) -> dict[str, Key]:
     """{key: Key} that the class or function `target` (a dotted path, as in `_target_`) takes; empty when its source
     cannot be read (then nothing of it is checked here; Python checks it when it is built)."""
