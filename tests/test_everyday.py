@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO, killed_at, run_cli, tiny_cifar_overrides
@@ -153,3 +154,33 @@ def test_evaluate_shows_messages_alone_and_no_warning(trained_run, tmp_path):
     assert [line for line in console if line.startswith("accuracy ")], console
     assert not [line for line in console if HYDRA_PREFIX.match(line) or "Warning" in line], console
     assert HYDRA_PREFIX.match((tmp_path / "ev" / "evaluate.log").read_text())  # the file keeps times and modules
+
+
+def tensorboard_runs(logdir: Path) -> dict[str, list[str]]:
+    """Each run TensorBoard lists under `logdir` (a folder holding event files), with its scalar tags."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = {}
+    for folder in sorted({path.parent for path in logdir.rglob("events.out.tfevents.*")}):
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        runs[str(folder.relative_to(logdir))] = events.Tags()["scalars"]
+    return runs
+
+
+@pytest.mark.slow
+def test_tensorboard_lists_only_runs_that_hold_scalars(cifar_root, tmp_path):
+    sweep_dir = tmp_path / "multirun"
+    quick = ["model=week11_cnn", "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+    sweep = run_cli(
+        "lit_cifar.train", "-m", *tiny_cifar_overrides(cifar_root), *quick, "optim.lr=1e-3,2e-3",
+        f"hydra.sweep.dir={sweep_dir}",
+    )  # fmt: skip
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    evaluation = run_cli("lit_cifar.evaluate", f"ckpt_path='{sweep_dir / 'optim.lr=0.001'}'")
+    assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+
+    runs = tensorboard_runs(tmp_path)
+    assert "multirun/tensorboard/optim.lr=0.001" in runs and "multirun/tensorboard/optim.lr=0.002" in runs
+    assert [run for run in runs if "/evaluate/" in run] != []
+    assert {run: tags for run, tags in runs.items() if not tags} == {}

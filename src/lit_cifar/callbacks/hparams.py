@@ -56,7 +56,8 @@ class HParamsSummary(Callback):
     last values of the run's scalars: the ranked metric (val/acc_best, or test/acc without a validation split, as
     the tables rank) and the seconds fitting took. Not test/acc beside val/acc_best: a pruned trial has none, and
     TensorBoard's parallel coordinates leave out a run missing a shown metric. The experiment config goes into
-    the log dir's root (a sweep's `tensorboard/`, a single run's own), once."""
+    each run's own log dir, once: TensorBoard takes the first it finds, and lists a folder of its own (a sweep's
+    `tensorboard/`) as a run that holds no data."""
 
     def __init__(self, numbers: dict[str, float], texts: dict[str, object], shown: Sequence[str] = ()) -> None:
         self.numbers, self.texts, self.shown = dict(numbers), dict(texts), list(shown)
@@ -79,9 +80,9 @@ class HParamsSummary(Callback):
                 logger.log_hyperparams(self.hparams)
         ranked = "test/acc" if trainer.limit_val_batches == 0 else "val/acc_best"
         for logger in self._tensorboards(trainer):
-            root = Path(logger.root_dir)
-            if not list(root.glob(f"events.out.tfevents.*{CONFIG_SUFFIX}")):
-                with SummaryWriter(str(root), filename_suffix=CONFIG_SUFFIX) as writer:
+            log_dir = Path(logger.log_dir)
+            if not list(log_dir.glob(f"events.out.tfevents.*{CONFIG_SUFFIX}")):
+                with SummaryWriter(str(log_dir), filename_suffix=CONFIG_SUFFIX) as writer:
                     config = experiment_config(
                         [*self.numbers, *OUTCOME_NUMBERS], [*self.texts, *OUTCOME_TEXTS], [ranked, FIT_TIME], self.shown
                     )
