@@ -98,7 +98,7 @@ RANGES_OF_OTHERS: dict[str, dict[str, Range | OneOf]] = {
     "lightning.pytorch.callbacks.lr_monitor.LearningRateMonitor": {
         "logging_interval": OneOf("step", "epoch", words="'step', 'epoch' or null (as the scheduler steps)")
     },
-    "lightning.pytorch.callbacks.rich_model_summary.RichModelSummary": {
+    "lightning.pytorch.callbacks.model_summary.ModelSummary": {
         "max_depth": Range(-1, ints=True, words="an integer ≥ -1 (-1: every layer)", example="2")
     },
 }
