@@ -111,6 +111,9 @@ def test_a_new_model_and_dataset_train_evaluate_and_predict(user_package, tmp_pa
     )  # fmt: skip
     assert train.returncode == 0, train.stderr[-3000:]
     assert (run / "metrics.json").is_file()
+    # the checkpoint alone never chooses code: without the user's config folder on the path, its model is refused
+    refused = run_cli("lit_cifar.evaluate", f"ckpt_path={run}")
+    assert refused.returncode == 2 and "sets model._target_ to usernets.tiny.TinyNet" in error_lines(refused)[0]
     evaluate = run_cli("lit_cifar.evaluate", *user_package, f"ckpt_path={run}")
     assert evaluate.returncode == 0, evaluate.stderr[-3000:]
     assert list(run.glob("evaluate/*/evaluation.json"))
