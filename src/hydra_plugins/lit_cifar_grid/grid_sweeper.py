@@ -16,10 +16,15 @@ log = logging.getLogger(__name__)
 
 class SkipFinished:
     """A sweeper's launcher that launches only the jobs with work to do (lit_cifar.sweep.jobs.finished_outcome);
-    a finished job's return is its recorded metrics. Jobs keep their numbers where a folder's name holds one."""
+    a finished job's return is its recorded metrics. Jobs keep their numbers where a folder's name holds one.
+    Each job's config is composed once: by `compose` (Hydra's check that a batch composes), kept for `launch`."""
 
     def __init__(self, launcher, config: DictConfig, loader) -> None:
         self.launcher, self.config, self.loader = launcher, config, loader
+        self.composed: dict[tuple[str, ...], DictConfig] = {}
+
+    def compose(self, batch: Sequence[Sequence[str]]) -> None:
+        self.composed = {tuple(job): self.loader.load_sweep_config(self.config, list(job)) for job in batch}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.launcher, name)
@@ -31,18 +36,23 @@ class SkipFinished:
         if any(job_name(self.config.hydra, list(job), 0) != job_name(self.config.hydra, list(job), 1)
                for job in job_overrides):  # fmt: skip
             return self.launcher.launch(job_overrides, initial_job_idx)  # folders named by number: none may move
-        found = [finished_outcome(self.config, self.loader, list(job), initial_job_idx + n)
+        found = [finished_outcome(self.config, self._composed(job), list(job), initial_job_idx + n)
                  for n, job in enumerate(job_overrides)]  # fmt: skip
         todo = [job for job, outcome in zip(job_overrides, found, strict=True) if outcome is None]
         if len(todo) < len(job_overrides):
             skipped = len(found) - len(todo)
             log.info("%d of %d jobs finished already: left as they are, not started", skipped, len(found))
+        self.composed = {}
         launched = iter(self.launcher.launch(todo, initial_job_idx) if todo else [])
         return [
             next(launched) if outcome is None
             else JobReturn(overrides=list(job), status=JobStatus.COMPLETED, _return_value=outcome.get("metrics"))
             for job, outcome in zip(job_overrides, found, strict=True)
         ]  # fmt: skip
+
+    def _composed(self, job: Sequence[str]) -> DictConfig:
+        composed = self.composed.get(tuple(job))
+        return self.loader.load_sweep_config(self.config, list(job)) if composed is None else composed
 
 
 class GridSweeper(BasicSweeper):
@@ -53,6 +63,9 @@ class GridSweeper(BasicSweeper):
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         self.launcher = SkipFinished(self.launcher, config, hydra_context.config_loader)
+
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        self.launcher.compose(batch)
 
     def sweep(self, arguments: list[str]) -> Any:
         returns = super().sweep(arguments)

@@ -31,11 +31,11 @@ def record_lost_job(hydra_cfg: DictConfig, job_num: int, overrides: list[str], r
         record_failed(job_dir, reason)
 
 
-def finished_outcome(config: DictConfig, loader, overrides: list[str], job_num: int) -> dict | None:
+def finished_outcome(config: DictConfig, job: DictConfig, overrides: list[str], job_num: int) -> dict | None:
     """For a sweeper, before it launches a job: the outcome in the job's folder when the job would find nothing left
     to train there (lit_cifar.run.resume.plan_start decides, as in the job itself), so that its process need not
     start; None when the job has work to do, or its start would be refused (the job then says why). `config`: the
-    sweep's; `loader`: Hydra's config loader, which composes the job's config as a launcher does."""
+    sweep's; `job`: the job's config as a launcher composes it (changed here)."""
     from omegaconf import open_dict
 
     from lit_cifar.run.resume import plan_start
@@ -43,7 +43,6 @@ def finished_outcome(config: DictConfig, loader, overrides: list[str], job_num: 
     folder = Path(config.hydra.sweep.dir) / job_name(config.hydra, overrides, job_num)
     if not has_outcome(folder) or in_use(folder):
         return None
-    job = loader.load_sweep_config(config, list(overrides))
     with open_dict(job):
         job.hydra.job.num = job.hydra.job.id = job_num
     hydra = HydraConfig.instance()
