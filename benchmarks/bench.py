@@ -1,4 +1,4 @@
-"""`python -m benchmarks.bench [options]` (`make bench`): six figures (seven on a GPU), printed as tables and written
+"""`python -m benchmarks.bench [options]` (`make bench`): seven figures (eight on a GPU), printed as tables and written
 as markdown + JSON to `<out>/bench_<timestamp>.{md,json}`:
 
 1. input pipeline images/s (augmentation and normalization included, no model): the per-image DataLoader
@@ -18,7 +18,9 @@ as markdown + JSON to `<out>/bench_<timestamp>.{md,json}`:
    with test-time augmentation and training seconds over several seeds, and their ratios (benchmarks.airbench_peer;
    needs the `bench` extra: pip install -e '.[bench]');
 7. on a GPU: trials per minute of one sweep of small one-epoch trials at 1, 2 and 4 jobs per GPU
-   (hydra.launcher.jobs_per_gpu).
+   (hydra.launcher.jobs_per_gpu);
+8. what a sweep job costs beyond its own fit and test, with the basic and the parallel launcher
+   (benchmarks.sweep_overhead).
 Sizes are options so that it runs in a few minutes on a CPU; the same command runs on a GPU."""
 
 import argparse
@@ -43,6 +45,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.airbench_peer import against_airbench
 from benchmarks.cli import bench_parser
+from benchmarks.sweep_overhead import overhead_markdown, sweep_overhead
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.training.module import LitClassifier
 
@@ -57,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--precision", default=None, help="default: bf16-mixed on a GPU, 32-true on the CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the nets (figures 2 and 3)")
     p.add_argument(
-        "--sections", default=None, help="which figures to measure, e.g. 2,3; default: 1 to 6, and 7 on a GPU"
+        "--sections", default=None, help="which figures to measure, e.g. 2,3; default: 1 to 8 (7 on a GPU only)"
     )
     p.add_argument("--out", default="bench", help="folder for the markdown and JSON results")
     g = p.add_argument_group("1: input pipeline")
@@ -100,8 +103,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--jobs-per-gpu", default="1,2,4", help="hydra.launcher.jobs_per_gpu values, one sweep each")
     g.add_argument("--trials", type=int, default=8, help="one-epoch trials of each sweep (seeds 0, 1, …)")
     g.add_argument("--trial-overrides", default="model=week11_cnn", help="the trials' overrides (space-separated)")
+    g = p.add_argument_group("8: a sweep job's cost beyond its fit and test")
+    g.add_argument("--overhead-jobs", type=int, default=12, help="one-epoch week11_cnn jobs of each sweep (seeds)")
+    g.add_argument("--overhead-parallel", type=int, default=2, help="the parallel launcher's hydra.launcher.n_jobs")
     args = p.parse_args(argv)
-    sections = args.sections or ("1,2,3,4,5,6,7" if torch.cuda.is_available() else "1,2,3,4,5,6")
+    sections = args.sections or ("1,2,3,4,5,6,7,8" if torch.cuda.is_available() else "1,2,3,4,5,6,8")
     args.sections = set(whole_numbers("--sections", sections))
     args.jobs_per_gpu = whole_numbers("--jobs-per-gpu", args.jobs_per_gpu)
     args.workers = whole_numbers("--workers", args.workers)
@@ -111,8 +117,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         text, args.airbench_widths = args.airbench_widths, whole_numbers("--airbench-widths", args.airbench_widths)
         if len(args.airbench_widths) != 3:
             raise UserError(f"--airbench-widths={text} names {len(args.airbench_widths)} widths, not 3, e.g. 32,64,128")
-    if not args.sections <= {1, 2, 3, 4, 5, 6, 7}:
-        raise UserError(f"--sections={sorted(args.sections)} may only name 1 to 7, e.g. --sections 1,3")
+    if not args.sections <= {1, 2, 3, 4, 5, 6, 7, 8}:
+        raise UserError(f"--sections={sorted(args.sections)} may only name 1 to 8, e.g. --sections 1,3")
     if 7 in args.sections and not torch.cuda.is_available():
         raise UserError("figure 7 shares a GPU between trials, and this machine has none; leave 7 out of --sections")
     if 6 in args.sections and importlib.util.find_spec("airbench") is None:
@@ -621,6 +627,8 @@ def markdown(result: dict) -> str:
             for r in result["trials"]
         ]
         lines.append("")
+    if "sweep_overhead" in result:
+        lines += [*overhead_markdown(result["sweep_overhead"]), ""]
     return "\n".join(lines)
 
 
@@ -670,6 +678,9 @@ def main(argv: list[str] | None = None) -> None:
             if 7 in args.sections:
                 print("7. trials per minute on a GPU", flush=True)
                 result["trials"], result["trial_overrides"] = trials_per_minute(args), args.trial_overrides
+            if 8 in args.sections:
+                print("8. a sweep job's cost beyond its fit and test", flush=True)
+                result["sweep_overhead"] = sweep_overhead(args)
         text = markdown(result)
         for suffix, content in ((".md", text), (".json", json.dumps(result, indent=2))):
             path = out / f"bench_{stamp}{suffix}"

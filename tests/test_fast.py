@@ -187,7 +187,7 @@ def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
         "--data-root",
         str(cifar_root),
         "--sections",
-        "1,2,3,4,5,6",
+        "1,2,3,4,5,6,8",
         "--val-size",
         "20",
         "--out",
@@ -222,6 +222,8 @@ def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
         "16",
         "--airbench-widths",
         "8,8,8",
+        "--overhead-jobs",
+        "2",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "device cpu, precision 32-true, compile False" in proc.stdout
@@ -237,6 +239,10 @@ def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
     checks = result["checks"]
     assert checks["start_checks_ms"] > 0 and checks["one_epoch_s"] > 0 and checks["load_ms"] > checks["data_checks_ms"]
     assert "## 5. Checking the input" in proc.stdout
+    overhead = result["sweep_overhead"]
+    assert [(r["launcher"], r["jobs"], r["at_once"]) for r in overhead] == [("basic", 2, 1), ("parallel", 2, 2)]
+    assert all(r["wall_s"] * r["at_once"] > r["fit_test_s"] > 0 for r in overhead)
+    assert "## 8. What a sweep job costs beyond its own fit and test" in proc.stdout
     assert all(c["best_s"] > 0 for c in result["cli"])
     airbench = result["airbench"]
     assert [length["epochs"] for length in airbench["lengths"]] == [1, 2]
