@@ -245,3 +245,13 @@ def test_a_full_disk_ends_a_training_in_one_line_and_leaves_no_half_written_file
     assert not [path for path in left if path.name.endswith(".partial")], left
     checkpoints = [path for path in left if path.suffix == ".ckpt"]
     assert checkpoints or not left, left  # a folder without a finished epoch is not kept
+
+
+@pytest.mark.slow
+def test_a_full_disk_in_a_sweep_names_the_sweeps_folder_key(cifar_root, tmp_path):
+    disk = tmp_path / "disk"
+    args = ["-m", *tiny_cifar_overrides(cifar_root), "trainer.max_epochs=3", "optim.lr=1e-3,2e-3"]
+    result = in_a_small_filesystem(disk, 400, "lit_cifar.train", *args, f"hydra.sweep.dir={disk / 'sweep'}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    # the jobs' reasons, in the table it prints (the small filesystem is gone with its namespace)
+    assert "(hydra.sweep.dir=…)" in result.stdout and "hydra.run.dir" not in result.stdout, result.stdout[-3000:]

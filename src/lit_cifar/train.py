@@ -18,7 +18,8 @@ from lit_cifar.run.config import config_summary, resolved_config
 from lit_cifar.run.dirs import is_empty
 from lit_cifar.run.errors import RunStopped, run_app, stop_signal
 from lit_cifar.run.folders import SweepRecord
-from lit_cifar.run.lifecycle import in_multirun, other_rank, rank_0_start, ranks_told, run_held, to_log_files
+from lit_cifar.run.lifecycle import other_rank, rank_0_start, ranks_told, run_held, to_log_files
+from lit_cifar.run.mode import in_multirun
 from lit_cifar.run.overrides import as_typed
 from lit_cifar.run.record import save_config, supersede, write_outcome
 from lit_cifar.run.resume import Start, check_resumable, plan_start

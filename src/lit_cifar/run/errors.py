@@ -17,6 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, InstantiationException, OverrideParseException
 from omegaconf import OmegaConf
 
+from lit_cifar.run.mode import in_multirun
+
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 # What the machine refuses to a path the user chose (a run dir, data.root): not a bug in the code.
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EEXIST, errno.ENOTDIR}
@@ -137,14 +139,15 @@ def _written_to() -> str:
 
 def environment_message(err: OSError) -> str:
     """A full disk, a folder without write permission, a file where a folder should be: one line."""
+    folder, mine = ("hydra.sweep.dir", "multirun/mine") if in_multirun() else ("hydra.run.dir", "outputs/mine")
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         where = err.filename2 or err.filename or _written_to()  # a copy's (a rename's) target is filename2
         where = f" holding {where}" if where else ""
-        return f"no space left on the device{where}; free some space, or write elsewhere (hydra.run.dir=…)"
+        return f"no space left on the device{where}; free some space, or write elsewhere ({folder}=…)"
     where = err.filename or "a file"
     if err.errno in (errno.EEXIST, errno.ENOTDIR):
-        return f"{where} is a file or lies under one, where a folder is needed; pick another folder (hydra.run.dir=…)"
-    return f"cannot write {where} ({err.strerror}); pick a folder you can write to, e.g. hydra.run.dir=outputs/mine"
+        return f"{where} is a file or lies under one, where a folder is needed; pick another folder ({folder}=…)"
+    return f"cannot write {where} ({err.strerror}); pick a folder you can write to, e.g. {folder}={mine}"
 
 
 def user_message(err: BaseException) -> str | None:

@@ -14,12 +14,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.types import RunMode
 
 from lit_cifar.run.dirs import held, removed_on_error
 from lit_cifar.run.errors import RunRefused, RunStopped, exit_on_user_error, user_message
+from lit_cifar.run.mode import in_multirun
 from lit_cifar.run.record import RunPruned, record_failed, record_pruned
 from lit_cifar.run.resume import Start
 
@@ -28,10 +27,6 @@ log = logging.getLogger(__name__)
 # Lightning's ddp starts the other ranks as this same command, in rank 0's run dir, while rank 0 holds that
 # folder and has written its record there: they learn from rank 0 how the run starts, and only train.
 RANK_0_START = "LIT_CIFAR_RANK_0_START"
-
-
-def in_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def rank_0_start() -> Start | None:

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from lit_cifar.run.dirs import in_use
 from lit_cifar.run.errors import UserError
-from lit_cifar.run.lifecycle import in_multirun
+from lit_cifar.run.mode import in_multirun
 from lit_cifar.run.record import has_outcome, record_failed
 from lit_cifar.sweep.overrides import job_name
 

@@ -5,7 +5,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from lit_cifar.run.dirs import claim_new_dir, evaluations_dir, this_run_dir
-from lit_cifar.run.lifecycle import in_multirun
+from lit_cifar.run.mode import in_multirun
 from lit_cifar.run.overrides import as_typed
 from lit_cifar.sweep.overrides import job_name
 
