@@ -39,6 +39,8 @@ WEEK11_HPARAMS = {
     "dropout": "0.0",
     "gamma": "n/a",
     "step_size": "n/a",
+    "name": "n/a",  # no name=
+    "tags": "",  # no tags=
 }
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

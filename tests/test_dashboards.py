@@ -82,10 +82,12 @@ COLUMNS = SHOWN + [
     "gamma",
     "label_smoothing",
     "max_epochs",
+    "name",
     "optimizer",
     "scheduler",
     "seed",
     "step_size",
+    "tags",
     "weight_decay",
 ]
 

@@ -86,6 +86,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
     record = {
         "status": "smoke" if smoke else "ok",
         **({"reason": f"a smoke run ({why}): not a result"} if smoke else {}),
+        "name": cfg.name,  # name= and tags=: what the user called the run
+        "tags": list(cfg.tags),
         "metrics": metrics,
         "best_checkpoint": "" if smoke else checkpoints.best_model_path if checkpoints else "",  # by val/acc
         "tested_checkpoint": "" if smoke else tested,

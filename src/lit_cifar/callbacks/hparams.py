@@ -43,11 +43,21 @@ def experiment_config(
     return _summary(metadata.EXPERIMENT_TAG, HParamsPluginData(experiment=experiment))
 
 
+def _text(value: object) -> str:
+    """A text column's value: `n/a` where it does not apply, a list's items joined by commas (the run's tags)."""
+    if value is None:
+        return NOT_APPLICABLE
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
 class HParamsSummary(Callback):
     """The same columns in every run: `numbers` (name → a number every run has) and `texts` (name → a name, or a
     value some runs do not have, such as the gamma of a step schedule: written as text, `n/a` where it does not
-    apply). Every logger but TensorBoard gets them when fitting starts, so a run still going or failed shows them
-    too. `shown`: the five columns TensorBoard's HParams table shows before others are ticked.
+    apply; a list, the run's tags, joined by commas). Every logger but TensorBoard gets them when fitting starts, so
+    a run still going or failed shows them too. `shown`: the five columns TensorBoard's HParams table shows before
+    others are ticked.
 
     TensorBoard gets them when the run ends (tested, pruned or failed), with what ended it: `run` (the job's short
     name: its swept values or trial, or a single run's folder), `status` (ok, pruned, failed) and `epochs`
@@ -61,10 +71,7 @@ class HParamsSummary(Callback):
 
     def __init__(self, numbers: dict[str, float], texts: dict[str, object], shown: Sequence[str] = ()) -> None:
         self.numbers, self.texts, self.shown = dict(numbers), dict(texts), list(shown)
-        self.hparams = {
-            **self.numbers,
-            **{name: NOT_APPLICABLE if value is None else str(value) for name, value in self.texts.items()},
-        }
+        self.hparams = {**self.numbers, **{name: _text(value) for name, value in self.texts.items()}}
         self._started, self._fit_started, self._fit_time_logged = 0.0, 0.0, False
 
     def _tensorboards(self, trainer: pl.Trainer) -> list[TensorBoardLogger]:

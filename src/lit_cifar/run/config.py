@@ -9,6 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 # Keys a resume may change, since they do not change what the run computes (where the data is read
 # from, with how many workers, on which device index, what is shown and logged).
 FREE_TO_CHANGE = (
+    "name",  # name= and tags= label a run: runs that differ only in them are one setting
+    "tags",
     "ckpt_path",
     "rerun_failed",
     "optimized_metric",

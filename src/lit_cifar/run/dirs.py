@@ -2,12 +2,14 @@
 
 Hydra names run and sweep dirs by the second, so two starts in the same second would share one. The
 `lit_cifar.claim` resolver (`claim_new_dir`) creates the folder itself (`os.mkdir` fails if it exists) and
-takes the next free name (`14-05-09`, `14-05-09-2`, …). A process holds an advisory lock (`flock`) on each run dir and
+takes the next free name (`14-05-09`, `14-05-09-2`, …); a run's `name=` puts its folder in one of its own
+(`outputs/NAME/DATE_TIME`). A process holds an advisory lock (`flock`) on each run dir and
 sweep dir it writes into, which the kernel releases when the process dies, even by kill -9; a second
 process is refused while the first lives."""
 
 import fcntl
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -19,14 +21,31 @@ from omegaconf import OmegaConf
 from lit_cifar.run.checkpoints import checkpoint_file
 from lit_cifar.run.errors import UserError, stop_signal
 
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a folder name on every system, never `..` or an option
 CLAIMED_PARENTS: set[Path] = set()  # folders (outputs/DATE) this process created for its claims
 # The fds of the folders this process holds (see `lock`): a command run inside a longer-lived process (the tests)
 # lets go of those its own end would have, when a sweep stopped before its end released its sweep dir.
 LOCKS: set[int] = set()
 
 
-def claim_new_dir(path: str) -> str:
-    """Create `path`, or `path-2`, `path-3`, … when it exists, and return the name created."""
+def named_dir(path: str, name: object) -> str:
+    """`outputs/NAME/DATE_TIME` for a dated `path` (`outputs/DATE/TIME`) and a run's `name`; refused in one line,
+    before any folder is made, when the name is no plain folder name (empty, `..`, a path, a space)."""
+    if not PLAIN_NAME.fullmatch(str(name)):
+        shown = repr(name) if isinstance(name, str) else name
+        raise UserError(
+            f"name={shown} is no plain folder name: use letters, digits, '.', '_' and '-', starting with a letter or "
+            "digit, e.g. name=resnet-lr3"
+        )
+    day, time = Path(path).parent, Path(path).name
+    return str(day.parent / str(name) / f"{day.name}_{time}")
+
+
+def claim_new_dir(path: str, name: object = None) -> str:
+    """Create `path` (`named_dir`'s folder for a `name`), or `path-2`, `path-3`, … when it exists, and return the
+    name created."""
+    if name is not None:
+        path = named_dir(path, name)
     parent = Path(path).parent
     try:
         parent.mkdir(parents=True)

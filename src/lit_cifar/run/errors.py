@@ -16,6 +16,7 @@ from typing import NoReturn
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, InstantiationException, OverrideParseException
 from omegaconf import OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from lit_cifar.run.mode import in_multirun
 
@@ -174,7 +175,8 @@ def user_message(err: BaseException) -> str | None:
                 f"{cause} (this machine has {torch.cuda.device_count()} CUDA GPU(s)); fix trainer.accelerator/"
                 "trainer.devices, e.g. trainer=cpu or trainer.devices=1"
             )
-        cause = cause.__cause__
+        # OmegaConf chains what a resolver raised (the run dir's claim) as the context of its own error
+        cause = cause.__context__ if isinstance(cause, InterpolationResolutionError) else cause.__cause__
     if isinstance(err, InstantiationException) and isinstance(err.__cause__, TypeError | ValueError):
         key = re.search(r"full_key: (\S+)", str(err))
         part = key.group(1) if key else "the config"
@@ -382,6 +384,11 @@ def run_app(main: Callable[[], object]) -> None:
                 text += f"; a value holding '=' or ',' needs quotes that reach Hydra: \"{quoted}\""
         first, _, rest = one_line(text).partition("; ")
         print(f"error: {first}{cause}{'; ' + rest if rest else ''}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except InterpolationResolutionError as err:  # a resolver's error: the run dir's claim (a bad name=, a file there)
+        if (message := user_message(err)) is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
     except OSError as err:  # raised by Hydra itself (making the run dir, opening its log), or let through;
         # after the clause above: Hydra's MissingConfigException is an OSError too

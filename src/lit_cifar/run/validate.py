@@ -45,6 +45,8 @@ class Run:
     is a node whose `_target_` names the class that types its keys. A new top-level key is one line here."""
 
     seed: Annotated[int, Range(0, SEED_MAX, ints=True, words="an integer in [0, 4294967295]", example="seed=42")]
+    name: str | None  # names the run's folder (lit_cifar.run.dirs.named_dir checks it is a plain folder name)
+    tags: list[str]
     ckpt_path: str | None
     rerun_failed: bool
     optimized_metric: str
@@ -104,7 +106,7 @@ RANGES_OF_OTHERS: dict[str, dict[str, Range | OneOf]] = {
 }
 TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", list: "a list"}
 TYPE_WORDS |= {dict: "a mapping"}
-TYPE_EXAMPLES = {bool: "true", int: "1", float: "0.5", str: "…"}
+TYPE_EXAMPLES = {bool: "true", int: "1", float: "0.5", str: "…", list: "[a,b]"}
 
 
 def conforms(value: object, kinds: tuple[type, ...]) -> bool:
