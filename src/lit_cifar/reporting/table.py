@@ -154,6 +154,8 @@ def job_row(run: RunRecord, overrides: dict[str, str] | None, curve: Curve, resu
         "job": folder.name,
         "dir": str(folder),
         "run_id": run.run_id,
+        "name": run.resolved.get("name"),  # name= and tags= (joined by commas), as the run's config has them
+        "tags": ",".join(str(tag) for tag in run.resolved.get("tags") or []),
         "record": run,  # what else its folder says (fill_unset)
         "overrides": overrides,
         "seed": (overrides or {}).get("seed", record.get("seed")),  # the config's own when no override set one
@@ -530,7 +532,8 @@ def report(paths: list[Path], out: Path | None) -> list[dict]:
     effects, trial_values = of_settings(found, keys, metric, log_keys)
     results = [*RESULTS[:1], *([] if metric in RESULTS else [metric]), *RESULTS[1:]]
     at = results.index(metric) + 1
-    columns = ["job" if one_sweep else "dir", *keys, *results[:at], INTERVAL, VERDICT, *results[at:]]
+    labels = [label for label in ("name", "tags") if any(row[label] for row in rows)]  # when a run has one
+    columns = ["job" if one_sweep else "dir", *labels, *keys, *results[:at], INTERVAL, VERDICT, *results[at:]]
     text = render(found_runs.blocks, keys, rows, columns, found, metric, found_runs.same_runs, effects, trial_values)
     print(text, end="")
     if out is not None:
