@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 DATE_TIME = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d")
-ONE_EPOCH = ["model=two_layer_fc", "trainer.max_epochs=1"]
+ONE_EPOCH = ["model=two_layer_fc", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "callbacks.images=null"]
 NOT_A_FOLDER_NAME = (
     "is no plain folder name: use letters, digits, '.', '_' and '-', starting with a letter or digit, e.g. "
     "name=resnet-lr3"
