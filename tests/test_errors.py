@@ -139,6 +139,7 @@ CASES = [
     config("optim.weight_decay=-1", fragments=("optim.weight_decay=-1 must be a number ≥ 0",)),
     config("seed=abc", fragments=("seed=abc must be an integer",)),
     config("seed=-1", fragments=("seed=-1 must be an integer in [0, 4294967295]",)),
+    config("tags=5", fragments=("tags=5 must be a list", "e.g. tags=[a,b]")),
     config("module.label_smoothing=2", fragments=("module.label_smoothing=2 must be a number in [0, 1)",)),
     config("scheduler=step", "scheduler.gamma=-0.5", fragments=("scheduler.gamma=-0.5 must be a factor in (0, 1]",)),
     config("scheduler=step", "scheduler.gamma=0", fragments=("scheduler.gamma=0 must be",)),
