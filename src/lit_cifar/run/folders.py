@@ -7,7 +7,7 @@ an interpolation is refused in one line naming the file where it would be used a
 override lines (lit_cifar.run.overrides reads them)."""
 
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import yaml
@@ -159,6 +159,13 @@ class SweepRecord:
         path = sweep_dir / MULTIRUN
         if not path.is_file():
             raise UserError(f"{sweep_dir} is not a sweep dir (no {MULTIRUN}); pass a multirun/DATE/TIME folder")
+        written = path.stat()
+        return cls._parsed(sweep_dir, written.st_mtime_ns, written.st_size)
+
+    @classmethod
+    @lru_cache(maxsize=8)  # a sweep asks for it for every job it names; a file written again is read again
+    def _parsed(cls, sweep_dir: Path, mtime_ns: int, size: int) -> "SweepRecord":
+        path = sweep_dir / MULTIRUN
         try:
             tree = read_stored(path)
             overrides = tree["hydra"]["overrides"]
