@@ -101,7 +101,7 @@ def unknown_key_message(key: str, value: str, config: object) -> str:
         for k in dotted_keys(config)
         if (k.split(".")[0] == "hydra") == key.startswith("hydra.") and not re.search(r"(^|\.)_", k)
     ]
-    if meant := nearest_key(key, known):
+    if (meant := nearest_key(key, known)) and meant != key:
         return f"{unknown}; did you mean {meant}? (--cfg job shows every key)"
     if "." not in key and (hint := group_hint(key, value)):
         return f"{unknown}; {hint}"
@@ -120,7 +120,8 @@ def unknown_key(err: Exception) -> str | None:
     config = getattr(err.__cause__, "parent_node", None)
     if not overridden or not isinstance(err.__cause__, ConfigKeyError | ConfigAttributeError) or config is None:
         return None
-    key = overridden.group(1)
+    # the key the config lacks, which lies inside the override's value where that is a mapping (a search's params)
+    key = getattr(err.__cause__, "full_key", None) or overridden.group(1)
     value = next((o.split("=", 1)[1] for o in sys.argv[1:] if o.startswith(f"{key}=")), "…")
     return unknown_key_message(key, value, config._get_root())
 
