@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from lit_cifar.run.validation_split import fit_validates
+
 
 class ResumableCheckpoint(ModelCheckpoint):
     """Five additions to ModelCheckpoint:
@@ -28,7 +30,7 @@ class ResumableCheckpoint(ModelCheckpoint):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # Before a resume restores this callback's state, which is filed under a key that names the monitor.
-        if trainer.limit_val_batches == 0:
+        if not fit_validates(trainer):
             self.monitor, self.save_top_k = None, 0
         super().setup(trainer, pl_module, stage)
 

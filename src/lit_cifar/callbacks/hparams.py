@@ -13,6 +13,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, Sessi
 from torch.utils.tensorboard import SummaryWriter
 
 from lit_cifar.run.record import RunPruned
+from lit_cifar.run.validation_split import fit_validates, ranked_metric
 
 NOT_APPLICABLE = "n/a"
 FIT_TIME = "time/fit_s"
@@ -85,7 +86,7 @@ class HParamsSummary(Callback):
         for logger in trainer.loggers:
             if not isinstance(logger, TensorBoardLogger):
                 logger.log_hyperparams(self.hparams)
-        ranked = "test/acc" if trainer.limit_val_batches == 0 else "val/acc_best"
+        ranked = ranked_metric(fit_validates(trainer))
         for logger in self._tensorboards(trainer):
             log_dir = Path(logger.log_dir)
             if not list(log_dir.glob(f"events.out.tfevents.*{CONFIG_SUFFIX}")):

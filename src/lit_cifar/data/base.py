@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from lit_cifar.data.batched import OrderedBatches, ShuffledBatches, augment_batch
 from lit_cifar.run.declared import SEED_MAX, OneOf, Range
 from lit_cifar.run.errors import UserError
+from lit_cifar.run.validation_split import has_validation
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +210,9 @@ class ImageDataModule(pl.LightningDataModule):
             return
         splits = self.load()
         images, labels = splits["train"]
-        val = None if self.val_size == 0 else splits.get("val")  # val_size=0: every training image is trained on
-        if val is None and self.val_size != 0:
+        validation = has_validation(self.val_size)  # without: every training image is trained on
+        val = splits.get("val") if validation else None
+        if val is None and validation:
             train_idx, val_idx = seeded_split(len(labels), self.val_size, self.split_seed)
             val = images[val_idx], labels[val_idx]
             images, labels = images[train_idx], labels[train_idx]

@@ -62,6 +62,7 @@ from lit_cifar.run.folders import RunRecord, Stored, SweepRecord, is_sweep_dir, 
 from lit_cifar.run.metrics import METRICS, higher_is_better
 from lit_cifar.run.overrides import overrides_of
 from lit_cifar.run.record import RANKED
+from lit_cifar.run.validation_split import has_validation, ranked_metric
 from lit_cifar.sweep.overrides import (
     confirmation_resume,
     expected_jobs,
@@ -166,7 +167,7 @@ def job_row(run: RunRecord, overrides: dict[str, str] | None, curve: Curve, resu
         "status": record.get("status", "ok"),
         "reason": record.get("reason", ""),
         "code": f"{commit}{' (dirty)' if record.get('git_dirty') else ''}" if commit else None,
-        "validation": None if val_size is None else val_size != 0,  # whether it had a validation split
+        "validation": None if val_size is None else has_validation(val_size),
         "measured_on": measured_on(run.resolved, record.get("images") or {}),
     }
 
@@ -176,7 +177,7 @@ def ranked_by(rows: list[dict], optimized: str = "val/acc_best") -> str:
     finished runs had no validation split (data.val_size=0 in their resolved config)."""
     finished = [row for row in rows if row["status"] in RANKED]
     no_val = bool(finished) and all(row.get("validation") is False for row in finished)
-    return "test/acc" if no_val else optimized
+    return ranked_metric(not no_val, optimized)
 
 
 def fail_without(rows: list[dict], metric: str) -> None:

@@ -19,6 +19,7 @@ from lit_cifar.run.declared import SEED_MAX, Key, KeysOf, OneOf, Range, declared
 from lit_cifar.run.errors import UserError, group_hint
 from lit_cifar.run.metrics import METRICS, check_metric, higher_is_better
 from lit_cifar.run.overrides import parse
+from lit_cifar.run.validation_split import RANKED_WITHOUT_VALIDATION, has_validation, needs_validation
 
 log = logging.getLogger(__name__)
 
@@ -244,11 +245,11 @@ NO_VALIDATION = "which data.val_size=0 never computes (no validation split)"
 def check_needs_validation(cfg: DictConfig, search: DictConfig | None) -> None:
     """With data.val_size=0, refuse what reads validation metrics: a callback that monitors one (early
     stopping) and, in a search (`search`: its sweeper config), a pruner or a validation metric to optimize."""
-    if OmegaConf.select(cfg, "data.val_size") != 0:
+    if has_validation(OmegaConf.select(cfg, "data.val_size")):
         return
     for name, callback in (cfg.get("callbacks") or {}).items():
         monitor = str(callback.get("monitor")) if isinstance(callback, DictConfig) else ""
-        if monitor.startswith("val/") and callback.get("_target_") != CHECKPOINT:
+        if needs_validation(monitor) and callback.get("_target_") != CHECKPOINT:
             raise UserError(
                 f"callbacks.{name} monitors {monitor}, {NO_VALIDATION}; drop callbacks.{name} (e.g. "
                 "callbacks=default) or keep a validation split, e.g. data.val_size=5000"
@@ -261,11 +262,11 @@ def check_needs_validation(cfg: DictConfig, search: DictConfig | None) -> None:
             f"the search's pruner ({pruner}) judges trials by validation accuracy, {NO_VALIDATION}; set "
             "hydra/sweeper/pruner=none or keep a validation split, e.g. data.val_size=5000"
         )
-    if str(cfg.get("optimized_metric")).startswith("val/"):
+    if needs_validation(cfg.get("optimized_metric")):
         raise UserError(
             f"optimized_metric={cfg.optimized_metric} is a validation metric, {NO_VALIDATION}; keep a validation "
-            "split, e.g. data.val_size=5000, or set optimized_metric=test/acc (the search then selects on the "
-            "test set)"
+            f"split, e.g. data.val_size=5000, or set optimized_metric={RANKED_WITHOUT_VALIDATION} (the search then "
+            "selects on the test set)"
         )
 
 
