@@ -110,3 +110,16 @@ def test_the_suggestion_is_the_steepest_fall_per_decade_not_per_unit_of_lr():
     assert steepest_descent(lrs[:20], sorted(early)) == 0  # rising from the start: the lowest point's lr
     blown_up = [*losses[:45], 4.0, *(4.0 - 0.2 * n for n in range(1, 15))]  # a spike at lr 3e-2, then a drift down
     assert lrs[steepest_descent(lrs, blown_up)] == pytest.approx(1e-3, rel=0.3)
+
+
+def test_a_net_that_does_not_fit_the_data_is_refused_in_one_line_as_training_refuses_it(tmp_path, cifar_root):
+    """tune builds the data and the module as train does, with the same check of the net against the data."""
+    args = [*tiny_cifar_overrides(cifar_root), "model=week11_cnn", "model.num_classes=7"]
+    trained = run_cli("lit_cifar.train", *args, "trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path / 'run'}")
+    tuned = tune(tmp_path / "tune", *args)
+    message = "model Week11CNN gives (7,) outputs per image, not data.num_classes=10"
+    for result in (trained, tuned):
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 2 and len(errors) == 1, result.stderr[-3000:]
+        assert message in errors[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "tune").exists()

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lit_cifar.run.dirs import held, is_empty, removed_on_error
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
-from lit_cifar.run.lifecycle import quiet_console
 from lit_cifar.run.overrides import as_typed, key_of
 from lit_cifar.run.record import write_atomically
 from lit_cifar.run.validate import check_and_complete, check_values
@@ -96,16 +94,16 @@ def steepest_descent(lrs: list[float], losses: list[float], skip_begin: int = SK
 
 def find(cfg: DictConfig, run_dir: Path) -> dict:
     """Run the finders; return what they found (and the lr curve) as written to `lr_find.json`."""
-    import lightning.pytorch as pl
     from lightning.pytorch.tuner import Tuner
     from torch.utils.tensorboard import SummaryWriter
 
-    quiet_console()
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = instantiate(cfg.data)
-    module = instantiate(cfg.module)
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer,
+    from lit_cifar.training.build import build_data, build_module, build_trainer, seeded
+
+    seeded(cfg)
+    datamodule = build_data(cfg)
+    module = build_module(cfg)
+    trainer = build_trainer(
+        cfg,
         max_epochs=max(cfg.trainer.max_epochs, cfg.tune.steps),  # enough epochs for the steps on any data size
         limit_val_batches=0,  # the finders judge the training loss
         num_sanity_val_steps=0,

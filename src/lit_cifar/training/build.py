@@ -32,16 +32,36 @@ def check_input_size(net, in_channels: int, image_size: int, num_classes: int) -
         )
 
 
-def build(cfg: DictConfig, extra_callbacks: list[pl.Callback] = ()) -> Built:
-    """Seeded, then built in the order the config's facts flow: data, net (checked against the data), trainer."""
+def seeded(cfg: DictConfig) -> None:
+    """Lightning's console quiet and every generator seeded (the seed is in metrics.json), before anything is built."""
     quiet_console()
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in metrics.json
-    datamodule = instantiate(cfg.data)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+
+def build_data(cfg: DictConfig) -> pl.LightningDataModule:
+    return instantiate(cfg.data)
+
+
+def build_module(cfg: DictConfig) -> pl.LightningModule:
+    """The module holding the config's net, refused in one line when the net does not fit the data."""
     module = instantiate(cfg.module)
     check_input_size(module.net, cfg.data.in_channels, cfg.data.image_size, cfg.data.num_classes)
+    return module
+
+
+def build_trainer(cfg: DictConfig, **settings) -> pl.Trainer:
+    """The config's trainer, with `settings` (callbacks, loggers, a command's own limits) over its keys."""
+    return instantiate(cfg.trainer, **settings)
+
+
+def build(cfg: DictConfig, extra_callbacks: list[pl.Callback] = ()) -> Built:
+    """Seeded, then built in the order the config's facts flow: data, net (checked against the data), trainer."""
+    seeded(cfg)
+    datamodule = build_data(cfg)
+    module = build_module(cfg)
     module.run_config = resolved_config(cfg)  # saved in every checkpoint
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + list(extra_callbacks)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]  # logger=[]: none
     no_validation = {"limit_val_batches": 0} if cfg.data.val_size == 0 else {}
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, **no_validation)
+    trainer = build_trainer(cfg, callbacks=callbacks, logger=loggers, **no_validation)
     return Built(datamodule, module, trainer)
