@@ -11,6 +11,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 from conftest import file_hashes, run_cli, tiny_cifar_overrides
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from omegaconf import OmegaConf
 from scipy import stats
 from test_report import make_run, make_sweep
@@ -466,3 +467,21 @@ def test_a_setting_that_failed_on_some_seeds_is_never_declared_best(tmp_path):
         ("0.001", "best"),
         ("0.002", "failed on 2 of 3 seeds"),
     ]
+
+
+def test_a_grid_of_ten_values_on_a_log_axis_has_tick_labels_that_never_overlap():
+    """1e-3 to 1e-2 in steps of 1e-3: the upper values of the decade sit close on a log axis."""
+    lrs = [f"{n}e-3" for n in range(1, 11)]
+    rows = [
+        {"job": f"optim.lr={lr}", "dir": f"s/{lr}", "status": "ok", "val/acc_best": 0.4, "overrides": {"optim.lr": lr},
+         VERDICT: "best" if n == 0 else "tied (p 0.5)"}
+        for n, lr in enumerate(lrs)
+    ]  # fmt: skip
+    curves = {row["job"]: [(1, 0.4)] for row in rows}
+    figure = plots.results_figure(["optim.lr"], rows, curves, "t", "val/acc_best", {"optim.lr"})
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    labels = [label for label in figure.axes[0].get_xticklabels() if label.get_text()]
+    assert [label.get_text() for label in labels] == [f"{n / 1000:g}" for n in range(1, 11)]
+    boxes = [label.get_window_extent(renderer) for label in labels]
+    assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))

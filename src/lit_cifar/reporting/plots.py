@@ -167,7 +167,9 @@ def _panel(
     elif labels is not None:
         ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 3 else 0)
     if labels is None and not search:  # a grid's values as its ticks; a search's sampled ones would overlap
-        ax.set_xticks(sorted(set(xs)), [f"{x:g}" for x in sorted(set(xs))])
+        ticks = sorted(set(xs))
+        crowded = len(ticks) > 5  # on a log axis the upper values of a decade sit close: upright, they never overlap
+        ax.set_xticks(ticks, [f"{x:g}" for x in ticks], rotation=90 if crowded else 0)
         ax.minorticks_off()
     ax.set(xlabel=key + (" (log)" if log else ""), ylabel=metric)
     ax.grid(alpha=0.3)
