@@ -31,6 +31,7 @@ def confusion_matrix(ckpt_path: Path, ckpt: dict, data_overrides: dict, device: 
     import torch
     from torchmetrics.classification import MulticlassConfusionMatrix
 
+    from lit_cifar.training.module import unpadded
     from lit_cifar.training.restore import load_net, load_test_split, pick_device, run_logits
 
     on = pick_device(device)
@@ -40,8 +41,7 @@ def confusion_matrix(ckpt_path: Path, ckpt: dict, data_overrides: dict, device: 
     with torch.inference_mode():
         for images, labels in datamodule.test_dataloader():
             images, labels = images.to(on), labels.to(on)
-            # [: len(labels)]: the batched pipeline pads the last batch's images, not its labels
-            matrix.update(logits_of(datamodule.normalize(images))[: len(labels)], labels)
+            matrix.update(unpadded(logits_of(datamodule.normalize(images)), labels), labels)
         return matrix.compute().cpu(), datamodule.class_names
 
 

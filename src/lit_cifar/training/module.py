@@ -14,6 +14,12 @@ from lit_cifar.run.declared import OneOf, Range
 from lit_cifar.training.tta import tta_logits
 
 
+def unpadded(logits: Tensor, labels: Tensor) -> Tensor:
+    """The logits of a batch's real images: the batched pipeline pads the last evaluation batch's images to the
+    full batch size, not its labels (lit_cifar.data.batched.OrderedBatches)."""
+    return logits[: len(labels)]
+
+
 class LitClassifier(pl.LightningModule):
     """`optimizer` and `scheduler` are partials (Hydra `_partial_: true`) completed here with the
     parameters. Schedulers stepped per batch (`scheduler_interval: step`) also get `total_steps`."""
@@ -75,7 +81,7 @@ class LitClassifier(pl.LightningModule):
             logits = tta_logits(self, images, flip=self.hparams.tta_flip)
         else:
             logits = self(images)
-        logits = logits[: len(labels)]  # the batched pipeline pads the last evaluation batch's images
+        logits = unpadded(logits, labels)
         return self.criterion(logits, labels), logits, labels
 
     # The steps only update the metrics, on the device; the epoch hooks compute and log them once. Logging a
