@@ -1,5 +1,6 @@
-"""`python -m lit_cifar.train [overrides]`: checks → how the run starts in its folder → data, model, callbacks,
-loggers, trainer → fit → test → the run's record.
+"""`python -m lit_cifar.train [overrides]`: checks → how the run starts in its folder → a sweep job's own steps
+(lit_cifar.sweep.jobs.prepare_job) → data, model, callbacks, loggers, trainer → fit → test → the run's record; read
+from `main` down.
 
 Lightning (and all that needs it) is imported in `fit_and_test`, once a start passed its checks: `--help`, a
 config error or a refused start answer in about the time it takes to import torch."""
@@ -24,41 +25,52 @@ from lit_cifar.run.overrides import as_typed
 from lit_cifar.run.record import save_config, supersede, write_outcome
 from lit_cifar.run.resume import Start, check_resumable, plan_start
 from lit_cifar.run.validate import check_and_complete
-from lit_cifar.sweep.jobs import refuse_several_devices, share_machine
+from lit_cifar.sweep.jobs import prepare_job
 from lit_cifar.sweep.overrides import confirmation_command, run_command, sweep_command
 from lit_cifar.sweep.resolvers import register
-from lit_cifar.sweep.search import is_search, trial_callbacks
+from lit_cifar.sweep.search import is_search
 
 log = logging.getLogger(__name__)
 register()
 
 
-def save_run_config(run_dir: Path, cfg: DictConfig) -> None:
-    save_config(run_dir, cfg, HydraConfig.instance().cfg, resolved_config(cfg))
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if (start := rank_0_start()) is not None:  # another rank of a ddp run, started by Lightning
+        with other_rank():
+            return fit_and_test(cfg, run_dir, start).get(cfg.optimized_metric)
+    new = is_empty(run_dir)
+    with run_held(run_dir, new):
+        return train(cfg, run_dir, new).get(cfg.optimized_metric)
 
 
-def resume_command(run_dir: Path) -> str:
-    """The command that goes on with this run (the whole sweep for a sweep job, its confirmation for one of those)."""
+def train(cfg: DictConfig, run_dir: Path, new: bool) -> dict[str, float]:
+    """Fit, then test with the best checkpoint; return every final metric. Nothing in `run_dir` changes
+    before the start has passed its checks; a finished run is reported, not trained again."""
     hydra_cfg = HydraConfig.get()
-    hydra_lines, task = as_typed(hydra_cfg.overrides.hydra), as_typed(hydra_cfg.overrides.task)
-    if in_multirun():
-        sweep_dir = Path(hydra_cfg.sweep.dir)
-        confirming = confirmation_command(sweep_dir, hydra_lines, task, hydra_cfg.sweeper.get("confirm"))
-        return confirming or sweep_command(SweepRecord.load(sweep_dir))
-    return run_command([*hydra_lines, *task], run_dir)
+    search = hydra_cfg.sweeper if in_multirun() and is_search(hydra_cfg) else None
+    check_and_complete(cfg, as_typed(hydra_cfg.overrides.task), search)
+    if new and in_multirun():
+        save_run_config(run_dir, cfg)  # a sweep's table lists a job that fails its checks by its overrides
+    start = plan_start(cfg, run_dir, new, sweep_job=in_multirun())
+    if start.finished is not None:
+        print(f"{run_dir}: {start.finished.get('status')} already, left as it is", file=sys.stderr)
+        return start.finished.get("metrics", {})
+    return fit_and_test(cfg, run_dir, start)
 
 
 def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, float]:
     from lit_cifar.run.provenance import provenance
     from lit_cifar.training.build import build
 
-    share_machine(cfg)
+    extra_callbacks = prepare_job(cfg)  # a sweep job's: its devices, its share of the machine, its trial's report
     first, _, groups = config_summary(resolved_config(cfg), HydraConfig.get().runtime.choices, str(run_dir)).partition(
         "\n"
     )
     log.info("%s", first)  # the seed and the run dir on the console; each group's settings in train.log
     to_log_files(log, f"the config, by group:\n{groups}")
-    built = build(cfg, extra_callbacks=trial_callbacks(cfg.optimized_metric))
+    built = build(cfg, extra_callbacks=extra_callbacks)
     datamodule, module, trainer = built.datamodule, built.module, built.trainer
     if start.ckpt_path:
         check_resumable(cfg, module, start.ckpt_path)
@@ -104,32 +116,19 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, floa
     return metrics
 
 
-def train(cfg: DictConfig, run_dir: Path, new: bool) -> dict[str, float]:
-    """Fit, then test with the best checkpoint; return every final metric. Nothing in `run_dir` changes
-    before the start has passed its checks; a finished run is reported, not trained again."""
+def save_run_config(run_dir: Path, cfg: DictConfig) -> None:
+    save_config(run_dir, cfg, HydraConfig.instance().cfg, resolved_config(cfg))
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command that goes on with this run (the whole sweep for a sweep job, its confirmation for one of those)."""
     hydra_cfg = HydraConfig.get()
+    hydra_lines, task = as_typed(hydra_cfg.overrides.hydra), as_typed(hydra_cfg.overrides.task)
     if in_multirun():
-        refuse_several_devices(cfg)
-    search = hydra_cfg.sweeper if in_multirun() and is_search(hydra_cfg) else None
-    check_and_complete(cfg, as_typed(hydra_cfg.overrides.task), search)
-    if new and in_multirun():
-        save_run_config(run_dir, cfg)  # a sweep's table lists a job that fails its checks by its overrides
-    start = plan_start(cfg, run_dir, new, sweep_job=in_multirun())
-    if start.finished is not None:
-        print(f"{run_dir}: {start.finished.get('status')} already, left as it is", file=sys.stderr)
-        return start.finished.get("metrics", {})
-    return fit_and_test(cfg, run_dir, start)
-
-
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if (start := rank_0_start()) is not None:  # another rank of a ddp run, started by Lightning
-        with other_rank():
-            return fit_and_test(cfg, run_dir, start).get(cfg.optimized_metric)
-    new = is_empty(run_dir)
-    with run_held(run_dir, new):
-        return train(cfg, run_dir, new).get(cfg.optimized_metric)
+        sweep_dir = Path(hydra_cfg.sweep.dir)
+        confirming = confirmation_command(sweep_dir, hydra_lines, task, hydra_cfg.sweeper.get("confirm"))
+        return confirming or sweep_command(SweepRecord.load(sweep_dir))
+    return run_command([*hydra_lines, *task], run_dir)
 
 
 if __name__ == "__main__":

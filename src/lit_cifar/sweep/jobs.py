@@ -1,6 +1,7 @@
 """A sweep's jobs on one machine: no job trains on several devices, parallel jobs share the cores, and each
 takes a GPU slot no other job of the sweep holds (`hydra.launcher.jobs_per_gpu` slots on each GPU, or `auto`: the
-seeds' small nets leave most of a GPU idle); a job that a launcher lost is recorded as failed."""
+seeds' small nets leave most of a GPU idle); a job that a launcher lost is recorded as failed. `prepare_job` is what
+lit_cifar.train asks of this module: the steps a sweep job takes before it builds its trainer."""
 
 import fcntl
 import logging
@@ -16,6 +17,7 @@ from lit_cifar.run.errors import UserError
 from lit_cifar.run.mode import in_multirun
 from lit_cifar.run.record import has_outcome, record_failed
 from lit_cifar.sweep.overrides import job_name
+from lit_cifar.sweep.search import trial_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,17 @@ def finished_outcome(config: DictConfig, job: DictConfig, overrides: list[str], 
         return None
     finally:
         hydra.cfg = sweep
+
+
+def prepare_job(cfg: DictConfig) -> list:
+    """A sweep job's steps before its trainer is built (none for a single run): refuse several devices, share the
+    machine with the sweep's other jobs (which may set `cfg.trainer.devices`), and return the callbacks the job adds
+    (a search trial's report)."""
+    if not in_multirun():
+        return []
+    refuse_several_devices(cfg)
+    share_machine(cfg)
+    return trial_callbacks(cfg.optimized_metric)
 
 
 def refuse_several_devices(cfg: DictConfig) -> None:
@@ -150,7 +163,7 @@ def share_machine(cfg: DictConfig) -> None:
     that asks for the default single device a GPU slot that no other job of the sweep holds."""
     global _held_gpu
     hydra_cfg = HydraConfig.get()
-    if not in_multirun() or "n_jobs" not in hydra_cfg.launcher:
+    if "n_jobs" not in hydra_cfg.launcher:
         return
     import torch
 
