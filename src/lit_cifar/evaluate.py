@@ -32,10 +32,9 @@ def confusion_matrix(ckpt_path: Path, ckpt: dict, data_overrides: dict, device: 
     from torchmetrics.classification import MulticlassConfusionMatrix
 
     from lit_cifar.training.module import unpadded
-    from lit_cifar.training.restore import load_net, load_test_split, pick_device, run_logits
+    from lit_cifar.training.restore import load_test_split, trained_logits
 
-    on = pick_device(device)
-    logits_of = run_logits(ckpt, load_net(ckpt, ckpt_path).to(on))
+    logits_of, on = trained_logits(ckpt, ckpt_path, device)
     datamodule = load_test_split(ckpt, ckpt_path, "evaluate", **data_overrides)
     matrix = MulticlassConfusionMatrix(len(datamodule.class_names)).to(on)
     with torch.inference_mode():

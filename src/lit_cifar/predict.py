@@ -18,11 +18,9 @@ from lit_cifar.run.validate import check_values, integer
 from lit_cifar.sweep.resolvers import register
 from lit_cifar.training.restore import (
     load_datamodule,
-    load_net,
     load_test_split,
-    pick_device,
-    run_logits,
     trained_checkpoint,
+    trained_logits,
 )
 
 if TYPE_CHECKING:
@@ -134,8 +132,7 @@ def classified(
     """Each source's images by name, with the top `k` classes that the checkpoint's net gives them."""
     import torch
 
-    on = pick_device(device)
-    logits_of = run_logits(ckpt, load_net(ckpt, path).to(on))
+    logits_of, on = trained_logits(ckpt, path, device)
     if any(isinstance(source, tuple) for source in sources):  # only test images need the data set itself
         datamodule = load_test_split(ckpt, path, "predict", **data_overrides)
     else:

@@ -109,6 +109,15 @@ def run_logits(ckpt: dict, net: nn.Module) -> Callable[[torch.Tensor], torch.Ten
     return partial(tta_logits, net, flip=module.get("tta_flip") is True) if tta else net
 
 
+def trained_logits(
+    ckpt: dict, path: str | Path, device: str
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.device]:
+    """The logits of the checkpoint's net as the run's own test computed them (`run_logits`), on `device`
+    (`pick_device`), and that device, for the images to go to."""
+    on = pick_device(device)
+    return run_logits(ckpt, load_net(ckpt, path).to(on)), on
+
+
 def load_datamodule(ckpt: dict, path: str | Path, **overrides) -> ImageDataModule:
     """The checkpoint's datamodule (its config with the non-None `overrides`), holding the class names, mean and
     std the net was trained with. It never downloads, and counts the classes of the data it finds (`evaluate`
