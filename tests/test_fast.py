@@ -242,6 +242,7 @@ def test_bench_runs_end_to_end_on_the_tiny_fixture(cifar_root, tmp_path):
     overhead = result["sweep_overhead"]
     assert [(r["launcher"], r["jobs"], r["at_once"]) for r in overhead] == [("basic", 2, 1), ("parallel", 2, 2)]
     assert all(r["wall_s"] * r["at_once"] > r["fit_test_s"] > 0 for r in overhead)
+    assert all(0 < r["first_job_s"] < r["wall_s"] for r in overhead)
     assert "## 8. What a sweep job costs beyond its own fit and test" in proc.stdout
     assert all(c["best_s"] > 0 for c in result["cli"])
     airbench = result["airbench"]
