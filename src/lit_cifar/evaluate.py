@@ -31,7 +31,7 @@ def confusion_matrix(ckpt_path: Path, ckpt: dict, data_overrides: dict, device: 
     import torch
     from torchmetrics.classification import MulticlassConfusionMatrix
 
-    from lit_cifar.training.module import unpadded
+    from lit_cifar.data.batched import unpadded
     from lit_cifar.training.restore import load_test_split, trained_logits
 
     logits_of, on = trained_logits(ckpt, ckpt_path, device)

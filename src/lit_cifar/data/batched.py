@@ -99,10 +99,15 @@ class ShuffledBatches:
             yield images, self.labels[indices]
 
 
+def unpadded(padded: Tensor, labels: Tensor) -> Tensor:
+    """The rows of a batch's images, or of their logits, that `labels` label: `OrderedBatches` pads the images."""
+    return padded[: len(labels)]
+
+
 class OrderedBatches:
     """Evaluation batches of (images, labels) held on the device, in order. The last batch's images are
     padded with zeros to the full batch size, so a compiled net sees one shape; its labels are not, and the
-    module keeps only the logits of the real images (`LitClassifier._step`)."""
+    logits of the real images are kept (`unpadded`)."""
 
     def __init__(self, images: Tensor, labels: Tensor, batch_size: int) -> None:
         self.images, self.labels = images, labels

@@ -10,14 +10,9 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from lit_cifar.data.batched import unpadded
 from lit_cifar.run.declared import OneOf, Range
 from lit_cifar.training.tta import tta_logits
-
-
-def unpadded(logits: Tensor, labels: Tensor) -> Tensor:
-    """The logits of a batch's real images: the batched pipeline pads the last evaluation batch's images to the
-    full batch size, not its labels (lit_cifar.data.batched.OrderedBatches)."""
-    return logits[: len(labels)]
 
 
 class LitClassifier(pl.LightningModule):
@@ -81,7 +76,7 @@ class LitClassifier(pl.LightningModule):
             logits = tta_logits(self, images, flip=self.hparams.tta_flip)
         else:
             logits = self(images)
-        logits = unpadded(logits, labels)
+        logits = unpadded(logits, labels)  # the batched pipeline pads the last evaluation batch's images
         return self.criterion(logits, labels), logits, labels
 
     # The steps only update the metrics, on the device; the epoch hooks compute and log them once. Logging a
