@@ -239,8 +239,11 @@ def test_a_failed_jobs_console_gets_its_one_line_and_only_a_bugs_log_its_traceba
 
 
 def as_recorded_before_debug_presets(config: dict) -> dict:
-    """A run's config as lit_cifar recorded it before `debug` existed and while EpochLog took a name."""
-    config.pop("debug", None)
+    """A run's config as lit_cifar recorded it before `debug`, `name` and `tags` existed and while EpochLog took a
+    name."""
+    for key in ("debug", "name", "tags"):
+        config.pop(key, None)
+        config["callbacks"]["hparams"]["texts"].pop(key, None)
     config["callbacks"]["epoch_log"]["name"] = ""
     return config
 

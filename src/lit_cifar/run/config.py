@@ -26,6 +26,7 @@ FREE_TO_CHANGE = (
     "callbacks.progress_bar",
     "callbacks.epoch_log",  # console lines only (runs before 2026-12-07 recorded a name for them)
     "callbacks.model_summary",
+    "callbacks.hparams",  # the columns logged to TensorBoard's HParams (runs before 2026-12-07 had no name, tags)
     "callbacks.lr_monitor",
     "logger",
 )
