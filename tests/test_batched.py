@@ -9,7 +9,6 @@ from lightning.pytorch.plugins.precision import Precision
 from lit_cifar.data.base import augmentation
 from lit_cifar.data.batched import augment_batch
 from lit_cifar.data.cifar10 import CIFAR10DataModule
-from lit_cifar.run.errors import UserError
 from lit_cifar.training.tta import tta_logits
 
 CIFAR = {"num_classes": 10, "in_channels": 3, "image_size": 32}
@@ -179,8 +178,3 @@ def test_batched_draws_depend_on_the_seed_and_step_only(batched_module):
     assert not torch.equal(batched_module.augment(images, step=6), first)
     torch.manual_seed(4)  # another seed, the same step: other draws (a CPU generator keeps only 32 bits of its seed)
     assert not torch.equal(batched_module.augment(images, step=5), first)
-
-
-def test_unknown_pipeline_is_a_user_error():
-    with pytest.raises(UserError, match="data.pipeline"):
-        CIFAR10DataModule(pipeline="gpu", **CIFAR)
