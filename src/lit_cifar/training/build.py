@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from lit_cifar.run.config import resolved_config
 from lit_cifar.run.errors import UserError
 from lit_cifar.run.lifecycle import quiet_console
+from lit_cifar.run.validation_split import has_validation
 
 
 @dataclass
@@ -62,6 +63,6 @@ def build(cfg: DictConfig, extra_callbacks: list[pl.Callback] = ()) -> Built:
     module.run_config = resolved_config(cfg)  # saved in every checkpoint
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + list(extra_callbacks)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]  # logger=[]: none
-    no_validation = {"limit_val_batches": 0} if cfg.data.val_size == 0 else {}
+    no_validation = {} if has_validation(cfg.data.val_size) else {"limit_val_batches": 0}
     trainer = build_trainer(cfg, callbacks=callbacks, logger=loggers, **no_validation)
     return Built(datamodule, module, trainer)
