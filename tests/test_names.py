@@ -13,7 +13,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 DATE_TIME = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d")
-ONE_EPOCH = ["model=two_layer_fc", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "callbacks.images=null"]
+ONE_EPOCH = [
+    "model=two_layer_fc",
+    "model.hidden=8",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=1",
+    "callbacks.images=null",
+]
 NOT_A_FOLDER_NAME = (
     "is no plain folder name: use letters, digits, '.', '_' and '-', starting with a letter or digit, e.g. "
     "name=resnet-lr3"
@@ -97,7 +103,13 @@ class OneSecond(datetime.datetime):
 
 def test_two_named_starts_in_the_same_second_get_a_folder_each(cifar_root, tmp_path, monkeypatch):
     monkeypatch.setattr("hydra.core.utils.datetime", OneSecond)
-    args = [*tiny_cifar_overrides(cifar_root), "trainer.fast_dev_run=true", "model=two_layer_fc", "name=twice"]
+    args = [
+        *tiny_cifar_overrides(cifar_root),
+        "trainer.fast_dev_run=true",
+        "model=two_layer_fc",
+        "model.hidden=8",
+        "name=twice",
+    ]
     for seed in (1, 2):
         result = run_in_process("lit_cifar.train", *args, f"seed={seed}", cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]

@@ -28,7 +28,7 @@ def test_a_held_folder_is_in_use_until_released(tmp_path):
 def start_both(cifar_root: Path, *args: str) -> None:
     """Two trainings started at once, with seeds 1 and 2; both must succeed."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    fixed = [*tiny_cifar_overrides(cifar_root), "trainer.fast_dev_run=true", "model=two_layer_fc"]
+    fixed = [*tiny_cifar_overrides(cifar_root), "trainer.fast_dev_run=true", "model=two_layer_fc", "model.hidden=8"]
     starts = [
         subprocess.Popen(
             [sys.executable, "-m", "lit_cifar.train", *args, *fixed, f"seed={seed}"],

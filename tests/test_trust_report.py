@@ -301,7 +301,13 @@ def test_a_ddp_run_records_the_images_every_rank_measured_and_keeps_its_id_when_
     """3 CPU processes on 20 validation and 40 test images: Lightning's DistributedSampler gives each rank
     ceil(N / 3) of them (padding with repeats), 7 and 14, so accuracy is computed on 21 and 42."""
     run_dir = tmp_path / "run"
-    args = [*tiny_cifar_overrides(cifar_root), "model=two_layer_fc", "+trainer.strategy=ddp", "trainer.devices=3"]
+    args = [
+        *tiny_cifar_overrides(cifar_root),
+        "model=two_layer_fc",
+        "model.hidden=8",
+        "+trainer.strategy=ddp",
+        "trainer.devices=3",
+    ]
     done = run_cli("lit_cifar.train", *args, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((run_dir / "metrics.json").read_text())

@@ -385,7 +385,13 @@ def test_every_setting_its_own_colour_and_each_key_a_panel_below(tmp_path):
 def test_rerun_reaches_new_work_without_starting_the_finished_jobs_processes(tmp_path, cifar_root):
     sweep_dir = tmp_path / "sweep"
     parallel = ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}"]
-    common = [*tiny_cifar_overrides(cifar_root), "model=two_layer_fc", "trainer.max_epochs=1", *parallel]
+    common = [
+        *tiny_cifar_overrides(cifar_root),
+        "model=two_layer_fc",
+        "model.hidden=8",
+        "trainer.max_epochs=1",
+        *parallel,
+    ]
     first = run_cli("lit_cifar.train", "-m", *common, "optim.lr=1e-3,2e-3")
     assert first.returncode == 0, first.stderr[-3000:]
     finished = {name: file_hashes(sweep_dir / name) for name in ("optim.lr=0.001", "optim.lr=0.002")}

@@ -27,6 +27,7 @@ def quick(cifar_slice: Path) -> list[str]:
     return [
         "trainer=cpu",
         "model=two_layer_fc",
+        "model.hidden=8",
         f"data.root={cifar_slice}",
         "data.verify_checksums=false",
         "data.download=false",
