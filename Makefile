@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: install install-dev train sweep report test test-fast bench bench-search tensorboard dashboard lint format clean
+.PHONY: install install-dev train sweep report test test-fast bench bench-search figures tensorboard dashboard lint format clean
 
 install: $(VENV)/.installed          ## what training, sweeps, evaluate and predict need
 install-dev: $(VENV)/.installed-dev  ## and what tests, lint and benchmarks need (the loggers' extras too)
@@ -40,6 +40,9 @@ bench: install-dev        ## speed figures (input pipeline, framework overhead, 
 
 bench-search: install-dev ## the lr x batch-size grid against the Optuna search with pruning, and the lr finder, on the slice
 	$(PY) -m benchmarks.search_vs_grid $(ARGS)
+
+figures: install-dev      ## every figure README and docs/expect.md quote, measured again into docs/figures.md, e.g. ARGS="--only first_run"
+	$(PY) -m benchmarks.figures $(ARGS)
 
 tensorboard: install      ## single runs and sweeps side by side
 	$(VENV)/bin/tensorboard --logdir_spec outputs:outputs,multirun:multirun $(ARGS)

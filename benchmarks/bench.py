@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.airbench_peer import against_airbench
 from benchmarks.cli import bench_parser
+from benchmarks.machine import describe, machine
 from benchmarks.sweep_overhead import overhead_markdown, sweep_overhead
 from lit_cifar.run.errors import UserError, exit_on_user_error, run_app
 from lit_cifar.training.module import LitClassifier
@@ -504,8 +505,8 @@ def markdown(result: dict) -> str:
     lines = [
         f"# lit_cifar bench {result['timestamp']}",
         "",
-        f"device {result['device']}, precision {result['precision']}, compile {result['compile']}, "
-        f"torch {result['torch']}, {result['cpu_threads']} CPU threads",
+        f"{describe(result['machine'])}; device {result['device']}, precision {result['precision']}, "
+        f"compile {result['compile']}",
         "",
     ]
     if "pipeline" in result:
@@ -650,8 +651,7 @@ def main(argv: list[str] | None = None) -> None:
             "device": torch.cuda.get_device_name() if args.device.type == "cuda" else "cpu",
             "precision": args.precision,
             "compile": args.compile,
-            "torch": torch.__version__,
-            "cpu_threads": torch.get_num_threads(),
+            "machine": machine(),
         }
         print(f"device {result['device']}, precision {args.precision}, compile {args.compile}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:

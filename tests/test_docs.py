@@ -162,22 +162,36 @@ def test_a_quoted_command_still_parses(where, line, monkeypatch):
 
 
 SECTION_REFERENCE = re.compile(r'\((README|docs/[\w-]+\.md)(?:, "([^"]+)")?\)')
+ANCHOR_REFERENCE = re.compile(r"\b(README(?:\.md)?|docs/[\w-]+\.md)#([\w-]+)")
 
 
-def config_references() -> list[tuple[str, str, str | None]]:
-    """Every `(README, "Section")` or `(docs/page.md, "Section")` a config file's comment points to."""
+def config_references(conf: Path = REPO / "conf") -> list[tuple[str, str, str | None]]:
+    """Every `(README, "Section")`, `(docs/page.md, "Section")`, `README#anchor` or `docs/page.md#anchor` a config
+    file's comment points to, as (where, page, the section's anchor or None)."""
     found = []
-    for path in sorted((REPO / "conf").rglob("*.yaml")):
+    for path in sorted(conf.rglob("*.yaml")):
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            comment = line.partition("#")[2]
-            for m in SECTION_REFERENCE.finditer(comment):
-                found.append((f"{path.relative_to(REPO)}:{number}", m.group(1), m.group(2)))
+            comment, where = line.partition("#")[2], f"{path.relative_to(conf.parent)}:{number}"
+            found += [(where, m.group(1), m.group(2) and slug(m.group(2))) for m in SECTION_REFERENCE.finditer(comment)]
+            found += [(where, m.group(1), m.group(2)) for m in ANCHOR_REFERENCE.finditer(comment)]
     return found
 
 
-@pytest.mark.parametrize("where,page,section", config_references())
-def test_a_config_comment_names_a_section_that_exists(where: str, page: str, section: str | None) -> None:
-    target = REPO / ("README.md" if page == "README" else page)
+def test_a_config_comment_names_a_section_in_either_form(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "a.yaml").write_text(
+        'x: 1  # see README#a-first-run, (docs/data.md, "The split") and docs/speed.md#gpu\n'
+    )
+    assert sorted(config_references(tmp_path / "conf")) == [
+        ("conf/a.yaml:1", "README", "a-first-run"),
+        ("conf/a.yaml:1", "docs/data.md", "the-split"),
+        ("conf/a.yaml:1", "docs/speed.md", "gpu"),
+    ]
+
+
+@pytest.mark.parametrize("where,page,anchor", config_references())
+def test_a_config_comment_names_a_section_that_exists(where: str, page: str, anchor: str | None) -> None:
+    target = REPO / (page if page.endswith(".md") else "README.md")
     assert target.is_file(), f"{where} points to {page}, which does not exist"
-    if section:
-        assert slug(section) in anchors(target), f"{where} points to the section {section!r} of {page}, which it lacks"
+    if anchor:
+        assert anchor in anchors(target), f"{where} points to the section #{anchor} of {page}, which it lacks"
