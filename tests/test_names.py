@@ -147,3 +147,50 @@ def test_a_name_or_tags_of_another_type_is_one_line(cifar_root, tmp_path, overri
     assert result.returncode == 2, result.stderr[-3000:]
     assert result.stderr.splitlines() == [message]
     assert {p for p in tmp_path.rglob("*") if p.is_file()} == {p for p in before if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("swept", "message"),
+    [
+        (
+            "name=a,b",
+            "error: name is swept (name=a,b), but it changes nothing a job computes: its jobs would be one setting run "
+            "2 times; give it one value (name=a), or sweep a setting",
+        ),
+        (
+            "tags=[x],[y],[z]",
+            "error: tags is swept (tags=[x],[y],[z]), but it changes nothing a job computes: its jobs would be one "
+            "setting run 3 times; give it one value (tags=[x]), or sweep a setting",
+        ),
+        (
+            "data.num_workers=0,1",
+            "error: data.num_workers is swept (data.num_workers=0,1), but it changes nothing a job computes: its jobs "
+            "would be one setting run 2 times; give it one value (data.num_workers=0), or sweep a setting",
+        ),
+    ],
+)
+def test_a_swept_name_or_other_label_is_one_line_and_makes_no_folder(cifar_root, tmp_path, swept, message):
+    """A key that changes nothing computed (a name, tags, the loader's workers) swept would train one setting
+    several times over, each with the same seed: the table would count it once, the time spent would buy nothing."""
+    before = set(tmp_path.rglob("*"))
+    args = [*tiny_cifar_overrides(cifar_root), "trainer.fast_dev_run=true", "optim.lr=1e-3,2e-3", swept]
+    result = run_cli("lit_cifar.train", "-m", *args, cwd=tmp_path)
+    assert_refused_leaving_nothing(result, tmp_path, before, message)
+
+
+def test_a_label_in_a_searchs_space_is_one_line_and_makes_no_folder(cifar_root, tmp_path):
+    before = set(tmp_path.rglob("*"))
+    args = [
+        *tiny_cifar_overrides(cifar_root),
+        "trainer.fast_dev_run=true",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=2",
+        "optim.lr=tag(log,interval(1e-4,1e-2))",
+        "data.num_workers=int(interval(0,2))",
+    ]
+    result = run_cli("lit_cifar.train", "-m", *args, cwd=tmp_path)
+    message = (
+        "error: data.num_workers is swept (data.num_workers=int(interval(0,2))), but it changes nothing a job computes: "
+        "its jobs would be one setting run once per trial; give it one value (data.num_workers=VALUE), or sweep a setting"
+    )
+    assert_refused_leaving_nothing(result, tmp_path, before, message)

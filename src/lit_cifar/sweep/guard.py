@@ -8,11 +8,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from lit_cifar.run.commands import command
-from lit_cifar.run.config import flattened
+from lit_cifar.run.config import FREE_TO_CHANGE, flattened
 from lit_cifar.run.dirs import lock, release
 from lit_cifar.run.errors import UserError
 from lit_cifar.run.folders import SweepRecord, is_sweep_dir, run_left_in
-from lit_cifar.run.overrides import as_typed, overrides_of
+from lit_cifar.run.overrides import as_typed, overrides_of, parse
 from lit_cifar.run.validate import check_needs_validation
 from lit_cifar.sweep.confirmation import check_confirmation
 from lit_cifar.sweep.gpu_share import forget_measured
@@ -127,9 +127,25 @@ def refuse_a_run_dir(sweep_dir: Path) -> None:
         raise UserError(f"{sweep_dir} holds a single run, not a sweep; pick a new hydra.sweep.dir for the sweep")
 
 
+def refuse_swept_labels(config: DictConfig) -> None:
+    """A key that changes nothing a job computes (a name, tags, the loader's workers), swept, would train one setting
+    several times with the same seed: the table counts it once, the time spent buys nothing. (A device count swept
+    fails each of its jobs: `refuse_several_devices`.)"""
+    for override in parse(grid_of(config.hydra) + as_typed(config.hydra.overrides.task)):
+        key = override.key_or_group
+        if override.is_sweep_override() and key.startswith(FREE_TO_CHANGE) and key != "trainer.devices":
+            values = list(override.sweep_string_iterator()) if override.is_discrete_sweep() else ["VALUE"]
+            times = f"{len(values)} times" if override.is_discrete_sweep() else "once per trial"
+            raise UserError(
+                f"{key} is swept ({override.input_line}), but it changes nothing a job computes: its jobs would be "
+                f"one setting run {times}; give it one value ({key}={values[0]}), or sweep a setting"
+            )
+
+
 def hold_sweep_dir(config: DictConfig) -> int:
     """The checks before a sweep starts (each job checks its own swept values again); then the sweep dir is
     held for this sweep until the returned fd is closed (one sweep at a time)."""
+    refuse_swept_labels(config)
     refuse_several_devices(config)
     jobs_per_gpu(config.hydra.launcher)  # refuses a value that is no positive integer
     check_confirmation(config.hydra.sweeper, grid_of(config.hydra) + as_typed(config.hydra.overrides.task))
