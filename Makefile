@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: install install-dev train sweep report test test-fast bench bench-search figures tensorboard dashboard lint format clean
+.PHONY: install install-dev train sweep report test test-fast bench bench-search figures screenshots tensorboard dashboard lint format clean
 
 install: $(VENV)/.installed          ## what training, sweeps, evaluate and predict need
 install-dev: $(VENV)/.installed-dev  ## and what tests, lint and benchmarks need (the loggers' extras too)
@@ -43,6 +43,9 @@ bench-search: install-dev ## the lr x batch-size grid against the Optuna search 
 
 figures: install-dev      ## every figure README and docs/expect.md quote, measured again into docs/figures.md, e.g. ARGS="--only first_run"
 	$(PY) -m benchmarks.figures $(ARGS)
+
+screenshots: install-dev  ## docs/dashboards.md's TensorBoard screenshots again, from a real run and sweep on the slice (needs chromium)
+	$(PY) -m benchmarks.screenshots $(ARGS)
 
 tensorboard: install      ## single runs and sweeps side by side
 	$(VENV)/bin/tensorboard --logdir_spec outputs:outputs,multirun:multirun $(ARGS)
