@@ -2,11 +2,11 @@
 of docs/dashboards.md, taken from a real run and a real sweep.
 
 In a temporary folder, through the command a user types: a run of week11_cnn with scheduler=step, and a sweep of
-four jobs (optim.lr x data.batch_size), each a few batches an epoch on the CIFAR-10 slice (about a minute on a
-2-core CPU). Then a TensorBoard server on a free loopback port and Debian's headless Chromium: over the run and the
-sweep, `tensorboard_hparams.png` (the HParams table, its columns those callbacks.hparams.shown picks); over the run
-alone, `tensorboard_images.png` (its Images tab: the confusion matrix and the mistakes at test, the training images).
-Each server is stopped by its process id, and the temporary folder is removed."""
+four lrs, each two epochs of a few batches on the CIFAR-10 slice (a minute or two on a 2-core CPU). Then a
+TensorBoard server on a free loopback port and Debian's headless Chromium: over the run and the sweep,
+`tensorboard_hparams.png` (the HParams table, its columns those callbacks.hparams.shown picks); over the run alone,
+`tensorboard_images.png` (its Images tab: the confusion matrix and the mistakes at test, the training images). Each
+server is stopped by its process id, and the temporary folder is removed."""
 
 import argparse
 import json
@@ -39,7 +39,7 @@ SWEEP = ["name=sweep", "scheduler=none", "optim.lr=5e-4,1e-3,2e-3,4e-3"]  # one 
 
 @dataclass(frozen=True)
 class Shot:
-    """A screenshot: the file, the TensorBoard tab (the URL's fragment) and the browser window's size in pixels."""
+    """A screenshot: the file, the TensorBoard tab (the URL's fragment) and the browser window's size."""
 
     file: str
     tab: str
@@ -128,7 +128,7 @@ def wait_until_served(server: subprocess.Popen, url: str, runs: int, log: IO[str
         time.sleep(0.5)
 
 
-def screenshot(browser: str, url: str, shot: Shot, out: Path) -> Path:
+def screenshot(browser: str, url: str, shot: Shot, out: Path) -> None:
     """`shot` of the page at `url`, by headless Chromium in a fresh profile; the page gets 20 s of virtual time to
     fetch and draw its data."""
     target = out / shot.file
@@ -143,7 +143,6 @@ def screenshot(browser: str, url: str, shot: Shot, out: Path) -> Path:
         done = subprocess.run(command, capture_output=True, text=True, timeout=180)
     if done.returncode != 0 or not target.is_file():
         raise RuntimeError(f"chromium did not write {target}:\n{done.stderr[-2000:]}")
-    return target
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -155,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         browser = chromium()
         with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
             folder = Path(tmp)
-            print(f"a run and a sweep of four jobs on {data}, in {folder} (about a minute on a 2-core CPU)", flush=True)
+            print(f"a run and a sweep of four lrs on {data}, in {folder} (a minute or two on a 2-core CPU)", flush=True)
             train(folder, data, RUN)
             train(folder, data, SWEEP, multirun=True)
             shots = folder / "shots"  # both or neither replace the pair in --out
