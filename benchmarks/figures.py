@@ -189,7 +189,7 @@ def page(machine_text: str, rows: list[Row]) -> str:
         f"Machine: {machine_text}",
         "",
         "Times are wall-clock on that machine, whose CPU other work may have shared while they were measured: they "
-        "vary between runs (by ±20%, and by up to 3× while other work uses the cores). Accuracies from the fixed "
+        "vary between runs, several-fold while other work uses the cores. Accuracies from the fixed "
         "seed (42) are exact for this software. `fit + test` is a run's `wall_time_s` (its metrics.json); `the "
         "whole command` adds the start-up.",
         "",
