@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
                 ]
         rows = [r for m in MEASUREMENTS for r in (*fresh, *kept) if r.measurement == m.name]
         FIGURES_PAGE.write_text(page(here, rows))
-        print(f"written to {FIGURES_PAGE.relative_to(ROOT)}: {len(fresh)} figures measured, {len(kept)} kept")
+        print(f"written to {FIGURES_PAGE}: {len(fresh)} figures measured, {len(kept)} kept")
 
 
 if __name__ == "__main__":

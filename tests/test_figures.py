@@ -94,3 +94,45 @@ def test_the_table_names_its_machine_and_each_row_its_command() -> None:
     assert re.search(r"^Machine: .*cores.*torch \S+.*Lightning \S+", text, re.M), "the table names no machine"
     for row in read_table(FIGURES_PAGE):
         assert row.command.startswith((".venv/bin/python -m ", "make ")), f"{row.name} has no command: {row.command}"
+
+
+@pytest.fixture
+def fake_measuring(tmp_path, monkeypatch):
+    """benchmarks.figures writing into tmp_path, each measurement's figures a value per call instead of a training."""
+    from benchmarks import figures
+
+    (tmp_path / "slice" / "cifar-10-batches-py").mkdir(parents=True)
+    monkeypatch.setattr(figures, "FIGURES_PAGE", tmp_path / "figures.md")
+    calls = []
+
+    def measure(measurement, data_root):
+        calls.append(measurement.name)
+        return [("test/acc", f"0.{len(calls):04d}", measurement.commands[0])]
+
+    monkeypatch.setattr(figures, "measure", measure)
+    return figures, ["--data-root", str(tmp_path / "slice")], calls
+
+
+def test_only_measures_the_named_figures_again_and_keeps_the_others(fake_measuring) -> None:
+    figures, data, calls = fake_measuring
+    figures.main(data)
+    figures.main([*data, "--only", "readme_sweep"])
+    assert calls == ["first_run", "readme_sweep", "slice_grid", "readme_sweep"]
+    rows = {row.name: row.value for row in read_table(figures.FIGURES_PAGE)}
+    assert rows == {
+        "first_run: test/acc": "0.0001",
+        "readme_sweep: test/acc": "0.0004",
+        "slice_grid: test/acc": "0.0003",
+    }
+
+
+def test_only_on_another_machine_than_the_tables_is_refused(fake_measuring, capsys) -> None:
+    figures, data, calls = fake_measuring
+    figures.main(data)
+    text = figures.FIGURES_PAGE.read_text()
+    figures.FIGURES_PAGE.write_text(re.sub(r"^Machine: .*$", "Machine: another CPU", text, flags=re.M))
+    with pytest.raises(SystemExit) as stop:
+        figures.main([*data, "--only", "first_run"])
+    assert stop.value.code == 2 and len(calls) == 3
+    assert "was measured on another CPU" in capsys.readouterr().err
+    assert "Machine: another CPU" in figures.FIGURES_PAGE.read_text()  # nothing written
