@@ -95,20 +95,17 @@ def first_run(folder: Path, done: list[Done]) -> list[tuple[str, str, str]]:
     ]
 
 
-def readme_sweep(folder: Path, done: list[Done]) -> list[tuple[str, str, str]]:
-    (sweep,) = done
-    rows = [("the whole command", seconds(sweep.seconds), sweep.command)]
-    for job in sweep_jobs(folder):
-        rows += run_figures(job, sweep.command, f"optim.lr={job.setting('optim.lr')} ")
-    return rows
+def by_job(label: Callable[[RunRecord], str]) -> Callable[[Path, list[Done]], list[tuple[str, str, str]]]:
+    """The figures of a sweep: its whole command's time, and each job's, named by `label(job)`."""
 
+    def figures(folder: Path, done: list[Done]) -> list[tuple[str, str, str]]:
+        (sweep,) = done
+        rows = [("the whole command", seconds(sweep.seconds), sweep.command)]
+        for job in sweep_jobs(folder):
+            rows += run_figures(job, sweep.command, label(job))
+        return rows
 
-def slice_grid(folder: Path, done: list[Done]) -> list[tuple[str, str, str]]:
-    (grid,) = done
-    rows = [("the whole command", seconds(grid.seconds), grid.command)]
-    for job in sweep_jobs(folder):
-        rows += run_figures(job, grid.command, f"{job.setting('model')} ")
-    return rows
+    return figures
 
 
 MODELS = "two_layer_fc,three_layer_convnet,week11_cnn,hw_challenge_cnn,challenge_cnn_bn,fast_cnn,resnet_lite,resnet18"
@@ -125,12 +122,12 @@ MEASUREMENTS = (
     Measurement(  # README step 2
         "readme_sweep",
         (f'make sweep ARGS="{SLICE} model=week11_cnn trainer.max_epochs=3 optim.lr=1e-3,2e-3"',),
-        readme_sweep,
+        by_job(lambda job: f"optim.lr={job.setting('optim.lr')} "),
     ),
     Measurement(  # docs/expect.md, "On the CIFAR-10 slice, CPU"
         "slice_grid",
         (f".venv/bin/python -m lit_cifar.train -m model={MODELS} {SLICE} trainer.max_epochs=3",),
-        slice_grid,
+        by_job(lambda job: f"{job.setting('model')} "),
     ),
 )
 BY_NAME = {m.name: m for m in MEASUREMENTS}

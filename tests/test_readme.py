@@ -17,8 +17,9 @@ from urllib.request import urlopen
 
 import pytest
 
+from benchmarks.figures import PRINTED_RUN as README_RUN  # the run folder the README's step 4 names
+
 ROOT = Path(__file__).resolve().parents[1]
-README_RUN = "outputs/2026-12-07/19-31-46"  # the run folder the README's steps 4 name
 
 
 def command_blocks() -> list[list[str]]:
