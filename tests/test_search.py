@@ -117,8 +117,8 @@ def test_an_unwritable_sweep_dir_is_refused_in_one_line(tmp_path, cifar_root):
 
 @pytest.mark.slow
 def test_a_search_prunes_hopeless_trials_and_goes_on_after_a_kill(tmp_path, cifar_root, monkeypatch):
-    """6 trials of a grid: a good lr and a hopeless one, each with 3 values of a key that changes nothing (so
-    the good trials tie). The median pruner stops a trial below the finished ones' median at an epoch: the
+    """6 trials of a grid: a good lr and a hopeless one, each with 3 weight decays too small to change an
+    accuracy (so the good trials tie). The median pruner stops a trial below the finished ones' median at an epoch: the
     hopeless ones. The sweep is stopped (SIGTERM) in trial 2's second epoch; re-running its command finishes
     trial 2 from its last epoch, runs trials 3 to 5, and leaves the finished trials alone."""
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # for the kill callback
@@ -129,7 +129,7 @@ def test_a_search_prunes_hopeless_trials_and_goes_on_after_a_kill(tmp_path, cifa
         "hydra.sweeper.pruner.n_startup_trials=1",
         "hydra.sweeper.pruner.n_warmup_steps=0",
         f"optim.lr=choice(3e-3,{HOPELESS_LR})",
-        "trainer.log_every_n_steps=choice(1,2,3)",
+        "optim.weight_decay=choice(0,1e-12,2e-12)",
         "model=week11_cnn",
         "trainer.max_epochs=3",
     ]
@@ -168,8 +168,9 @@ def test_a_search_prunes_hopeless_trials_and_goes_on_after_a_kill(tmp_path, cifa
     assert "Restoring states from the checkpoint" in resumed
     table = (sweep_dir / "results.md").read_text()
     assert table.count("| trial-") == 6 and "| pruned |" in table
-    # trials that differ only in how often they log are one setting of several runs, named by its lr
-    assert "\nbest: optim.lr=0.003, val/acc_best=" in again.stdout and f"{python()} -m lit_cifar.train" in again.stdout
+    # the good trials tie: the first is named best, the others not told apart from it
+    assert "\nbest: trial-000, val/acc_best=" in again.stdout and "not told apart from it" in again.stdout
+    assert f"{python()} -m lit_cifar.train" in again.stdout and "optim.lr=0.003 optim.weight_decay=0\n" in again.stdout
     assert (sweep_dir / "search_history.png").stat().st_size > 0
 
 

@@ -68,14 +68,17 @@ class GridSweeper(BasicSweeper):
         self.launcher.compose(batch)
 
     def sweep(self, arguments: list[str]) -> Any:
-        returns = super().sweep(arguments)
-        if self.confirm.top:
-            from pathlib import Path
+        from lit_cifar.sweep.jobs import workers_of
 
-            from lit_cifar.reporting.confirm import confirm
-            from lit_cifar.run.errors import exit_on_user_error
+        with workers_of(self.launcher):
+            returns = super().sweep(arguments)
+            if self.confirm.top:
+                from pathlib import Path
 
-            with exit_on_user_error():
-                confirm(self.launcher, Path(self.config.hydra.sweep.dir), self.confirm.top, self.confirm.seeds,
-                        first_job=sum(len(batch) for batch in returns))  # fmt: skip
+                from lit_cifar.reporting.confirm import confirm
+                from lit_cifar.run.errors import exit_on_user_error
+
+                with exit_on_user_error():
+                    confirm(self.launcher, Path(self.config.hydra.sweep.dir), self.confirm.top, self.confirm.seeds,
+                            first_job=sum(len(batch) for batch in returns))  # fmt: skip
         return returns

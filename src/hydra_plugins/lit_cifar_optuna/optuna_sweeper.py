@@ -38,9 +38,10 @@ class OptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> None:
         from lit_cifar.run.dirs import is_empty, removed_on_error
         from lit_cifar.run.errors import exit_on_user_error
+        from lit_cifar.sweep.jobs import workers_of
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        with exit_on_user_error(), removed_on_error(sweep_dir, new=is_empty(sweep_dir)):
+        with exit_on_user_error(), removed_on_error(sweep_dir, new=is_empty(sweep_dir)), workers_of(self.launcher):
             self._search(arguments, sweep_dir)
 
     def _search(self, arguments: list[str], sweep_dir: Path) -> None:

@@ -1,5 +1,6 @@
 """`hydra/launcher=parallel`: sweep jobs side by side on one machine, `n_jobs` worker processes that each run one
-job after another, so a job pays for no process start and no imports but its worker's first.
+job after another, so a job pays for no process start and no imports but its worker's first. The workers stay warm
+between launches too (a search launches a batch of trials at a time), until the sweep ends (`end_workers`).
 (A Hydra launcher must live in the `hydra_plugins` namespace; Hydra imports this module at every start, so
 lit_cifar itself is imported only once jobs are launched.)
 
@@ -45,6 +46,7 @@ class ParallelLauncher(JoblibLauncher):
 
     def __init__(self, n_jobs: int, jobs_per_gpu: int) -> None:
         super().__init__(n_jobs=n_jobs, jobs_per_gpu=jobs_per_gpu)
+        self.idle: queue.SimpleQueue = queue.SimpleQueue()  # warm workers; a job that finds none starts one
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from lit_cifar.sweep.jobs import job_gpus, jobs_per_gpu, parallel_jobs
@@ -60,24 +62,25 @@ class ParallelLauncher(JoblibLauncher):
         )
         log.info("Launching %d jobs, %d at a time, into %s", len(job_overrides), n_jobs, self.config.hydra.sweep.dir)
         state = Singleton.get_state()
-        workers: queue.SimpleQueue = queue.SimpleQueue()  # idle warm workers; a slot without one starts one
         with ThreadPoolExecutor(n_jobs) as threads:
             runs = [
-                threads.submit(self._run, initial_job_idx + n, list(overrides), state, workers)
+                threads.submit(self._run, initial_job_idx + n, list(overrides), state)
                 for n, overrides in enumerate(job_overrides)
             ]
             try:
                 return [run.result() for run in runs]
             except BaseException:  # a stop (Ctrl-C, SIGTERM): no job starts after it (those running end on theirs)
                 threads.shutdown(cancel_futures=True)
+                self.end_workers()
                 raise
-            finally:
-                while not workers.empty():
-                    workers.get().shutdown()
 
-    def _run(self, job_num: int, overrides: list[str], state: dict, workers: queue.SimpleQueue) -> JobReturn:
+    def end_workers(self) -> None:
+        while not self.idle.empty():
+            self.idle.get().shutdown()
+
+    def _run(self, job_num: int, overrides: list[str], state: dict) -> JobReturn:
         try:
-            worker = workers.get_nowait()
+            worker = self.idle.get_nowait()
         except queue.Empty:  # the first job of its slot, or the one after a death
             worker = ProcessPoolExecutor(max_workers=1)
         args = (job_num, overrides, self.hydra_context, self.config, self.task_function, state)
@@ -92,7 +95,7 @@ class ParallelLauncher(JoblibLauncher):
         except BaseException:
             worker.shutdown(wait=False)
             raise
-        workers.put(worker)
+        self.idle.put(worker)
         return done
 
     def _record_death(self, job_num: int, overrides: list[str], death: TerminatedWorkerError) -> None:

@@ -6,7 +6,8 @@ lit_cifar.train asks of this module: the steps a sweep job takes before it build
 import fcntl
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -177,3 +178,14 @@ def share_machine(cfg: DictConfig) -> None:
         gpu, _held_gpu = take_free_gpu(Path(hydra_cfg.sweep.dir), n_gpus, hydra_cfg.job.num, per_gpu)
         cfg.trainer.devices = [gpu]
     log.info("parallel job: %d threads, devices=%s", threads, cfg.trainer.devices)
+
+
+@contextmanager
+def workers_of(launcher) -> Iterator[None]:
+    """A sweep's time with its launcher: the workers a launcher keeps warm between its launches (the parallel
+    launcher's: a search launches a batch of trials at a time) end with it."""
+    try:
+        yield
+    finally:
+        if hasattr(launcher, "end_workers"):
+            launcher.end_workers()
