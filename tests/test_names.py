@@ -190,7 +190,8 @@ def test_a_label_in_a_searchs_space_is_one_line_and_makes_no_folder(cifar_root, 
     ]
     result = run_cli("lit_cifar.train", "-m", *args, cwd=tmp_path)
     message = (
-        "error: data.num_workers is swept (data.num_workers=int(interval(0,2))), but it changes nothing a job computes: "
-        "its jobs would be one setting run once per trial; give it one value (data.num_workers=VALUE), or sweep a setting"
+        "error: data.num_workers is swept (data.num_workers=int(interval(0,2))), but it changes nothing a job "
+        "computes: its jobs would be one setting run once per trial; give it one value (data.num_workers=VALUE), or "
+        "sweep a setting"
     )
     assert_refused_leaving_nothing(result, tmp_path, before, message)
