@@ -170,6 +170,13 @@ CASES = [
         lambda tmp, run: train_on(run.parent / "data", "-m", "+trainer.strategy=ddp", f"hydra.sweep.dir={tmp / 'run'}"),
         ("a multirun cannot train on several devices", "trainer.devices=1"),
     ),
+    Case(
+        "`-m optim.lr=1e-3,2e-3 name=a,b`",
+        lambda tmp, run: train_on(
+            run.parent / "data", "-m", "optim.lr=1e-3,2e-3", "name=a,b", f"hydra.sweep.dir={tmp / 'run'}"
+        ),
+        ("name is swept (name=a,b), but it changes nothing a job computes", "give it one value (name=a)"),
+    ),
     # what needs a validation split, without one
     config(
         "data.val_size=0",
