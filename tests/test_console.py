@@ -142,3 +142,13 @@ def test_the_console_shows_messages_and_the_log_file_keeps_times_and_modules(cif
     logged = (run_dir / "train.log").read_text()
     assert re.search(r"^\[20[\d :,-]+\]\[lit_cifar\.callbacks\.epoch_log\]\[INFO\] - epoch 2/2 ", logged, re.M)
     assert "\n  model (week11_cnn)" in logged  # the whole config summary
+
+
+def test_a_run_without_the_progress_bar_callback_gets_no_bar_of_lightnings_own(cifar_root, tmp_path):
+    """`callbacks.progress_bar=null` means no bar: Lightning would add its own, which writes into a pipe too."""
+    args = [*tiny_cifar_overrides(cifar_root), "model=week11_cnn", "trainer.max_epochs=1"]
+    assert "callbacks.progress_bar=null" in args
+    proc = run_cli("lit_cifar.train", *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    output = proc.stdout + proc.stderr
+    assert "it/s" not in output, output[-2000:]  # a bar's speed (the test's table stays)

@@ -64,5 +64,9 @@ def build(cfg: DictConfig, extra_callbacks: list[pl.Callback] = ()) -> Built:
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + list(extra_callbacks)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]  # logger=[]: none
     no_validation = {} if has_validation(cfg.data.val_size) else {"limit_val_batches": 0}
-    trainer = build_trainer(cfg, callbacks=callbacks, logger=loggers, **no_validation)
+    # without callbacks.progress_bar, no bar (unless trainer.enable_progress_bar asks for Lightning's own, which
+    # writes into pipes and files too)
+    bar = any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks) or "enable_progress_bar" in cfg.trainer
+    no_bar = {} if bar else {"enable_progress_bar": False}
+    trainer = build_trainer(cfg, callbacks=callbacks, logger=loggers, **no_validation, **no_bar)
     return Built(datamodule, module, trainer)
