@@ -311,6 +311,32 @@ def test_the_heatmap_shows_each_cells_interval_and_dashes_the_cells_tied_with_th
     assert [box.get_xy() for box in heatmap.patches if box.get_linestyle() == "solid"] == [(0.5, 0.5)]
 
 
+def test_a_ten_by_ten_grid_has_readable_cells_and_a_legend_of_the_best_settings_only(tmp_path):
+    """100 settings: each cell's text inside its cell, no two overlapping; the curves' legend names the best few and
+    says how many more there are; nothing squeezed out of the figure (matplotlib warns when its layout collapses)."""
+    import itertools
+    import warnings
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    values = {(f"{a}e-4", f"{b}e-5"): 0.2 + (a * 10 + b) / 1000 for a in range(1, 11) for b in range(10)}
+    rows = sorted(_rows(values, 500), key=lambda row: -row["val/acc_best"])
+    curves = {row["job"]: [(1, 0.2), (2, row["val/acc_best"])] for row in rows}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figure = plots.results_figure(["optim.lr", "data.batch_size"], rows, curves, "t", "val/acc_best", set())
+        renderer = FigureCanvasAgg(figure).get_renderer()
+        figure.draw(renderer)
+    heatmap, lines = figure.axes[:2]
+    assert len(heatmap.texts) == 100 and all("n=1" in text.get_text() for text in heatmap.texts)
+    boxes = [text.get_window_extent(renderer) for text in heatmap.texts]
+    assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+    named = [text.get_text() for text in lines.get_legend().get_texts()]
+    assert named[: plots.NAMED] == [row["job"] for row in rows[: plots.NAMED]]
+    assert named[plots.NAMED :] == [f"and {100 - plots.NAMED} more settings (results.md)"]
+    figure.savefig(tmp_path / "results.png")
+
+
 def test_the_curves_of_one_epoch_have_one_whole_tick():
     rows = _rows({("0.001", "64"): 0.45, ("0.003", "64"): 0.46})
     curves = {row["job"]: [(1, row["val/acc_best"])] for row in rows}

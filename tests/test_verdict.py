@@ -101,7 +101,7 @@ def grid_2x2x3() -> tuple[list[dict], list[float], list[int]]:
 
 def test_which_keys_matter_in_a_full_grid_an_anova_with_the_seed_as_a_block():
     runs, values, seeds = grid_2x2x3()
-    found = key_effects(runs, values, seeds, ["optim.lr", "model.dropout"], set())
+    found = key_effects(runs, values, seeds, ["optim.lr", "model.dropout"], set(), set())
     assert found.model.startswith("2-way ANOVA, optim.lr + model.dropout + seed (a block); Type II")
     # A balanced design: the sums of squares by hand, each factor's means about the grand mean.
     y, grand = np.array(values), statistics.fmean(values)
@@ -132,7 +132,7 @@ def test_a_searchs_trials_a_linear_model_a_sampled_key_on_its_log_and_a_key_with
     runs = [
         {"optim.lr": str(lr), "data.batch_size": b, "model": "week11_cnn"} for lr, b in zip(lrs, batches, strict=True)
     ]
-    found = key_effects(runs, values, [42] * 9, ["optim.lr", "data.batch_size", "model"], {"optim.lr"})
+    found = key_effects(runs, values, [42] * 9, ["optim.lr", "data.batch_size", "model"], {"optim.lr"}, {"optim.lr"})
     assert found.model.startswith("linear model, log10(optim.lr) + data.batch_size; Type II")
     # Each key's F: the residual sums of squares of the model without it against the whole model's.
     x = np.log10(lrs)
@@ -152,15 +152,20 @@ def test_a_searchs_trials_a_linear_model_a_sampled_key_on_its_log_and_a_key_with
 
 def test_a_key_cannot_be_judged_with_too_few_runs_or_values_that_change_together():
     runs = [{"a": "1", "b": "1"}, {"a": "2", "b": "1"}, {"a": "1", "b": "2"}]
-    found = key_effects(runs, [0.1, 0.2, 0.3], [None] * 3, ["a", "b"], set())
+    found = key_effects(runs, [0.1, 0.2, 0.3], [None] * 3, ["a", "b"], set(), set())
     assert [k.effect() for k in found.keys] == [
-        "cannot be judged: too few runs (3) to test every key and leave an error"
+        "cannot be judged: no error to test against: too few runs (3), or they fit exactly"
     ] * 2
-    alone = key_effects([{"a": "1", "b": "2"}] * 3, [0.1, 0.2, 0.3], [None] * 3, ["a", "b"], set())
+    exact = [{"a": a, "b": b} for a in "12" for b in "123"]
+    fitted = key_effects(exact, [0.1, 0.2, 0.2, 0.3, 0.4, 0.4], [None] * 6, ["a", "b"], set(), set())
+    assert {k.effect() for k in fitted.keys} == {
+        "cannot be judged: no error to test against: too few runs (6), or they fit exactly"
+    }
+    alone = key_effects([{"a": "1", "b": "2"}] * 3, [0.1, 0.2, 0.3], [None] * 3, ["a", "b"], set(), set())
     assert alone.model == "no model: no key took two values in the finished runs"
     assert [k.effect() for k in alone.keys] == ["cannot be judged: one value (1)", "cannot be judged: one value (2)"]
     together = [{"a": v, "b": v} for v in "1212"]
-    found = key_effects(together, [0.1, 0.2, 0.12, 0.22], [None] * 4, ["a", "b"], set())
+    found = key_effects(together, [0.1, 0.2, 0.12, 0.22], [None] * 4, ["a", "b"], set(), set())
     assert {k.effect() for k in found.keys} == {
         "cannot be judged: its values change together with another key's or the seed's"
     }
@@ -309,7 +314,7 @@ def test_which_keys_matter_and_the_expected_best_in_a_grids_report(tmp_path):
         folders[",".join(overrides)] = (overrides, result({"val/acc_best": value}))
     sweep = a_sweep(tmp_path / "s", folders, "optim.lr=1e-4,3e-3", "model.dropout=0,0.000001", "seed=0,1,2")
     markdown = report_of(sweep)
-    expected = key_effects(runs, values, seeds, ["optim.lr", "model.dropout"], set())  # checked by hand above
+    expected = key_effects(runs, values, seeds, ["optim.lr", "model.dropout"], set(), set())  # checked by hand above
     keys = section(markdown, "Which keys matter")
     assert keys.startswith("2-way ANOVA, optim.lr + model.dropout + seed (a block); Type II sums of squares")
     lr, dropout = expected.keys
@@ -327,6 +332,38 @@ def test_which_keys_matter_and_the_expected_best_in_a_grids_report(tmp_path):
         "(Dodge et al. 2019's expected maximum by the empirical-CDF estimator"
     )
     assert (sweep / "results.png").is_file()
+
+
+def test_a_grid_key_of_many_values_is_a_factor_so_an_effect_that_rises_and_falls_is_found(tmp_path):
+    """Six listed learning rates, best in the middle: as a factor, lr matters; a straight line through them (a
+    search's sampled key) would be flat and find nothing."""
+    lrs = ["1e-4", "3e-4", "1e-3", "3e-3", "1e-2", "3e-2"]
+    peak = {"1e-4": 0.20, "3e-4": 0.30, "1e-3": 0.40, "3e-3": 0.40, "1e-2": 0.30, "3e-2": 0.20}
+    bump = {"0": 0.0, "0.5": 0.004}
+    noise = [0.003, -0.002, 0.001, -0.003, 0.002, -0.001, 0.0, 0.002, -0.002, 0.001, -0.001, 0.003]
+    runs, values = [], []
+    for (lr, dropout), e in zip(itertools.product(lrs, bump), noise, strict=True):
+        runs.append({"optim.lr": lr, "model.dropout": dropout})
+        values.append(peak[lr] + bump[dropout] + e)
+    folders = {
+        f"model.dropout={r['model.dropout']},optim.lr={r['optim.lr']}": (
+            [f"model.dropout={r['model.dropout']}", f"optim.lr={r['optim.lr']}"],
+            result({"val/acc_best": v}),
+        )
+        for r, v in zip(runs, values, strict=True)
+    }
+    sweep = a_sweep(tmp_path / "s", folders, f"optim.lr={','.join(lrs)}", "model.dropout=0,0.5")
+    keys = section(report_of(sweep), "Which keys matter")
+    assert keys.startswith("2-way ANOVA, optim.lr + model.dropout; Type II sums of squares")
+    y, grand = np.array(values), statistics.fmean(values)
+    column = [r["optim.lr"] for r in runs]
+    between = sum(2 * (statistics.fmean(y[[c == v for c in column]]) - grand) ** 2 for v in lrs)
+    dropout = [r["model.dropout"] for r in runs]
+    between_dropout = sum(6 * (statistics.fmean(y[[c == v for c in dropout]]) - grand) ** 2 for v in bump)
+    error = ((y - grand) ** 2).sum() - between - between_dropout
+    f = (between / 5) / (error / 5)
+    lr_row = table_rows(keys)[0]
+    assert lr_row["effect"] == f"matters (F(5, 5) = {f:.2f}, p {p(stats.f.sf(f, 5, 5))})"
 
 
 def test_a_searchs_trials_a_linear_model_and_a_key_with_one_value(tmp_path):
@@ -348,7 +385,8 @@ def test_a_searchs_trials_a_linear_model_and_a_key_with_one_value(tmp_path):
     cells = [list(row.values()) for row in table_rows(keys)]
     pairs = zip(lrs, batches, strict=True)
     trials = [{"optim.lr": str(lr), "data.batch_size": b, "model.dropout": "0.2"} for lr, b in pairs]
-    found = key_effects(trials, values, [None] * 9, ["optim.lr", "data.batch_size", "model.dropout"], {"optim.lr"})
+    keys = ["optim.lr", "data.batch_size", "model.dropout"]
+    found = key_effects(trials, values, [None] * 9, keys, {"optim.lr"}, {"optim.lr"})
     assert [row[4] for row in cells if row[4]] == [k.effect() for k in found.keys]
     half = stats.sem(values) * stats.t.ppf(0.975, 8)
     one_value = f"{statistics.fmean(values):.4f} ± {half:.4f}"
@@ -367,7 +405,7 @@ def test_every_setting_its_own_colour_and_each_key_a_panel_below(tmp_path):
     curves = {row["job"]: [(1, 0.2), (2, row["val/acc_best"])] for row in rows}
     found = key_effects(
         [{"optim.lr": r["overrides"]["optim.lr"], "b": str(n % 2)} for n, r in enumerate(rows)],
-        [r["val/acc_best"] for r in rows], [None] * 25, ["optim.lr", "b"], set(),
+        [r["val/acc_best"] for r in rows], [None] * 25, ["optim.lr", "b"], {"optim.lr"}, {"optim.lr"},
     )  # fmt: skip
     figure = plots.results_figure(
         ["optim.lr"], rows, curves, "t", "val/acc_best", set(), search=True, effects=found,

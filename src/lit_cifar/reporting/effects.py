@@ -3,13 +3,14 @@
 Which keys matter (a sweep over two keys or more: a grid, or a search's trials):
 - each value of a key: the mean of the ranked metric over the runs that used it (whatever the other keys were),
   with Student's t 95% interval over those runs (their spread holds the other keys' effects too). A key a search
-  sampled from a range (more than MAX_LEVELS numbers) is cut into three groups of equal size, low to high;
+  drew from a range (`interval(…)`) is cut into three groups of equal size, low to high;
 - each key's effect: an F test in a linear model of the metric fitted by least squares (statsmodels' ols, its
   anova_lm with Type II sums of squares, so that each key is tested after the others whatever their order).
   A full grid (a finished run for every combination of the keys' values) is an n-way ANOVA: each key a factor,
-  the seed a block when the runs used several. Otherwise the same model, with a sampled key as a straight line
-  (on its log10 for a rate or a key searched on a log scale). A key cannot be judged when it has one value, when
-  the runs leave no degree of freedom for the error, or when its values change together with another key's.
+  the seed a block when the runs used several. Otherwise the same model, with a key drawn from a range as a straight
+  line (on its log10 for a rate or a key searched on a log scale); listed values are a factor however many. A key
+  cannot be judged when it has one value, when the runs leave no degree of freedom for the error, or when its values
+  change together with another key's.
 
 Would more trials help (three finished runs or more): the expected best of n trials drawn like these, against n,
 by the empirical-CDF estimator of Dodge et al. (2019, "Show Your Work"): with the N values sorted worst to best,
@@ -24,7 +25,6 @@ from lit_cifar.reporting.rows import row_value
 from lit_cifar.reporting.settings import CODE, Setting, seed_values
 from lit_cifar.reporting.stats import t_quantile
 
-MAX_LEVELS = 5  # a key with more numeric values than this was sampled (a search), not listed (a grid)
 BINS = 3
 RATE_KEYS = ("lr", "weight_decay", "eta_min", "max_lr")  # keys compared on a log axis, as keys searched on one
 
@@ -76,14 +76,9 @@ def _numbers(values: list[str]) -> list[float] | None:
         return None
 
 
-def is_sampled(values: list[str]) -> bool:
-    """More distinct numbers than a grid lists: a search's sampled values."""
-    return _numbers(values) is not None and len(set(values)) > MAX_LEVELS
-
-
-def level_names(column: list[str]) -> list[str]:
-    """The level each run counts in: its value, or for a sampled key its third of the range (`0.0001–0.0004`)."""
-    if not is_sampled(column):
+def level_names(column: list[str], sampled: bool) -> list[str]:
+    """The level each run counts in: its value, or for a key drawn from a range its third of it (`0.0001–0.0004`)."""
+    if not sampled:
         return column
     ordered = sorted(_numbers(column))
     size = math.ceil(len(ordered) / BINS)
@@ -106,34 +101,36 @@ def mean_interval(values: list[float]) -> tuple[float, float | None]:
     return mean, t_quantile(len(values)) * statistics.stdev(values) / math.sqrt(len(values))
 
 
-def levels(key: str, runs: list[dict[str, str]], values: list[float]) -> list[Level]:
+def levels(key: str, runs: list[dict[str, str]], values: list[float], sampled: bool) -> list[Level]:
     """Each value of `key` (each third of a sampled key's range) with the mean of the runs that used it."""
     groups: dict[str, list[float]] = {}
-    for level, y in zip(level_names([run[key] for run in runs]), values, strict=True):
+    for level, y in zip(level_names([run[key] for run in runs], sampled), values, strict=True):
         groups.setdefault(level, []).append(y)
     return [Level(name, *mean_interval(ys), len(ys)) for name, ys in sorted(groups.items(), key=lambda g: _order(g[0]))]
 
 
-def full_grid(runs: list[dict[str, str]], keys: list[str]) -> bool:
-    """A run for every combination of the keys' values, none of them sampled."""
-    columns = [[run[key] for run in runs] for key in keys]
-    if any(is_sampled(column) for column in columns):
+def full_grid(runs: list[dict[str, str]], keys: list[str], sampled: set[str]) -> bool:
+    """A run for every combination of the keys' values, none of them drawn from a range."""
+    if sampled & set(keys):
         return False
+    columns = [[run[key] for run in runs] for key in keys]
     return len({tuple(run[key] for key in keys) for run in runs}) == math.prod(len(set(c)) for c in columns)
 
 
 def key_effects(
-    runs: list[dict[str, str]], values: list[float], seeds: list[object], keys: list[str], log_keys: set[str]
-) -> Effects:
+    runs: list[dict[str, str]], values: list[float], seeds: list[object], keys: list[str], log_keys: set[str],
+    sampled: set[str],
+) -> Effects:  # fmt: skip
     """Which of `keys` matter for `values` (one per run; `runs`: each run's value of every key, as text; `seeds`:
-    each run's seed, None where unknown)."""
+    each run's seed, None where unknown; `sampled`: the keys a search drew from a range, numbers on a line)."""
+    sampled = {key for key in sampled if _numbers([run[key] for run in runs]) is not None}
     varied = [key for key in keys if len({run[key] for run in runs}) > 1]
-    full = bool(varied) and full_grid(runs, varied)
+    full = bool(varied) and full_grid(runs, varied, sampled)
     blocked = None not in seeds and len(set(seeds)) > 1
     terms, columns = [], {"y": values}
     for n, key in enumerate(varied):
         column = [run[key] for run in runs]
-        if is_sampled(column):
+        if key in sampled:
             numbers = _numbers(column)
             log = is_log(key, numbers, log_keys)
             columns[f"x{n}"] = [math.log10(x) for x in numbers] if log else numbers
@@ -145,7 +142,9 @@ def key_effects(
         columns["seed"] = [str(seed) for seed in seeds]
     tested = _anova(columns, [term for _, term, _ in terms] + (["C(seed)"] if blocked else []))
     term_of = {key: term for key, term, _ in terms}
-    found = [_effect(key, levels(key, runs, values), tested, term_of.get(key), len(runs)) for key in keys]
+    found = [
+        _effect(key, levels(key, runs, values, key in sampled), tested, term_of.get(key), len(runs)) for key in keys
+    ]
     named = " + ".join(words for _, _, words in terms) + (" + seed (a block)" if blocked else "")
     if not terms:
         return Effects(found, "no model: no key took two values in the finished runs", len(runs))
@@ -158,7 +157,7 @@ def _effect(key: str, found: list[Level], tested: dict, term: str | None, runs: 
     if term is None:
         return KeyEffect(key, found, why_not=f"one value ({found[0].value})" if found else "no run")
     if not tested:
-        return KeyEffect(key, found, why_not=f"too few runs ({runs}) to test every key and leave an error")
+        return KeyEffect(key, found, why_not=f"no error to test against: too few runs ({runs}), or they fit exactly")
     f, df_key, df_error, p = tested[term]
     if math.isnan(f) or math.isnan(p):
         return KeyEffect(key, found, why_not="its values change together with another key's or the seed's")
@@ -167,7 +166,8 @@ def _effect(key: str, found: list[Level], tested: dict, term: str | None, runs: 
 
 def _anova(columns: dict[str, list], terms: list[str]) -> dict[str, tuple[float, int, int, float]]:
     """Each term's (F, its degrees of freedom, the error's, p) from ols + anova_lm (Type II), nan for a term the
-    others' columns already hold (confounded); {} when the runs leave no degree of freedom for the error."""
+    others' columns already hold (confounded); {} when the runs leave no degree of freedom for the error, or no
+    error (the keys fit every run exactly)."""
     if not terms:
         return {}
     import pandas as pd
@@ -178,7 +178,7 @@ def _anova(columns: dict[str, list], terms: list[str]) -> dict[str, tuple[float,
         warnings.simplefilter("ignore")  # a rank-deficient design (confounded keys): told below by the ranks
         fitted = smf.ols("y ~ " + " + ".join(terms), data=pd.DataFrame(columns)).fit()
         residual = round(fitted.df_resid)
-        if residual < 1:
+        if residual < 1 or fitted.ssr <= 1e-12 * fitted.centered_tss:  # an F of rounding noise says nothing
             return {}
         table = anova_lm(fitted, typ=2)
     found = {}
@@ -216,7 +216,7 @@ def more_trials_line(values: list[float], higher: bool = True) -> str:
 
 
 def of_settings(
-    found: list[Setting], keys: list[str], metric: str, log_keys: set[str]
+    found: list[Setting], keys: list[str], metric: str, log_keys: set[str], sampled: set[str]
 ) -> tuple[Effects | None, list[float]]:
     """What a table's settings say beyond their ranking: which of the compared `keys` matter (None unless two keys
     or more were compared), and each seed's value of `metric` (the draws of the expected best). Each seed of a
@@ -228,7 +228,8 @@ def of_settings(
             values.append(run[metric])
             seeds.append(None if run.get("seed") is None else str(run["seed"]))
     swept = [key for key in keys if key not in ("seed", CODE)]
-    return (key_effects(runs, values, seeds, swept, log_keys) if len(swept) > 1 and runs else None), values
+    judged = key_effects(runs, values, seeds, swept, log_keys, sampled) if len(swept) > 1 and runs else None
+    return judged, values
 
 
 def effects_table(found: Effects, metric: str) -> list[dict]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patheffects import withStroke
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
@@ -22,6 +23,9 @@ from lit_cifar.sweep.search import trial_number
 
 HALO = [withStroke(linewidth=5, foreground="white")]  # a mark drawn over a white halo shows on any colour
 PANEL_WIDTH, LEGEND_WIDTH, ROW_HEIGHT = 5.5, 3.5, 4.8
+NAMED = 10  # settings the curves' legend names, best first: a hundred names would not fit, nor be read
+FULL_CELLS = 16  # a heatmap of more cells writes only each cell's value and n (the interval and verdict: results.md)
+CELLS_PER_PANEL = 6  # a heatmap of more columns gets a wider panel
 
 
 def _numbers(values: list[str]) -> list[float] | None:
@@ -70,14 +74,10 @@ def _errors(rows: list[dict], metric: str) -> list[list[float]]:
 
 
 def setting_colours(labels: list[str]) -> dict[str, tuple]:
-    """A colour for each setting, none used twice: tab10, tab20, then evenly spaced along turbo."""
-    if len(labels) <= 10:
-        colours = colormaps["tab10"].colors[: len(labels)]
-    elif len(labels) <= 20:
-        colours = colormaps["tab20"].colors[: len(labels)]
-    else:
-        colours = [tuple(c) for c in colormaps["turbo"](np.linspace(0.03, 0.97, len(labels)))]
-    return dict(zip(labels, colours, strict=True))
+    """A colour for each setting, none used twice: tab10's for the first `NAMED` (the best, which the legend names),
+    the rest evenly spaced along turbo."""
+    rest = [tuple(c) for c in colormaps["turbo"](np.linspace(0.03, 0.97, max(0, len(labels) - NAMED)))]
+    return dict(zip(labels, [*colormaps["tab10"].colors[: min(NAMED, len(labels))], *rest], strict=True))
 
 
 def _heatmap(ax, keys: list[str], done: list[dict], best: dict, metric: str) -> None:
@@ -100,16 +100,18 @@ def _heatmap(ax, keys: list[str], done: list[dict], best: dict, metric: str) -> 
     ax.figure.colorbar(shown, ax=ax, label=metric)
     ax.set_xticks(range(len(x_values)), x_values)
     ax.set_yticks(range(len(y_values)), y_values)
-    ax.set(xlabel=x_key, ylabel=y_key, title=f"{metric} ± 95%, n runs (red: best; dashed: tied)")
+    full = grid.size <= FULL_CELLS
+    what = f"{metric} ± 95%, n runs" if full else f"{metric}, n runs (intervals and p: results.md)"
+    ax.set(xlabel=x_key, ylabel=y_key, title=f"{what} (red: best; dashed: tied)")
     for (row, col), value in np.ndenumerate(grid):
         if not np.isnan(value):
             r = cells[row, col]
             red, green, blue, _ = shown.cmap(shown.norm(value))
             colour = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
-            interval = _interval_text(r, metric)
+            interval = _interval_text(r, metric) if full else ""
             text = f"{value:.4f}" + (f"\n{interval}" if interval else "") + f"\nn={r.get('n', 1)}"
-            text += f"\n{r[VERDICT]}" if r.get(VERDICT) else ""
-            ax.text(col, row, text, ha="center", va="center", color=colour, fontsize=8)
+            text += f"\n{r[VERDICT]}" if r.get(VERDICT) and full else ""
+            ax.text(col, row, text, ha="center", va="center", color=colour, fontsize=8 if full else 6.5)
     col, row = x_values.index(str(row_value(best, x_key))), y_values.index(str(row_value(best, y_key)))
     ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5)).set_path_effects(
         HALO
@@ -184,7 +186,8 @@ def _effect_panel(ax, effect: KeyEffect, metric: str) -> None:
     means = [level.mean for level in effect.levels]
     errors = [level.half_width or 0.0 for level in effect.levels]
     ax.errorbar(positions, means, yerr=errors, fmt="o-", color="black", capsize=4)
-    ax.set_xticks(positions, [f"{level.value}\nn={level.n}" for level in effect.levels])
+    crowded = len(effect.levels) > 5
+    ax.set_xticks(positions, [f"{level.value}\nn={level.n}" for level in effect.levels], rotation=90 if crowded else 0)
     ax.set_xlim(-0.5, len(effect.levels) - 0.5)
     ax.set(xlabel=effect.key, ylabel=f"mean {metric} ± 95%", title=f"{effect.key}: {effect.effect()}")
     ax.title.set_fontsize("small")
@@ -211,8 +214,9 @@ def _members(row: dict) -> set[str]:
 
 def _curves_panel(ax, shown: list[dict], curves: dict[str, Curve], best: dict | None, colours: dict) -> None:
     """One line per setting: the mean validation accuracy of its runs by epoch, a band from their lowest to their
-    highest; the best thick; curves of runs in no setting shown (unfinished) thin and grey; the legend outside."""
-    drawn = set()
+    highest; the best thick; curves of runs in no setting shown (unfinished) thin and grey; the legend outside, naming
+    the best `NAMED` settings (the others thin)."""
+    drawn, unnamed = set(), 0
     for r in shown:
         names = [name for name in _members(r) if curves.get(name)]
         drawn.update(_members(r))
@@ -221,8 +225,10 @@ def _curves_panel(ax, shown: list[dict], curves: dict[str, Curve], best: dict | 
         epochs = sorted({epoch for name in names for epoch, _ in curves[name]})
         by_epoch = [[v for name in names for e, v in curves[name] if e == epoch] for epoch in epochs]
         thick = best is not None and r is best
-        width, order = (2.5, 3) if thick else (1.2, 2)
-        label = r["job"] + (f" (n={len(names)})" if len(names) > 1 else "")
+        named = len(ax.lines) < NAMED  # settings come best first
+        width, order = (2.5, 3) if thick else (1.2, 2) if named else (0.6, 1)
+        label = r["job"] + (f" (n={len(names)})" if len(names) > 1 else "") if named else "_unnamed"
+        unnamed += not named
         colour = colours.get(r["job"], "grey")
         ax.plot(epochs, [np.mean(v) for v in by_epoch], marker=".", label=label, color=colour, lw=width, zorder=order)
         if len(names) > 1:
@@ -239,7 +245,11 @@ def _curves_panel(ax, shown: list[dict], curves: dict[str, Curve], best: dict | 
     ax.title.set_fontsize("small")
     ax.grid(alpha=0.3)
     if ax.lines:
-        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+        handles, labels = ax.get_legend_handles_labels()
+        if unnamed:
+            handles.append(Line2D([], [], color="grey", lw=0.6))
+            labels.append(f"and {unnamed} more settings (results.md)")
+        ax.legend(handles, labels, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
 
 
 def results_figure(
@@ -264,10 +274,12 @@ def results_figure(
     top = 1 if heatmap else len(keys) if best is not None else 0
     key_panels = effects.keys if effects is not None and len(effects.keys) > 1 else []
     bottom = len(key_panels) + (len(trial_values) >= 3)
-    width = PANEL_WIDTH * max(top + 1, bottom) + LEGEND_WIDTH
+    columns = len({str(row_value(r, keys[0])) for r in done}) if heatmap else 0
+    widths = [max(1.0, columns / CELLS_PER_PANEL)] * top + [1.0]  # a heatmap's cells wide enough for their text
+    width = PANEL_WIDTH * max(sum(widths), bottom) + LEGEND_WIDTH
     fig = Figure(figsize=(width, ROW_HEIGHT * (1 + (bottom > 0))), layout="constrained")
     grid = fig.add_gridspec(1 + (bottom > 0), 1)
-    axes = [fig.add_subplot(spec) for spec in grid[0].subgridspec(1, top + 1)]
+    axes = [fig.add_subplot(spec) for spec in grid[0].subgridspec(1, top + 1, width_ratios=widths)]
     colours = setting_colours([r["job"] for r in shown])
     if heatmap:
         _heatmap(axes[0], keys, done, best, metric)

@@ -530,7 +530,8 @@ def report(paths: list[Path], out: Path | None) -> list[dict]:
     found = settings(rows, keys, metric)
     mark_runs(found, metric)
     log_keys = sweep.log_scaled_keys if one_sweep else set()
-    effects, trial_values = of_settings(found, keys, metric, log_keys)
+    sampled = set().union(*(folder.sampled_keys for folder in folders if isinstance(folder, SweepRecord)))
+    effects, trial_values = of_settings(found, keys, metric, log_keys, sampled)
     results = [*RESULTS[:1], *([] if metric in RESULTS else [metric]), *RESULTS[1:]]
     at = results.index(metric) + 1
     labels = [label for label in ("name", "tags") if any(row[label] for row in rows)]  # when a run has one

@@ -11,6 +11,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 import yaml
+from hydra.core.override_parser.types import IntervalSweep
 from omegaconf import DictConfig, OmegaConf
 
 from lit_cifar.run.errors import UserError
@@ -205,6 +206,11 @@ class SweepRecord:
     def log_scaled_keys(self) -> set[str]:
         """The swept keys tagged `tag(log, …)`: a search draws them log-uniformly, and a plot shows them so."""
         return {key for key, o in self.final.items() if o.is_sweep_override() and "log" in o.value().tags}
+
+    @property
+    def sampled_keys(self) -> set[str]:
+        """The swept keys a search draws from a range (`interval(…)`): numbers on a line, not values of a list."""
+        return {key for key, o in self.final.items() if o.is_sweep_override() and isinstance(o.value(), IntervalSweep)}
 
     @property
     def sweeper(self) -> str | None:
