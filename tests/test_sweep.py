@@ -157,6 +157,18 @@ def test_a_parallel_job_starts_its_dataloader_workers(tmp_path, cifar_root):
     assert [metrics(sweep_dir / f"seed={seed}")["status"] for seed in (0, 1)] == ["ok", "ok"]
 
 
+def test_jobs_that_all_failed_alike_are_one_line_naming_a_few_and_their_one_reason(tmp_path):
+    # a data.root without the data: every job fails at its start, and the line says why once
+    result, sweep_dir = sweep(tmp_path, tmp_path / "nowhere", "optim.lr=1e-3,2e-3,3e-3,4e-3,5e-3")
+    assert result.returncode == 1
+    reason = metrics(sweep_dir / "optim.lr=0.001")["reason"]
+    assert reason.startswith("CIFAR-10 not found in ")
+    assert result.stderr.splitlines()[-1] == (
+        "error: 5 of 5 jobs did not finish (optim.lr=0.001, optim.lr=0.002, optim.lr=0.003 and 2 more), "
+        f"each: {reason}; see the status column"
+    )
+
+
 @pytest.mark.slow
 def test_a_failing_job_is_recorded_the_others_finish_and_the_sweep_exits_1(tmp_path, cifar_root):
     result, sweep_dir = sweep(

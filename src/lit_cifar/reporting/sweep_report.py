@@ -39,11 +39,20 @@ class SweepReport(Callback):
         finally:
             release(self.sweep_dir_lock)
         finished = (*FINAL, "pruned", "failed") if is_search(config.hydra) else FINAL  # a failed trial: a result
-        unfinished = [row["job"] for row in rows if row["status"] not in finished]
+        unfinished = [row for row in rows if row["status"] not in finished]
         if unfinished:
-            print(
-                f"error: {len(unfinished)} of {len(rows)} jobs did not finish ({', '.join(unfinished)}); "
-                "see the status column",
-                file=sys.stderr,
-            )
+            print(f"error: {unfinished_line(unfinished, len(rows))}; see the status column", file=sys.stderr)
             raise SystemExit(1)
+
+
+NAMED_JOBS = 3  # the unfinished jobs one error line names; the table lists them all
+
+
+def unfinished_line(unfinished: list[dict], jobs: int) -> str:
+    """`2 of 3 jobs did not finish (a, b)`, at most NAMED_JOBS named, with their reason when they share one (a
+    data.root that holds no data fails every job alike)."""
+    names = [row["job"] for row in unfinished]
+    named = ", ".join(names[:NAMED_JOBS]) + (f" and {len(names) - NAMED_JOBS} more" if len(names) > NAMED_JOBS else "")
+    reasons = {row["reason"] for row in unfinished}
+    alike = len(unfinished) > 1 and len(reasons) == 1 and "" not in reasons
+    return f"{len(unfinished)} of {jobs} jobs did not finish ({named})" + (f", each: {reasons.pop()}" if alike else "")
