@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
+# a worker per core; the tests of one SLURM cluster or one GPU on one of them (tests/conftest.py); --durations names
+# where the time went
+ON_EVERY_CORE := -n auto --dist loadgroup --durations=25
 
 .PHONY: install install-dev train sweep report test test-fast bench bench-search figures screenshots tensorboard dashboard lint format clean
 
@@ -29,11 +32,11 @@ report: install           ## a sweep's results table and plot again, e.g. make r
 	$(if $(DIR),,$(error make report needs DIR=multirun/DATE/TIME (a sweep dir or run dirs, quoted globs too)))
 	$(PY) -m lit_cifar.report $(DIR) $(ARGS)
 
-test: install-dev         ## the whole suite, slow tests included (what CI runs)
-	$(PY) -m pytest $(ARGS)
+test: install-dev         ## the whole suite, slow tests included (what CI runs), on every core
+	$(PY) -m pytest $(ON_EVERY_CORE) $(ARGS)
 
 test-fast: install-dev    ## skip the slow end-to-end tests
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest $(ON_EVERY_CORE) -m "not slow" $(ARGS)
 
 bench: install-dev        ## speed figures (input pipeline, framework overhead, recipes) into bench/
 	$(PY) -m benchmarks.bench $(ARGS)

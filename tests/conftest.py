@@ -45,6 +45,18 @@ WEEK11_HPARAMS = {
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
+# `make test` runs the suite on every core (pytest-xdist, --dist loadgroup): the tests of one shared resource run one
+# after another on one worker. One SLURM cluster serves the session, and one GPU serves its tests.
+ONE_AT_A_TIME = ("slurm", "gpu")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for mark in ONE_AT_A_TIME:
+            if item.get_closest_marker(mark):
+                item.add_marker(pytest.mark.xdist_group(mark))
+
+
 def write_cifar(root: Path, per_batch: int = 20, test_size: int = 40, seed: int = 0) -> Path:
     """A tiny CIFAR-10 in the official pickle layout; class c is brighter in channel c % 3,
     so a model can learn it in a few steps."""
