@@ -1,14 +1,17 @@
-"""`python -m benchmarks.figures [--only NAME ...]` (`make figures`): every figure the README and docs/expect.md
-quote, measured by running their commands as a user types them, and written as one table, docs/figures.md: the
-machine, then one row per figure (name, value, when and at which commit it was measured, the command).
+"""`python -m benchmarks.figures [--only NAME ...]` (`make figures`): every figure the README, docs/expect.md and
+docs/sweeps.md quote, measured by running their commands as a user types them, and written as one table,
+docs/figures.md: the machine, then one row per figure (name, value, when and at which commit it was measured, the
+command).
 
 Each measurement runs its commands in turn, in a fresh temporary folder holding the project's Makefile and .venv
-and the slice as data/cifar10-slice, and reads its values from the runs' metrics.json (lit_cifar.run.folders) and
-the commands' wall-clock time. `--only` measures the named measurements again and keeps the other rows (each row
-says when it was measured); it is refused on a machine other than the one the table names. tests/test_figures.py
-fails when a page quotes a figure the table does not hold."""
+and the slice as data/cifar10-slice, and reads its values from the runs' metrics.json (lit_cifar.run.folders), a
+sweep's results.md (what docs/sweeps.md quotes of it) and the commands' wall-clock and CPU time. `--only` measures
+the named measurements again and keeps the other rows (each row says when it was measured); it is refused on a
+machine other than the one the table names. tests/test_figures.py fails when a page quotes a figure the table does
+not hold."""
 
 import re
+import resource
 import shlex
 import subprocess
 import tempfile
@@ -53,6 +56,7 @@ class Row:
 class Done:
     command: str  # as printed
     seconds: float  # the whole command, start-up included
+    cpu_seconds: float  # the CPU time of its processes, user and system, every job's included
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,37 @@ def run_figures(run: RunRecord, command: str, label: str = "") -> list[tuple[str
 
 def sweep_jobs(folder: Path) -> list[RunRecord]:
     return [RunRecord.load(p.parent) for p in sorted(folder.glob("multirun/*/*/*/metrics.json"))]
+
+
+def results_sections(folder: Path) -> dict[str, str]:
+    """The sections of the results.md the finished sweep under `folder` wrote, by title (`By setting`, ...)."""
+    (results,) = folder.glob("multirun/**/results.md")
+    return dict(section.split("\n", 1) for section in results.read_text().split("\n## ")[1:])
+
+
+def table(section: str) -> list[dict[str, str]]:
+    """The rows of a section's markdown table, each by column."""
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
+    return [dict(zip(cells[0], row, strict=True)) for row in cells[2:]]
+
+
+def verdict(folder: Path, done: list[Done]) -> list[tuple[str, str, str]]:
+    """What docs/sweeps.md quotes of a grid with seeds: its `By setting`, `Which keys matter` and `expected best`."""
+    (sweep,) = done
+    sections = results_sections(folder)
+    rows = [("the whole command", seconds(sweep.seconds)), ("CPU time", seconds(sweep.cpu_seconds))]
+    for setting in table(sections["By setting"]):
+        keys = list(setting)[: list(setting).index("n")]
+        name = ",".join(f"{key}={setting[key]}" for key in keys)
+        rows += [(f"{name} {column}", setting[column]) for column in ("val/acc_best", "test/acc", "vs best")]
+    for value in table(sections["Which keys matter"]):
+        rows.append((f"{value['key']}={value['value']} val/acc_best", value["val/acc_best"]))
+        if value["effect"]:
+            rows.append((f"{value['key']} effect", value["effect"]))
+    expected = re.search(r"expected best of (\d+) trials (\S+); of (\d+): (\S+)", sections["Would more trials help"])
+    trials, best, more, best_of_more = expected.groups()
+    rows += [(f"expected best of {trials} trials", best), (f"expected best of {more} trials", best_of_more)]
+    return [(what, value, sweep.command) for what, value in rows]
 
 
 def first_run(folder: Path, done: list[Done]) -> list[tuple[str, str, str]]:
@@ -129,6 +164,24 @@ MEASUREMENTS = (
         (f".venv/bin/python -m lit_cifar.train -m model={MODELS} {SLICE} trainer.max_epochs=3",),
         by_job(lambda job: f"{job.setting('model')} "),
     ),
+    Measurement(  # docs/sweeps.md, "A sweep on the slice"
+        "sweeps_page_grid",
+        (
+            ".venv/bin/python -m lit_cifar.train -m hydra/launcher=parallel hydra.launcher.n_jobs=2 trainer=cpu "
+            "model=week11_cnn scheduler=none trainer.max_epochs=6 optim.lr=1e-3,3e-3 data.batch_size=64,128 "
+            f"data.num_workers=0 {SLICE}",
+        ),
+        by_job(lambda job: f"optim.lr={job.setting('optim.lr')} data.batch_size={job.setting('data.batch_size')} "),
+    ),
+    Measurement(  # docs/sweeps.md, the verdict of a grid with seeds ("Confirming the winner")
+        "verdict_grid",
+        (
+            ".venv/bin/python -m lit_cifar.train -m hydra/launcher=parallel hydra.launcher.n_jobs=2 trainer=cpu "
+            "model=week11_cnn trainer.max_epochs=3 optim.lr=1e-4,3e-3 model.dropout=0,0.000001 seed=0,1,2 "
+            f"data.num_workers=0 {SLICE} hydra.sweep.dir=multirun/verdict",
+        ),
+        verdict,
+    ),
 )
 BY_NAME = {m.name: m for m in MEASUREMENTS}
 
@@ -143,6 +196,12 @@ def as_run(command: str, folder: Path) -> list[str]:
     return [w.replace(PRINTED_RUN, str(runs[0].relative_to(folder))) if runs else w for w in words]
 
 
+def children_cpu_seconds() -> float:
+    """The CPU time, user and system, of this process's finished children and the descendants they waited for."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def measure(measurement: Measurement, data_root: Path) -> list[tuple[str, str, str]]:
     with tempfile.TemporaryDirectory(prefix=f"figures_{measurement.name}_") as tmp:
         folder = Path(tmp)
@@ -153,14 +212,14 @@ def measure(measurement: Measurement, data_root: Path) -> list[tuple[str, str, s
         done = []
         for command in measurement.commands:
             print(f"{measurement.name}: {command}", flush=True)
-            begin = time.perf_counter()
+            begin, cpu_before = time.perf_counter(), children_cpu_seconds()
             finished = subprocess.run(as_run(command, folder), cwd=folder, capture_output=True, text=True)
-            elapsed = time.perf_counter() - begin
+            elapsed, cpu = time.perf_counter() - begin, children_cpu_seconds() - cpu_before
             print(finished.stdout, finished.stderr[-2000:], sep="\n", flush=True)
             if finished.returncode != 0:
                 last = (finished.stderr.strip().splitlines() or ["no output"])[-1]
                 raise UserError(f"{command} exited {finished.returncode} ({last}); nothing was written")
-            done.append(Done(command, elapsed))
+            done.append(Done(command, elapsed, cpu))
         return measurement.figures(folder, done)
 
 
@@ -177,11 +236,11 @@ def page(machine_text: str, rows: list[Row]) -> str:
     lines = [
         "# Measured figures",
         "",
-        "Every figure the [README](../README.md) and [what to expect](expect.md) quote, written by "
-        "`.venv/bin/python -m benchmarks.figures` (`make figures`), which runs each command below as a user types "
-        "it, in a fresh folder holding the slice as data/cifar10-slice ([data](data.md)). Do not edit it by hand: "
-        "`--only NAME` measures some rows again and keeps the others. `tests/test_figures.py` fails when a page "
-        "quotes a figure this table does not hold.",
+        "Every figure the [README](../README.md), [what to expect](expect.md) and [sweeps](sweeps.md) quote, "
+        "written by `.venv/bin/python -m benchmarks.figures` (`make figures`), which runs each command below as a "
+        "user types it, in a fresh folder holding the slice as data/cifar10-slice ([data](data.md)). Do not edit it "
+        "by hand: `--only NAME` measures some rows again and keeps the others. `tests/test_figures.py` fails when a "
+        "page quotes a figure this table does not hold.",
         "",
         f"Machine: {machine_text}",
         "",
