@@ -61,15 +61,15 @@ def train(cfg: DictConfig, run_dir: Path, new: bool) -> dict[str, float]:
 
 
 def fit_and_test(cfg: DictConfig, run_dir: Path, start: Start) -> dict[str, float]:
+    first, _, groups = config_summary(resolved_config(cfg), HydraConfig.get().runtime.choices, str(run_dir)).partition(
+        "\n"
+    )
+    log.info("%s", first)  # the seed and the run dir on the console, before seconds of imports; the config in train.log
+    to_log_files(log, f"the config, by group:\n{groups}")
     from lit_cifar.run.provenance import provenance
     from lit_cifar.training.build import build
 
     extra_callbacks = prepare_job(cfg)  # a sweep job's: its devices, its share of the machine, its trial's report
-    first, _, groups = config_summary(resolved_config(cfg), HydraConfig.get().runtime.choices, str(run_dir)).partition(
-        "\n"
-    )
-    log.info("%s", first)  # the seed and the run dir on the console; each group's settings in train.log
-    to_log_files(log, f"the config, by group:\n{groups}")
     built = build(cfg, extra_callbacks=extra_callbacks)
     datamodule, module, trainer = built.datamodule, built.module, built.trainer
     if start.ckpt_path:
