@@ -126,12 +126,13 @@ class SlurmCluster:
 
     def _start_mariadb(self) -> int:
         data = self.root / "db"
-        subprocess.run(
-            ["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root", "--skip-test-db"],
-            capture_output=True,
-            check=True,
-            timeout=120,
-        )
+        command = ["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root", "--skip-test-db"]
+        done = subprocess.run(
+            [*command, "--skip-name-resolve"],  # the database serves 127.0.0.1 alone: no host name to look up
+            env=self.env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} exited {done.returncode}: {(done.stdout + done.stderr)[-1500:]}")
         port = free_port()
         self._start(
             "mariadbd",
